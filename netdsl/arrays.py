@@ -1,0 +1,62 @@
+"""Arrays crossing netdsl's edges: input and load() files in, --save files out, random inputs.
+
+An array for a tensor of type T is accepted in T's storage dtype (the ml_dtypes type), or in the
+dtype ``--save`` writes for T (int8 for int4/int8; float32 for fp8, fp4, e8m0 and bfloat16) holding
+values T represents exactly; float16/bfloat16 tensors also take float32, rounded to nearest even.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.ir import TensorType
+
+#: the standard NumPy dtype --save writes for each netdsl type
+SAVE_DTYPES = {
+    "float32": np.dtype(np.float32),
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(np.float32),
+    "int8": np.dtype(np.int8),
+    "int4": np.dtype(np.int8),
+    "fp8": np.dtype(np.float32),
+    "fp4": np.dtype(np.float32),
+    "e8m0": np.dtype(np.float32),
+}
+
+
+def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
+    """``array`` as the storage form of ``tensor_type``; ValueError saying what doesn't fit."""
+    array = np.asarray(array)
+    dtype = tensor_type.dtype
+    if tuple(array.shape) != tensor_type.shape:
+        raise ValueError(f"has shape {list(array.shape)}, expected {list(tensor_type.shape)}")
+    if array.dtype == dtype.storage:
+        return array
+    if dtype.name in ("float16", "bfloat16") and array.dtype in (np.float32, np.float16):
+        return dtypes.encode(array.astype(np.float32), dtype)
+    if array.dtype != SAVE_DTYPES[dtype.name]:
+        accepted = sorted({dtype.storage.name, SAVE_DTYPES[dtype.name].name}
+                          | ({"float32"} if dtype.name in ("float16", "bfloat16") else set()))
+        raise ValueError(f"has dtype {array.dtype}, expected {' or '.join(accepted)} for {dtype.name}")
+    exact = dtypes.representable(array.astype(np.float64), dtype)
+    if not exact.all():
+        bad = array[~exact].flat[0]
+        raise ValueError(f"holds {bad}, which {dtype.name} cannot represent exactly")
+    return dtypes.encode(array.astype(np.float32), dtype)
+
+
+def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> np.ndarray:
+    """The array ``--save`` writes: exact values in a standard dtype, or with ``codes`` the raw
+    uint8 codes of a quantized tensor (4-bit types packed two per byte, ONNX's layout)."""
+    if codes and dtype.bits <= 8:
+        raw = dtypes.to_codes(array, dtype)
+        return dtypes.pack_nibbles(raw) if dtype.bits == 4 else raw
+    return np.asarray(array).astype(SAVE_DTYPES[dtype.name])
+
+
+def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarray:
+    """Uniform [-1, 1) float32 from ``rng``, rounded to the tensor's type (as the CLI fills inputs)."""
+    values = rng.uniform(-1.0, 1.0, size=tensor_type.shape).astype(np.float32)
+    return dtypes.encode(values, tensor_type.dtype) if tensor_type.dtype.name != "e8m0" \
+        else dtypes.e8m0_round_up(np.abs(values))

@@ -1,0 +1,202 @@
+"""The ``netdsl`` command line: check, run, convert (LANGUAGE.md section 3).
+
+Exit codes: 0 success; 1 model error (``FILE:LINE:COL: error: ...``); 2 usage error (one line: bad
+command line, missing file, input that doesn't fit, backend not available); 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from netdsl import arrays, dtypes
+from netdsl.diagnostics import ModelError, UsageError
+from netdsl.model import Network, load
+
+#: outputs with more elements than this print as a summary
+PRINT_LIMIT = 256
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own prints the usage too)
+        raise UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="netdsl", description="TensorRT-style quantization networks: check, run, convert.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = commands.add_parser("check", help="validate a model and print ok")
+    check.add_argument("model")
+    check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
+    run = commands.add_parser("run", help="check and execute a model")
+    run.add_argument("model")
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    run.add_argument("--inputs", metavar="FILE.npz")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    run.add_argument("--save", metavar="OUT.npz")
+    run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
+    convert = commands.add_parser("convert", help="write a model in the other form")
+    convert.add_argument("model")
+    convert.add_argument("--to", choices=("net", "yaml"), required=True)
+    convert.add_argument("-o", "--output", metavar="FILE")
+    return parser
+
+
+def _load(path: str) -> Network:
+    if not Path(path).is_file():
+        raise UsageError(f"cannot read model '{path}': no such file")
+    try:
+        network = load(path)
+    except OSError as error:
+        raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
+    for warning in network.warnings:
+        print(warning, file=sys.stderr)
+    return network
+
+
+def _read_npy(path: str, what: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {what} '{path}': no such file") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(f"cannot read {what} '{path}': {str(error).splitlines()[0] if str(error) else error}") \
+            from None
+    return array
+
+
+def _gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    given: dict[str, np.ndarray] = {}
+    if args.inputs:
+        archive = _read_npy(args.inputs, "inputs file")
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UsageError(f"--inputs '{args.inputs}' is not an .npz archive")
+        with archive:
+            try:
+                given.update({key: archive[key] for key in archive.files})
+            except (ValueError, OSError) as error:
+                raise UsageError(f"cannot read inputs file '{args.inputs}': {error}") from None
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--input takes NAME=FILE.npy, got '{item}'")
+        array = _read_npy(path, f"input '{name}'")
+        if isinstance(array, np.lib.npyio.NpzFile):
+            array.close()
+            raise UsageError(f"--input {name}: '{path}' is an .npz archive; use --inputs for archives")
+        given[name] = array
+    rng = np.random.default_rng(args.seed)
+    for name, tensor_type in network.inputs.items():
+        if name not in given:
+            given[name] = arrays.random_input(tensor_type, rng)
+    try:
+        return network.prepare_inputs(given)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
+    shape = ", ".join(map(str, array.shape))
+    header = f"{name}: {dtype.name}[{shape}]"
+    values = dtypes.decode(array, dtype) if not dtype.is_float else np.asarray(array, dtype=np.float32)
+    if dtype.name in ("int8", "int4"):
+        values = np.asarray(array).astype(np.int64)
+    if values.size <= PRINT_LIMIT:
+        return header + "\n" + np.array2string(values, separator=" ", threshold=PRINT_LIMIT,
+                                                max_line_width=100)
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    nan = int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
+    inf = int(np.isinf(values).sum()) if values.dtype.kind == "f" else 0
+    stats = f"min {finite.min()} max {finite.max()} mean {finite.astype(np.float64).mean():.6g}" if finite.size \
+        else "no finite values"
+    return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
+
+
+def write_atomically(path: str, write: Callable[[object], None], binary: bool = True) -> None:
+    """Write through a temporary file in the destination folder, then rename: on any error the
+    destination is untouched and no partial file remains."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write '{path}': no such directory '{folder}'")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb" if binary else "w") as stream:
+            write(stream)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    network = _load(args.model)
+    from netdsl.backends import get_backend
+
+    backend = get_backend(args.backend)
+    inputs = _gather_inputs(network, args)
+    results = backend.run(network.graph, inputs)
+    types = network.outputs
+    for name, array in results.items():
+        print(format_output(name, array, types[name].dtype))
+    if args.save:
+        saved = {name: arrays.for_saving(array, types[name].dtype, args.codes) for name, array in results.items()}
+        try:
+            write_atomically(args.save, lambda stream: np.savez(stream, **saved))
+        except OSError as error:
+            raise UsageError(f"cannot write '{args.save}': {error.strerror or error}") from None
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from netdsl.frontend.writer import write_model
+
+    network = _load(args.model)
+    target_dir = Path(args.output).parent if args.output else Path.cwd()
+    text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
+    if args.output:
+        try:
+            write_atomically(args.output, lambda stream: stream.write(text), binary=False)
+        except OSError as error:
+            raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        if args.command == "check":
+            network = _load(args.model)
+            if args.verbose:
+                print(network.describe(), end="")
+            print("ok")
+            return 0
+        if args.command == "run":
+            return _run(args)
+        return _convert(args)
+    except ModelError as error:
+        for diagnostic in error.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return 1
+    except UsageError as error:
+        print(f"netdsl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netdsl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last resort: say it is ours, never a traceback
+        print(f"netdsl: internal error: {type(error).__name__}: {error} (please report this)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Front ends: the text (.net) and YAML forms, both lowered by one shared lowering into the graph IR."""

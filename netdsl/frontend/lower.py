@@ -1,0 +1,305 @@
+"""The one lowering both front ends share: AST -> graph IR.
+
+It resolves types and names, evaluates literal arithmetic (float64, then rounded to nearest even to
+the declared type), loads ``load()`` files, and builds the layer nodes with their attributes. Every
+problem becomes a located diagnostic; lowering carries on so that one run reports them all.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from netdsl import arrays, dtypes
+from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
+from netdsl.frontend import ast
+from netdsl.ir import MAX_VOLUME, Graph, LoadRef, Node, TensorType, Value
+from netdsl.ops import OPS, OpDef
+
+_SPECIAL_NAMES = {"inf": math.inf, "nan": math.nan}
+#: a constant literal may hold at most this many elements (larger data belongs in a load()ed file)
+MAX_LITERAL_ELEMENTS = 1 << 20
+
+
+class _LoweringError(Exception):
+    def __init__(self, loc: Loc, message: str):
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def lower(module: ast.Module, base_dir: Path, diagnostics: Diagnostics, name: str | None = None) -> Graph:
+    """Build the graph of ``module``; ``name`` is the default network name (the file stem)."""
+    return _Lowering(module, base_dir, diagnostics).run(name or Path(module.file).stem)
+
+
+class _Lowering:
+    def __init__(self, module: ast.Module, base_dir: Path, diagnostics: Diagnostics):
+        self.module = module
+        self.base_dir = base_dir
+        self.diagnostics = diagnostics
+        self.used: set[str] = set()
+
+    def run(self, default_name: str) -> Graph:
+        statements = self.module.statements
+        graph = Graph(default_name, self.module.file)
+        self.graph = graph
+        outputs: list[ast.Name] = []
+        for index, statement in enumerate(statements):
+            try:
+                if isinstance(statement, ast.NetworkStmt):
+                    if index != 0:
+                        raise _LoweringError(statement.loc, "'network' must be the first statement")
+                    graph.name = statement.name.name
+                elif isinstance(statement, ast.InputStmt):
+                    self.define(Value(statement.name.name, "input", statement.name.loc,
+                                      type=self.tensor_type(statement.type)))
+                elif isinstance(statement, ast.ConstStmt):
+                    self.constant(statement)
+                elif isinstance(statement, ast.LayerStmt):
+                    self.layer(statement)
+                elif isinstance(statement, ast.OutputStmt):
+                    outputs.extend(statement.names)
+            except _LoweringError as error:
+                self.diagnostics.error(error.loc, error.message)
+        self.outputs(outputs)
+        for value in graph.inputs:
+            if value.name not in self.used and value.name not in graph.outputs:
+                self.diagnostics.warning(value.loc, f"input '{value.name}' is not used")
+        return graph
+
+    # --- names -----------------------------------------------------------------------------------
+
+    def define(self, value: Value) -> None:
+        previous = self.graph.values.get(value.name)
+        if previous is not None:
+            raise _LoweringError(value.loc, f"'{value.name}' is already defined at line {previous.loc.line}")
+        self.graph.values[value.name] = value
+
+    def lookup(self, name: ast.Name) -> Value:
+        value = self.graph.values.get(name.name)
+        if value is None:
+            raise _LoweringError(name.loc, f"unknown tensor '{name.name}'" + did_you_mean(name.name, self.graph.values))
+        return value
+
+    def outputs(self, names: list[ast.Name]) -> None:
+        if not names:
+            end = self.module.statements[-1].loc if self.module.statements else Loc(self.module.file, 1, 1)
+            self.diagnostics.error(end, "the network has no outputs: add 'output NAME'")
+        for name in names:
+            if name.name in self.graph.outputs:
+                self.diagnostics.error(name.loc, f"'{name.name}' is already an output")
+                continue
+            try:
+                self.lookup(name)
+            except _LoweringError as error:
+                self.diagnostics.error(error.loc, error.message)
+                continue
+            self.graph.outputs.append(name.name)
+            self.graph.output_locs.append(name.loc)
+
+    # --- types and constants ---------------------------------------------------------------------
+
+    def tensor_type(self, ref: ast.TypeRef) -> TensorType:
+        try:
+            dtype = dtypes.lookup(ref.dtype.name)
+        except KeyError:
+            raise _LoweringError(ref.dtype.loc, f"unknown type '{ref.dtype.name}'" + did_you_mean(
+                ref.dtype.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
+        shape = []
+        for dim in ref.dims:
+            if not (isinstance(dim, ast.Number) and isinstance(dim.value, int)):
+                raise _LoweringError(dim.loc, "a dimension must be a non-negative integer")
+            shape.append(dim.value)
+        tensor_type = TensorType(dtype, tuple(shape))
+        if tensor_type.volume > MAX_VOLUME:
+            raise _LoweringError(ref.loc, f"{tensor_type} has {tensor_type.volume} elements, over TensorRT's "
+                                          f"limit of 2^31-1")
+        return tensor_type
+
+    def constant(self, statement: ast.ConstStmt) -> None:
+        tensor_type = self.tensor_type(statement.type)
+        value = Value(statement.name.name, "const", statement.name.loc, type=tensor_type)
+        expr = statement.value
+        if isinstance(expr, ast.Call):
+            value.source, value.data = self.load(expr, tensor_type)
+        else:
+            value.data = self.literal(expr, tensor_type)
+        self.define(value)
+
+    def literal(self, expr: ast.Expr, tensor_type: TensorType) -> np.ndarray:
+        if tensor_type.volume > MAX_LITERAL_ELEMENTS:
+            raise _LoweringError(expr.loc, f"a literal may hold at most {MAX_LITERAL_ELEMENTS} elements; "
+                                           f"load() larger constants from a file")
+        flat: list[float] = []
+        locs: list[Loc] = []
+        self.flatten(expr, tensor_type.shape, flat, locs)
+        values = np.array(flat, dtype=np.float64).reshape(tensor_type.shape)
+        dtype = tensor_type.dtype
+        if dtype.is_float:
+            return values.astype(dtype.storage)
+        exact = dtypes.representable(values, dtype).reshape(-1)
+        if not exact.all():
+            index = int(np.argmin(exact))
+            raise _LoweringError(locs[index], f"{flat[index]!r} is not exactly representable in {dtype.name}")
+        return dtypes.encode(values.astype(np.float32), dtype)
+
+    def flatten(self, expr: ast.Expr, shape: tuple[int, ...], flat: list[float], locs: list[Loc]) -> None:
+        if not shape:
+            if isinstance(expr, ast.ListExpr):
+                raise _LoweringError(expr.loc, "expected a number here, found a list (the literal is nested "
+                                               "deeper than the declared shape)")
+            flat.append(self.number(expr))
+            locs.append(expr.loc)
+            return
+        if not isinstance(expr, ast.ListExpr):
+            raise _LoweringError(expr.loc, f"expected a list of {shape[0]} here (the declared shape is "
+                                           f"{list(shape)} at this depth)")
+        if len(expr.items) != shape[0]:
+            raise _LoweringError(expr.loc, f"this list has {len(expr.items)} elements, the declared shape "
+                                           f"needs {shape[0]}")
+        for item in expr.items:
+            self.flatten(item, shape[1:], flat, locs)
+
+    def number(self, expr: ast.Expr) -> float:
+        """Literal arithmetic in float64, as Python and NumPy compute it."""
+        if isinstance(expr, ast.Number):
+            return float(expr.value)
+        if isinstance(expr, ast.Name):
+            special = _SPECIAL_NAMES.get(expr.name.lower())
+            if special is None:
+                raise _LoweringError(expr.loc, f"'{expr.name}' is not a number (literals take numbers, "
+                                               f"inf, nan and + - * /)")
+            return special
+        if isinstance(expr, ast.Unary):
+            operand = self.number(expr.operand)
+            return -operand if expr.op == "-" else operand
+        if isinstance(expr, ast.BinOp):
+            left, right = self.number(expr.left), self.number(expr.right)
+            with np.errstate(all="ignore"):
+                result = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}[expr.op](
+                    np.float64(left), np.float64(right))
+            return float(result)
+        raise _LoweringError(expr.loc, "expected a number")
+
+    def load(self, call: ast.Call, tensor_type: TensorType) -> tuple[LoadRef, np.ndarray]:
+        if call.func.name != "load":
+            raise _LoweringError(call.func.loc, f"unknown function '{call.func.name}'; a constant's value is a "
+                                                f"literal or load(\"file.npy\") / load(\"file.npz\", \"key\")")
+        if not 1 <= len(call.args) <= 2 or not all(isinstance(a, ast.String) for a in call.args):
+            raise _LoweringError(call.loc, "load takes a file name and, for an .npz, a key: "
+                                           "load(\"file.npy\") or load(\"file.npz\", \"key\")")
+        path_text = call.args[0].value  # type: ignore[union-attr]
+        key = call.args[1].value if len(call.args) == 2 else None  # type: ignore[union-attr]
+        path = self.base_dir / path_text
+        array = self.read_array(call, path, key)
+        try:
+            data = arrays.coerce(array, tensor_type)
+        except ValueError as error:
+            raise _LoweringError(call.loc, f"'{path_text}'{f' key {key!r}' if key else ''} {error}") from None
+        return LoadRef(path_text, key), data
+
+    @staticmethod
+    def read_array(call: ast.Call, path: Path, key: str | None) -> np.ndarray:
+        """The array in an .npy file, or an .npz file's array ``key``; pickles are refused."""
+        if not path.is_file():
+            raise _LoweringError(call.loc, f"cannot read '{path}': no such file")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                if key is not None:
+                    raise _LoweringError(call.args[1].loc, f"'{path.name}' holds a single array: it takes no key")
+                return loaded
+            with loaded:
+                if key is None:
+                    if len(loaded.files) != 1:
+                        raise _LoweringError(call.loc, f"'{path.name}' holds {len(loaded.files)} arrays "
+                                                       f"({', '.join(loaded.files)}): name one as load(\"{path.name}\", \"KEY\")")
+                    key = loaded.files[0]
+                if key not in loaded.files:
+                    raise _LoweringError(call.args[1].loc, f"'{path.name}' has no array '{key}'"
+                                         + did_you_mean(key, loaded.files))
+                return loaded[key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise _LoweringError(call.loc, f"cannot read '{path}': {_reason(error)}") from None
+
+    # --- layers ----------------------------------------------------------------------------------
+
+    def layer(self, statement: ast.LayerStmt) -> None:
+        op = OPS.get(statement.op.name)
+        if op is None:
+            raise _LoweringError(statement.op.loc, f"unknown layer '{statement.op.name}'"
+                                 + did_you_mean(statement.op.name, OPS))
+        if len(statement.outputs) != len(op.outputs):
+            raise _LoweringError(statement.loc, f"{op.name} has {len(op.outputs)} output"
+                                 f"{'s' if len(op.outputs) > 1 else ''} ({', '.join(op.outputs)}), "
+                                 f"but {len(statement.outputs)} name{'s are' if len(statement.outputs) > 1 else ' is'} "
+                                 f"given")
+        args = statement.args
+        if not op.required_inputs <= len(args) <= len(op.inputs):
+            count = f"{op.required_inputs}" if op.required_inputs == len(op.inputs) else \
+                f"{op.required_inputs} to {len(op.inputs)}"
+            loc = args[len(op.inputs)].loc if len(args) > len(op.inputs) else statement.op.loc
+            raise _LoweringError(loc, f"{op.name} takes {count} tensors ({', '.join(op.inputs)}), got {len(args)}")
+        inputs = []
+        for arg in args:
+            if not isinstance(arg, ast.Name):
+                raise _LoweringError(arg.loc, f"{op.name}'s positional arguments are tensor names; "
+                                              f"attributes are keywords, e.g. axis=1")
+            self.lookup(arg)
+            self.used.add(arg.name)
+            inputs.append(arg.name)
+        attrs, attr_locs = self.attributes(op, statement.keywords)
+        node = Node(op, inputs, [o.name for o in statement.outputs], attrs, statement.loc,
+                    [a.loc for a in args], attr_locs)
+        for out in statement.outputs:
+            self.define(Value(out.name, "layer", out.loc, producer=node))
+        self.graph.nodes.append(node)
+
+    def attributes(self, op: OpDef, keywords: list[ast.Keyword]):
+        values: dict[str, object] = {}
+        locs: dict[str, Loc] = {}
+        for keyword in keywords:
+            key = keyword.key.name
+            kind = op.attr_kinds.get(key)
+            if kind is None:
+                raise _LoweringError(keyword.key.loc, f"{op.name} has no attribute '{key}'"
+                                     + did_you_mean(key, op.attr_kinds) + f"; it takes {', '.join(op.attr_kinds)}")
+            if key in values:
+                raise _LoweringError(keyword.key.loc, f"'{key}' is given twice")
+            values[key] = self.attribute(key, kind, keyword.value)
+            locs[key] = keyword.value.loc
+        return op.attrs(**values), locs
+
+    def attribute(self, key: str, kind: str, expr: ast.Expr) -> object:
+        if kind == "dtype":
+            if not isinstance(expr, ast.Name):
+                raise _LoweringError(expr.loc, f"{key} takes a type name, e.g. {key}=fp8")
+            try:
+                return dtypes.lookup(expr.name)
+            except KeyError:
+                raise _LoweringError(expr.loc, f"unknown type '{expr.name}'" + did_you_mean(
+                    expr.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
+        if kind == "int":
+            return self.integer(key, expr)
+        if not isinstance(expr, ast.ListExpr):
+            raise _LoweringError(expr.loc, f"{key} takes a list of integers, e.g. {key}=[4, -1]")
+        return tuple(self.integer(key, item) for item in expr.items)
+
+    @staticmethod
+    def integer(key: str, expr: ast.Expr) -> int:
+        sign = 1
+        if isinstance(expr, ast.Unary):
+            sign = -1 if expr.op == "-" else 1
+            expr = expr.operand
+        if not (isinstance(expr, ast.Number) and isinstance(expr.value, int)):
+            raise _LoweringError(expr.loc, f"{key} takes integers")
+        return sign * expr.value
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,102 @@
+"""Loading a model (parse, lower, check) and running it: the Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdsl import arrays
+from netdsl.check import check
+from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
+from netdsl.frontend.lower import lower
+from netdsl.frontend.text import parse_text
+from netdsl.ir import Graph, print_graph
+
+
+class Network:
+    """A parsed and checked network. ``warnings`` holds the checker's located warnings."""
+
+    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+        self.graph = graph
+        self.warnings = warnings
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Input name -> TensorType."""
+        return {v.name: v.type for v in self.graph.inputs}
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Output name -> TensorType."""
+        return {name: self.graph.values[name].type for name in self.graph.outputs}
+
+    def describe(self) -> str:
+        """The checked graph: every tensor's type and shape, each layer's granularity and mode."""
+        return print_graph(self.graph)
+
+    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
+        expected = self.inputs
+        unknown = sorted(set(inputs) - set(expected))
+        if unknown:
+            raise ValueError(f"unknown input '{unknown[0]}': the network's inputs are {', '.join(expected) or 'none'}")
+        prepared = {}
+        for name, tensor_type in expected.items():
+            if name not in inputs:
+                raise ValueError(f"missing input '{name}' ({tensor_type})")
+            try:
+                prepared[name] = arrays.coerce(inputs[name], tensor_type)
+            except ValueError as error:
+                raise ValueError(f"input '{name}' {error}") from None
+        return prepared
+
+    def run(self, inputs: dict[str, Any], backend: str = "auto") -> dict[str, np.ndarray]:
+        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs)."""
+        from netdsl.backends import get_backend
+
+        prepared = self.prepare_inputs(inputs)
+        return get_backend(backend).run(self.graph, prepared)
+
+
+def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
+          filename: str | None = None) -> Network:
+    """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
+    against ``base_dir`` (default: the current directory). Raises ModelError."""
+    if format not in ("net", "yaml"):
+        raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
+    file = filename or f"<{format}>"
+    diagnostics = Diagnostics()
+    if format == "net":
+        module = parse_text(text, file, diagnostics)
+    else:
+        from netdsl.frontend.yaml_form import parse_yaml
+
+        module = parse_yaml(text, file, diagnostics)
+    if module is None:
+        diagnostics.raise_if_errors()
+    assert module is not None
+    graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
+                  name=Path(filename).stem if filename else "network")
+    if not diagnostics.errors:
+        check(graph, diagnostics)
+    diagnostics.raise_if_errors()
+    return Network(graph, diagnostics.sorted())
+
+
+def load(path: str | Path) -> Network:
+    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file. Raises ModelError (and OSError when the
+    file can't be read)."""
+    path = Path(path)
+    format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
+                                     f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
+    return loads(text, format=format, base_dir=path.parent, filename=str(path))

@@ -1,0 +1,88 @@
+"""Dequantize (TensorRT IDequantizeLayer): ``y = round_to(to_type, fl32(float32(q) * scale))``.
+
+The product is rounded to float32, then rounded again to float16/bfloat16: the double rounding a
+float32 multiply followed by a cast does, which is what TensorRT computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.diagnostics import OpError
+from netdsl.dtypes import DType
+from netdsl.ir import TensorType, Value
+from netdsl.ops import InferContext, OpDef, register
+from netdsl.ops.granularity import expand
+from netdsl.ops.quantize import (FLOAT_TYPES, QUANTIZED_TYPES, ScalePlan, check_scale_values, check_type,
+                                 check_zero_point, names, resolve_scale)
+
+SCALE_TYPES = FLOAT_TYPES + (dtypes.E8M0,)
+
+
+@dataclass(frozen=True)
+class DequantizeAttrs:
+    axis: int | None = None
+    to_type: DType = dtypes.FLOAT32
+    block_shape: tuple[int, ...] | None = None
+
+
+def dynamic_scale_source(value: Value, values: dict[str, Value]) -> bool:
+    """A DynamicQuantize scale output, directly or through a Dequantize of one (the NVFP4 pattern)."""
+    producer = value.producer
+    if producer is None:
+        return False
+    if producer.op.name == "dynamic_quantize":
+        return producer.outputs.index(value.name) == 1
+    if producer.op.name == "dequantize":
+        return dynamic_scale_source(values[producer.inputs[0]], values)
+    return False
+
+
+def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
+    q, scale = ctx.operands["input"], ctx.operands["scale"]
+    check_type(q, QUANTIZED_TYPES, "dequantize's input")
+    if q.type.rank == 0:
+        raise OpError("dequantize's input must not be a scalar", "input")
+    check_type(scale, SCALE_TYPES, "dequantize's scale")
+    if scale.value.kind == "const":
+        check_scale_values(scale)
+    elif not dynamic_scale_source(scale.value, ctx.values):
+        raise OpError(f"dequantize's scale must be a constant or come from a dynamic_quantize scale output "
+                      f"(directly or through a dequantize of it); '{scale.value.name}' is "
+                      f"{'a network input' if scale.value.kind == 'input' else 'computed otherwise'}", "scale")
+    to_type = ctx.attrs.to_type
+    if to_type not in FLOAT_TYPES:
+        raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
+    check_zero_point(ctx, q.type.dtype)
+    granularity = resolve_scale(ctx, q)
+    return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type)
+
+
+def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType) -> np.ndarray:
+    """Dequantize ``q`` (int8/int4/fp8/fp4 storage) with a normalised block ``scale`` (float or e8m0)."""
+    q32 = np.asarray(q, dtype=np.float32)
+    scale32 = expand(np.asarray(scale, dtype=np.float32), block, q32.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return dtypes.encode(q32 * scale32, to_type)
+
+
+def evaluate(plan: ScalePlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
+    q, scale = args[0], args[1]
+    assert q is not None and scale is not None
+    granularity = plan.granularity
+    return [reference(q, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+
+
+DEQUANTIZE = register(OpDef(
+    name="dequantize",
+    attrs=DequantizeAttrs,
+    attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
+    inputs=("input", "scale", "zero_point"),
+    required_inputs=2,
+    outputs=("output",),
+    infer=infer,
+    evaluate=evaluate,
+))

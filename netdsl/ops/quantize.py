@@ -1,0 +1,128 @@
+"""Quantize (TensorRT IQuantizeLayer): ``q = saturate(round_half_even(x / scale))``.
+
+x is float32/float16/bfloat16 (widened exactly to float32); the division is a true IEEE float32
+division; the rounding and saturation rules of the output type are :func:`netdsl.dtypes.encode`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.diagnostics import OpError
+from netdsl.dtypes import DType
+from netdsl.ir import TensorType
+from netdsl.ops import InferContext, OpDef, Operand, is_constant_rooted, register, require_constant
+from netdsl.ops.granularity import Granularity, expand, resolve
+
+QUANTIZED_TYPES = (dtypes.INT8, dtypes.INT4, dtypes.FP8, dtypes.FP4)
+FLOAT_TYPES = (dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16)
+
+
+@dataclass(frozen=True)
+class QuantizeAttrs:
+    axis: int | None = None
+    to_type: DType = dtypes.INT8
+    block_shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """What the checker resolved for a Quantize or Dequantize layer."""
+
+    granularity: Granularity
+    to_type: DType
+
+    def describe(self) -> str:
+        return f"{self.granularity.describe()}, to {self.to_type.name}"
+
+
+def names(types) -> str:
+    return ", ".join(t.name for t in types)
+
+
+def check_type(operand: Operand, allowed, what: str) -> None:
+    if operand.type.dtype not in allowed:
+        raise OpError(f"{what} must be {names(allowed)}; '{operand.value.name}' is {operand.type.dtype.name}",
+                      operand.slot)
+
+
+def check_scale_values(scale: Operand) -> None:
+    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
+    assert scale.value.data is not None
+    values = dtypes.decode(scale.value.data, scale.type.dtype)
+    if not np.all(values > 0):
+        bad = values[~(values > 0)].flat[0]
+        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+
+
+def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
+    zero_point = ctx.operands.get("zero_point")
+    if zero_point is None:
+        return
+    require_constant(zero_point, "the zero point")
+    scale = ctx.operands["scale"].type
+    check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
+    zp = zero_point.type
+    if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
+        raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
+                      "zero_point")
+    assert zero_point.value.data is not None
+    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
+        raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
+                      "zero_point")
+
+
+def resolve_scale(ctx: InferContext, data: Operand) -> Granularity:
+    attrs = ctx.attrs
+    scale = ctx.operands["scale"]
+    granularity = resolve(data.type.shape, scale.type.shape, attrs.axis, attrs.block_shape)
+    if granularity.kind == "per-channel" and not is_constant_rooted(data.value, ctx.values):
+        ctx.warn("TensorRT accepts a per-channel scale only on constant-rooted tensors (weights); "
+                 f"'{data.value.name}' is not", "scale")
+    return granularity
+
+
+def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
+    x, scale = ctx.operands["input"], ctx.operands["scale"]
+    check_type(x, FLOAT_TYPES, "quantize's input")
+    if x.type.rank == 0:
+        raise OpError("quantize's input must not be a scalar", "input")
+    check_type(scale, FLOAT_TYPES, "quantize's scale")
+    require_constant(scale, "quantize's scale")
+    check_scale_values(scale)
+    to_type = ctx.attrs.to_type
+    if to_type not in QUANTIZED_TYPES:
+        raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
+    check_zero_point(ctx, to_type)
+    granularity = resolve_scale(ctx, x)
+    return [TensorType(to_type, x.type.shape)], ScalePlan(granularity, to_type)
+
+
+def reference(x: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType) -> np.ndarray:
+    """Quantize ``x`` (float32/float16/bfloat16 storage) with a normalised block ``scale``."""
+    x32 = np.asarray(x, dtype=np.float32)
+    scale32 = expand(np.asarray(scale, dtype=np.float32), block, x32.shape)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return dtypes.encode(x32 / scale32, to_type)
+
+
+def evaluate(plan: ScalePlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
+    x, scale = args[0], args[1]
+    assert x is not None and scale is not None
+    granularity = plan.granularity
+    return [reference(x, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+
+
+QUANTIZE = register(OpDef(
+    name="quantize",
+    attrs=QuantizeAttrs,
+    attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
+    inputs=("input", "scale", "zero_point"),
+    required_inputs=2,
+    outputs=("output",),
+    infer=infer,
+    evaluate=evaluate,
+))
