@@ -93,19 +93,19 @@ class _Minifloat:
     mantissa_bits: int
     min_exponent: int  # unbiased exponent of the smallest normal
     max_bits: int  # float32 bits of the largest finite value
-    sign_code: int
+    sign_shift: int  # float32 sign bit >> sign_shift is the format's sign bit
     nan_code: int
 
 
-_FP8_FORMAT = _Minifloat(3, -6, 0x43E00000, 0x80, 0x7F)  # E4M3FN, max 448
-_FP4_FORMAT = _Minifloat(1, 0, 0x40C00000, 0x08, 0x07)  # E2M1, max 6; NaN -> +6 (ONNX)
+_FP8_FORMAT = _Minifloat(3, -6, 0x43E00000, 24, 0x7F)  # E4M3FN: max 448, NaN 0x7F
+_FP4_FORMAT = _Minifloat(1, 0, 0x40C00000, 28, 0x07)  # E2M1: max 6, NaN -> +6 (ONNX)
 
-#: elements per block of :func:`_encode_minifloat`: its buffers (~15 bytes/element) stay in L2 cache
+#: elements per block of :func:`_encode_minifloat`: its buffers (~20 bytes/element) stay in L2 cache
 _BLOCK = 1 << 16
 
 
 def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
-    """uint8 codes of float32 ``x``: saturate, then RNE, all in float32 bit arithmetic.
+    """uint8 codes of 1-D float32 ``x``: saturate, then RNE, all in float32 bit arithmetic.
 
     With y = min(|x|, max) and G = max(exponent(y), min normal exponent), one float32 addition
     y + M rounds y to the format's spacing at exponent G, 2**(G - mantissa_bits), ties to even, because
@@ -118,24 +118,28 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
     g0 = 127 + fmt.min_exponent
     magic_scale = _U32((1 << 23) + (1 << fmt.mantissa_bits))
     magic_bias = _U32(((23 - fmt.mantissa_bits) << 23) - (g0 << fmt.mantissa_bits))
+    sign_mask = np.uint8(_SIGN >> fmt.sign_shift)
     size = min(_BLOCK, flat.size)
     magnitude_buf, magic_buf = np.empty(size, _U32), np.empty(size, _U32)
-    nan_buf, negative_buf = np.empty(size, bool), np.empty(size, bool)
+    nan_buf, sign_buf = np.empty(size, bool), np.empty(size, np.uint8)
+    # Array bounds, not scalars: NumPy's minimum/maximum against a scalar miss the SIMD loop (6x slower).
+    max_bits, min_exponent = np.full(size, fmt.max_bits, _U32), np.full(size, g0, _U32)
     for start in range(0, flat.size, _BLOCK):
         bits, out = flat[start : start + _BLOCK], codes[start : start + _BLOCK]
         n = bits.size
-        magnitude, magic, nan, negative = magnitude_buf[:n], magic_buf[:n], nan_buf[:n], negative_buf[:n]
+        magnitude, magic, nan, sign = magnitude_buf[:n], magic_buf[:n], nan_buf[:n], sign_buf[:n]
         np.bitwise_and(bits, _ABS, out=magnitude)
         np.greater(magnitude, _INF_BITS, out=nan)
-        np.less(bits.view(np.int32), 0, out=negative)
-        np.minimum(magnitude, fmt.max_bits, out=magnitude)  # saturate (Inf too) before rounding
+        np.minimum(magnitude, max_bits[:n], out=magnitude)  # saturate (Inf too) before rounding
         np.right_shift(magnitude, 23, out=magic)
-        np.maximum(magic, g0, out=magic)
+        np.maximum(magic, min_exponent[:n], out=magic)
         np.multiply(magic, magic_scale, out=magic)
         np.add(magic, magic_bias, out=magic)
         np.add(magnitude.view(np.float32), magic.view(np.float32), out=magic.view(np.float32))
         np.copyto(out, magic, casting="unsafe")
-        np.bitwise_or(out, fmt.sign_code, out=out, where=negative)
+        np.right_shift(bits, fmt.sign_shift, out=sign, casting="unsafe")
+        np.bitwise_and(sign, sign_mask, out=sign)
+        np.bitwise_or(out, sign, out=out)
         np.copyto(out, fmt.nan_code, where=nan)
     return codes
 

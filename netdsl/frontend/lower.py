@@ -244,20 +244,30 @@ class _Lowering:
                 f"{op.required_inputs} to {len(op.inputs)}"
             loc = args[len(op.inputs)].loc if len(args) > len(op.inputs) else statement.op.loc
             raise _LoweringError(loc, f"{op.name} takes {count} tensors ({', '.join(op.inputs)}), got {len(args)}")
-        inputs = []
+        inputs, failed = [], False
         for arg in args:
-            if not isinstance(arg, ast.Name):
-                raise _LoweringError(arg.loc, f"{op.name}'s positional arguments are tensor names; "
-                                              f"attributes are keywords, e.g. axis=1")
-            self.lookup(arg)
-            self.used.add(arg.name)
-            inputs.append(arg.name)
-        attrs, attr_locs = self.attributes(op, statement.keywords)
-        node = Node(op, inputs, [o.name for o in statement.outputs], attrs, statement.loc,
-                    [a.loc for a in args], attr_locs)
+            try:
+                if not isinstance(arg, ast.Name):
+                    raise _LoweringError(arg.loc, f"{op.name}'s positional arguments are tensor names; "
+                                                  f"attributes are keywords, e.g. axis=1")
+                self.used.add(arg.name)
+                self.lookup(arg)
+                inputs.append(arg.name)
+            except _LoweringError as error:
+                self.diagnostics.error(error.loc, error.message)
+                failed = True
+        try:
+            attrs, attr_locs = self.attributes(op, statement.keywords)
+        except _LoweringError as error:
+            self.diagnostics.error(error.loc, error.message)
+            failed = True
+        # a layer that fails still defines its outputs (untyped), so later uses report nothing more
+        node = None if failed else Node(op, inputs, [o.name for o in statement.outputs], attrs, statement.loc,
+                                        [a.loc for a in args], attr_locs)
         for out in statement.outputs:
             self.define(Value(out.name, "layer", out.loc, producer=node))
-        self.graph.nodes.append(node)
+        if node is not None:
+            self.graph.nodes.append(node)
 
     def attributes(self, op: OpDef, keywords: list[ast.Keyword]):
         values: dict[str, object] = {}

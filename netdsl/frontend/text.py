@@ -208,7 +208,8 @@ def parse_text(text: str, file: str, diagnostics: Diagnostics) -> ast.Module | N
     except RecursionError:
         diagnostics.error(Loc(file, 1, 1), "the model is nested too deeply")
         return None
-    return ast.Module(file, [_statement(item, diagnostics) for item in items if item is not None])
+    statements = [_statement(item, diagnostics) for item in items if item is not None]
+    return ast.Module(file, [s for s in statements if s is not None])
 
 
 def parse_type(text: str, file: str, line: int, col: int, diagnostics: Diagnostics) -> ast.TypeRef | None:
