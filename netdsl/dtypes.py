@@ -146,14 +146,15 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
 
 def _encode_integer(x: np.ndarray, low: int, high: int) -> np.ndarray:
     """int8 values: clamp, RNE, NaN -> 0."""
-    y = np.clip(x, low, high)
-    np.rint(y, out=y)
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        y = np.clip(x, low, high)
+        np.rint(y, out=y)
     y[np.isnan(y)] = 0
     return y.astype(np.int8)
 
 
 def _encode_float16(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float16)
     out.view(np.uint16)[np.isnan(x)] = 0x7E00
     return out
@@ -251,7 +252,7 @@ def representable(values: np.ndarray, dtype: DType) -> np.ndarray:
     """Boolean mask: which float64 ``values`` ``dtype`` holds exactly (NaN counts only where the
     type has NaN: float types, fp8, e8m0)."""
     exact = np.asarray(values, dtype=np.float64)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         x = exact.astype(np.float32)
     if dtype.name == "e8m0":
         stored = e8m0_round_up(np.abs(x))

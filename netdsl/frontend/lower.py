@@ -140,7 +140,8 @@ class _Lowering:
         values = np.array(flat, dtype=np.float64).reshape(tensor_type.shape)
         dtype = tensor_type.dtype
         if dtype.is_float:
-            return values.astype(dtype.storage)
+            with np.errstate(over="ignore"):  # out-of-range literals become +-Inf, as a cast does
+                return values.astype(dtype.storage)
         exact = dtypes.representable(values, dtype).reshape(-1)
         if not exact.all():
             index = int(np.argmin(exact))

@@ -172,7 +172,8 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, file: str, text: str,
                   line_offset: int = 0, col_offset: int = 0) -> tuple[Loc, str]:
     line = getattr(error, "line", -1)
     col = getattr(error, "column", -1)
-    if line is None or line < 1:  # unexpected end of input
+    at_end = isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type == "$END"
+    if line is None or line < 1 or at_end:  # unexpected end of input: point just past the text
         lines = text.rstrip("\n").split("\n")
         line, col = len(lines), len(lines[-1]) + 1
     loc = Loc(file, line + line_offset, col + (col_offset if line == 1 else 0))
@@ -182,7 +183,7 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, file: str, text: str,
     if isinstance(error, lark.exceptions.UnexpectedToken):
         token = error.token
         if token.type == "$END":
-            what = "end of file"
+            what = "end of file (is a '(' or '[' left open?)"
         elif token.type == "_NL":
             what = "end of line"
         else:
