@@ -168,7 +168,10 @@ class _Lowering:
     def number(self, expr: ast.Expr) -> float:
         """Literal arithmetic in float64, as Python and NumPy compute it."""
         if isinstance(expr, ast.Number):
-            return float(expr.value)
+            try:
+                return float(expr.value)
+            except OverflowError:  # an integer past float64's range rounds to inf, as 1e999 does
+                return math.inf
         if isinstance(expr, ast.Name):
             special = _SPECIAL_NAMES.get(expr.name.lower())
             if special is None:
@@ -218,7 +221,8 @@ class _Lowering:
                 if key is None:
                     if len(loaded.files) != 1:
                         raise _LoweringError(call.loc, f"'{path.name}' holds {len(loaded.files)} arrays "
-                                                       f"({', '.join(loaded.files)}): name one as load(\"{path.name}\", \"KEY\")")
+                                                       f"({', '.join(loaded.files)}): name one as "
+                                                       f"load(\"{path.name}\", \"KEY\")")
                     key = loaded.files[0]
                 if key not in loaded.files:
                     raise _LoweringError(call.args[1].loc, f"'{path.name}' has no array '{key}'"

@@ -16,8 +16,16 @@ from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
 from netdsl.ops import InferContext, OpDef, register
 from netdsl.ops.granularity import expand
-from netdsl.ops.quantize import (FLOAT_TYPES, QUANTIZED_TYPES, ScalePlan, check_scale_values, check_type,
-                                 check_zero_point, names, resolve_scale)
+from netdsl.ops.quantize import (
+    FLOAT_TYPES,
+    QUANTIZED_TYPES,
+    ScalePlan,
+    check_scale_values,
+    check_type,
+    check_zero_point,
+    names,
+    resolve_scale,
+)
 
 SCALE_TYPES = FLOAT_TYPES + (dtypes.E8M0,)
 
