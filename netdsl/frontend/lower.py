@@ -65,6 +65,11 @@ class _Lowering:
                     outputs.extend(statement.names)
             except _LoweringError as error:
                 self.diagnostics.error(error.loc, error.message)
+                if isinstance(statement, (ast.InputStmt, ast.ConstStmt)) and statement.name.name not in graph.values:
+                    # defined but untyped, so that its uses report nothing more
+                    kind = "input" if isinstance(statement, ast.InputStmt) else "const"
+                    graph.values[statement.name.name] = Value(statement.name.name, kind, statement.name.loc)
+                    self.used.add(statement.name.name)
         self.outputs(outputs)
         for value in graph.inputs:
             if value.name not in self.used and value.name not in graph.outputs:

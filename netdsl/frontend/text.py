@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast as python_ast
 import functools
+import math
 from collections.abc import Iterator
 
 import lark
@@ -67,13 +68,16 @@ def parse_number(text: str) -> int | float:
     """A numeric literal of the language: decimal integers stay int; decimals, exponents and hex
     floats (``0x1p-7``) become the exactly rounded float64."""
     lowered = text.lower()
-    if lowered.startswith("0x"):
-        if "." in lowered or "p" in lowered:
-            return float.fromhex(text)
-        return int(text, 16)
-    if any(c in lowered for c in ".e"):
-        return float(text)
-    return int(text)
+    try:
+        if lowered.startswith("0x"):
+            if "." in lowered or "p" in lowered:
+                return float.fromhex(text)
+            return int(text, 16)
+        if any(c in lowered for c in ".e"):
+            return float(text)
+        return int(text)
+    except (OverflowError, ValueError):  # past float64, or an integer too long to convert: +Inf
+        return math.inf
 
 
 @v_args(meta=True)

@@ -1,0 +1,209 @@
+"""Writing a checked graph back out as a model: the ``.net`` text form or the YAML form (``netdsl convert``).
+
+Loading what is written (from ``target_dir``) gives the same IR: the same network name, inputs,
+constants (same type, shape and bits), layers with their non-default attributes, and outputs. Literal
+values are written exactly: a float type's value as the shortest decimal that the front ends' rule
+(float64, then round to nearest even to the type) reads back to the same bits, plus ``inf``, ``-inf``,
+``nan``, ``-nan`` and ``-0.0``; a quantized type's value as its exact value; e8m0 as ``0x1pN``.
+``load()`` constants stay loads, their path rewritten relative to ``target_dir``.
+The output is deterministic: inputs, constants, layers, outputs, each in the order the model gave them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.ir import Graph, LoadRef, Node, Value, attr_items, format_attr
+
+FORMATS = ("net", "yaml")
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+#: a file name or key that needs no quoting as a YAML plain scalar, in block and flow context alike
+_PLAIN_YAML_STRING = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
+
+
+def write_model(graph: Graph, to: str, source_dir: Path, target_dir: Path) -> str:
+    """``graph`` as ``.net`` text (``to="net"``) or YAML (``to="yaml"``), to be read from ``target_dir``;
+    ``load()`` paths in ``graph`` are relative to ``source_dir``."""
+    if to not in FORMATS:
+        raise ValueError(f"can write {' or '.join(FORMATS)}, not {to!r}")
+    paths = functools.partial(_relocate, source_dir=Path(source_dir), target_dir=Path(target_dir))
+    return (_write_net if to == "net" else _write_yaml)(graph, paths)
+
+
+def _relocate(source: LoadRef, source_dir: Path, target_dir: Path) -> LoadRef:
+    """``source`` (relative to ``source_dir``) as a path relative to ``target_dir``, naming the same file;
+    an absolute path stays as it is."""
+    path = Path(source.path)
+    if not path.is_absolute():
+        path = Path(os.path.relpath(source_dir / path, target_dir))
+    return LoadRef(path.as_posix(), source.key)
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+
+def value_texts(data: np.ndarray, dtype: dtypes.DType) -> list[str]:
+    """Each element of a constant's storage array as the exact literal the front ends read back."""
+    flat = np.asarray(data).reshape(-1)
+    if dtype.name in ("int8", "int4"):
+        return [str(int(v)) for v in flat.astype(np.int64)]
+    if dtype.name == "e8m0":
+        return [_special_text(v) or _power_of_two_text(v) for v in dtypes.decode(flat, dtype).tolist()]
+    if not dtype.is_float:  # fp8, fp4: dyadic values whose float64 repr is exact
+        return [_special_text(v) or repr(v) for v in dtypes.decode(flat, dtype).astype(np.float64).tolist()]
+    return _shortest_texts(flat)
+
+
+def _special_text(value: float) -> str | None:
+    if math.isnan(value):
+        return "-nan" if math.copysign(1.0, value) < 0 else "nan"
+    if math.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    return None
+
+
+def _power_of_two_text(value: float) -> str:
+    mantissa, exponent = math.frexp(value)  # an e8m0 value is 0.5 * 2**exponent
+    assert mantissa == 0.5
+    return f"0x1p{exponent - 1}"
+
+
+def _shortest_texts(flat: np.ndarray) -> list[str]:
+    """For float32/float16/bfloat16 elements: the shortest ``%g`` decimal that the front ends' rule
+    (float64, then round to nearest even to the type) turns back into the element's exact bits.
+
+    numpy's own shortest repr of a float32/float16 is tried first: almost always right, it only misses
+    where double rounding (decimal -> float64 -> type) moves it to a neighbour; ``%.Ng`` for growing N
+    covers those and bfloat16, up to 17 digits, which give the float64 (and so the element) exactly.
+    """
+    storage = flat.dtype
+    unsigned = np.dtype(f"u{storage.itemsize}")
+    bits = flat.view(unsigned)
+    wide = flat.astype(np.float64).tolist()
+    texts = [_special_text(v) or "" for v in wide]
+    pending = [i for i, text in enumerate(texts) if not text]
+    numpy_first: list[int | None] = [None] if storage in (np.float32, np.float16) else []
+    for digits in numpy_first + list(range(1, 18)):
+        if not pending:
+            break
+        candidates = [str(flat[i]) if digits is None else f"{wide[i]:.{digits}g}" for i in pending]
+        back = np.array([float(c) for c in candidates], np.float64).astype(storage).view(unsigned)
+        exact = (back == bits[pending]).tolist()
+        for i, text, ok in zip(pending, candidates, exact):
+            if ok:
+                texts[i] = _float_looking(text)
+        pending = [i for i, ok in zip(pending, exact) if not ok]
+    return texts
+
+
+def _float_looking(text: str) -> str:
+    """``1`` -> ``1.0``: a float type's value keeps looking like one."""
+    return text if any(c in text for c in ".eE") else text + ".0"
+
+
+def _nested(texts: list[str], shape: tuple[int, ...]) -> str:
+    """A flat list of element texts as a literal nested like ``shape`` (a bare number for a scalar)."""
+    if not shape:
+        return texts[0]
+    if len(shape) == 1:
+        return "[" + ", ".join(texts) + "]"
+    step = len(texts) // shape[0] if shape[0] else 0
+    return "[" + ", ".join(_nested(texts[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
+def literal_text(value: Value) -> str:
+    assert value.type is not None and value.data is not None
+    return _nested(value_texts(value.data, value.type.dtype), value.type.shape)
+
+
+# --- the two forms ---------------------------------------------------------------------------------
+
+
+def _network_name(graph: Graph) -> str | None:
+    """The name to write, or None where it isn't a valid name (a default taken from a file stem such as
+    ``my-model``): then the written file's own stem names it again."""
+    return graph.name if _NAME.fullmatch(graph.name) else None
+
+
+def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+    lines = []
+    name = _network_name(graph)
+    if name is not None:
+        lines.append(f"network {name}")
+    for value in graph.inputs:
+        lines.append(f"input {value.name} : {value.type}")
+    for value in graph.constants:
+        if value.source is not None:
+            source = paths(value.source)
+            args = [source.path] + ([source.key] if source.key is not None else [])
+            text = "load(" + ", ".join(json.dumps(a, ensure_ascii=False) for a in args) + ")"
+        else:
+            text = literal_text(value)
+        lines.append(f"const {value.name} : {value.type} = {text}")
+    for node in graph.nodes:
+        arguments = node.inputs + [f"{key}={format_attr(v)}" for key, v in attr_items(node.attrs)]
+        lines.append(f"{', '.join(node.outputs)} = {node.op.name}({', '.join(arguments)})")
+    lines.append(f"output {', '.join(graph.outputs)}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_string(text: str) -> str:
+    """A plain scalar where that is safe, else a double-quoted one (YAML escapes what it can't print)."""
+    if _PLAIN_YAML_STRING.fullmatch(text):
+        return text
+    return '"' + "".join(_yaml_escape(c) for c in text) + '"'
+
+
+def _yaml_escape(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+        return f"\\u{code:04x}"
+    return char
+
+
+def _yaml_constant(value: Value, paths: Callable[[LoadRef], LoadRef]) -> str:
+    if value.source is not None:
+        source = paths(value.source)
+        load = _yaml_string(source.path) if source.key is None else \
+            f"[{_yaml_string(source.path)}, {_yaml_string(source.key)}]"
+        return f'{{type: "{value.type}", load: {load}}}'
+    return f'{{type: "{value.type}", value: {literal_text(value)}}}'
+
+
+def _yaml_layer(node: Node) -> list[str]:
+    lines = [f"  - op: {node.op.name}",
+             f"    inputs: [{', '.join(node.inputs)}]",
+             f"    outputs: [{', '.join(node.outputs)}]"]
+    lines += [f"    {key}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
+    return lines
+
+
+def _write_yaml(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+    lines = []
+    name = _network_name(graph)
+    if name is not None:
+        lines.append(f"network: {name}")
+    if graph.inputs:
+        lines.append("inputs:")
+        lines += [f"  {value.name}: {value.type}" for value in graph.inputs]
+    if graph.constants:
+        lines.append("constants:")
+        lines += [f"  {value.name}: {_yaml_constant(value, paths)}" for value in graph.constants]
+    if graph.nodes:
+        lines.append("layers:")
+        for node in graph.nodes:
+            lines += _yaml_layer(node)
+    lines.append(f"outputs: [{', '.join(graph.outputs)}]")
+    return "\n".join(lines) + "\n"
