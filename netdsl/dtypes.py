@@ -5,8 +5,8 @@ Every rule of SEMANTICS.md "Number formats" lives here, vectorised in NumPy. The
 do not follow our rules (fp8 overflow -> NaN, int4 wraps, fp4 NaN -> -0, e8m0 rounds to nearest), so
 every encode here builds the codes itself from the float32 bits.
 
-Notes: encode of 2^24 float32 values to fp8 or fp4 takes ~22 ms vs ~110 ms for
-``np.clip(x, -448, 448).astype(ml_dtypes.float8_e4m3fn)`` (NumPy 2.4, one AMD EPYC core).
+Notes: fp8/fp4 encode of 2^24 float32 values: ~16 ms vs ~115 ms for ``np.clip(x / s, -448, 448)
+.astype(ml_dtypes.float8_e4m3fn)`` (~7x; NumPy 2.4, ml_dtypes 0.6, one AMD EPYC core).
 """
 
 from __future__ import annotations
@@ -84,6 +84,12 @@ _SIGN = 0x80000000
 _ABS = 0x7FFFFFFF
 _INF_BITS = 0x7F800000
 _NAN32 = 0x7FC00000
+
+
+def _flat_float32(values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Contiguous 1-D float32 copy or view of ``values``, and their shape."""
+    x = np.asarray(values, dtype=np.float32)
+    return np.ascontiguousarray(x.reshape(-1)), x.shape
 
 
 @dataclass(frozen=True)
@@ -183,15 +189,9 @@ def _encode_e8m0(x: np.ndarray) -> np.ndarray:
     exact_power = ((bits & 0x7FFFFF) == 0) & (exponent >= 1) & (exponent <= 254)
     valid = exact_power | (bits == 0x00400000) | np.isnan(x)
     if not valid.all():
-        bad = x[~valid][0]
+        bad = float(x[~valid][0])
         raise ValueError(f"e8m0 holds only powers of two in [2**-127, 2**127] (and NaN), not {bad!r}")
     return (exponent & 0xFF).astype(np.uint8).view(E8M0.storage)
-
-
-def _flat_float32(values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Contiguous 1-D float32 copy or view of ``values``, and their shape."""
-    x = np.asarray(values, dtype=np.float32)
-    return np.ascontiguousarray(x.reshape(-1)), x.shape
 
 
 _ENCODERS = {

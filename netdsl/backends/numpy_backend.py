@@ -1,14 +1,31 @@
-"""The NumPy executor: runs each layer's reference implementation in graph order."""
+"""The NumPy executor: runs each layer's reference implementation in graph order.
+
+Large tensors are processed in cache-sized pieces, on a thread per core (NumPy releases the GIL
+inside its loops). A piece is a box of whole blocks, so every piece computes exactly what the
+reference computes on the whole tensor: the bits do not depend on the chunking.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 from netdsl.backends import Backend
 from netdsl.ir import Graph
-from netdsl.ops import OPS
+from netdsl.ops import dequantize, dynamic_quantize, quantize
+from netdsl.ops.dynamic_quantize import DynamicPlan
+from netdsl.ops.quantize import ScalePlan
+
+#: elements per piece: the piece and its temporaries stay in a core's L2 cache
+PIECE_ELEMENTS = 1 << 17
+
+Box = tuple[slice, ...]
 
 
 class NumpyBackend(Backend):
@@ -23,5 +40,80 @@ class NumpyBackend(Backend):
 
 
 BACKEND = NumpyBackend("numpy")
-for _op in OPS.values():
-    BACKEND.impl(_op)(_op.evaluate)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="netdsl")
+
+
+def pieces(shape: tuple[int, ...], block: tuple[int, ...], aligned: tuple[bool, ...],
+           target: int = PIECE_ELEMENTS) -> Iterator[Box]:
+    """Boxes tiling ``shape``, each about ``target`` elements or one aligned unit, whose edges fall on
+    block boundaries on every axis where ``aligned`` says the blocks matter."""
+    rank = len(shape)
+    unit = [b if a else 1 for b, a in zip(block, aligned)]
+    inner, axis = 1, rank
+    while axis > 0 and inner * shape[axis - 1] <= target:
+        axis -= 1
+        inner *= shape[axis]
+    if axis == 0 or 0 in shape:
+        yield tuple(slice(0, d) for d in shape)
+        return
+    split = axis - 1  # split along this axis; earlier axes go one aligned unit at a time
+    step = max(unit[split], target // inner // unit[split] * unit[split])
+    ranges = [range(0, shape[i], unit[i]) for i in range(split)] + [range(0, shape[split], step)]
+    steps = unit[:split] + [step]
+    for starts in itertools.product(*ranges):
+        box = tuple(slice(s, min(s + n, shape[i])) for i, (s, n) in enumerate(zip(starts, steps)))
+        yield box + tuple(slice(0, d) for d in shape[split + 1:])
+
+
+def _scale_box(box: Box, block: tuple[int, ...], scale_shape: tuple[int, ...]) -> Box:
+    return tuple(slice(0, 1) if extent == 1 else slice(part.start // b, -(-part.stop // b))
+                 for part, b, extent in zip(box, block, scale_shape))
+
+
+def _run_pieces(shape: tuple[int, ...], block: tuple[int, ...], aligned: tuple[bool, ...],
+                work: Callable[[Box], None]) -> None:
+    boxes = list(pieces(shape, block, aligned))
+    if len(boxes) == 1:
+        work(boxes[0])
+    else:
+        for _ in _pool().map(work, boxes):
+            pass
+
+
+def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
+    """Quantize or Dequantize, piece by piece."""
+    def run(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
+        x, scale = args[0], args[1]
+        granularity = plan.granularity
+        block, scale_shape = granularity.block, granularity.scale_shape
+        scale = scale.reshape(scale_shape)
+        out = np.empty(x.shape, plan.to_type.storage)
+
+        def work(box: Box) -> None:
+            out[box] = reference(x[box], scale[_scale_box(box, block, scale_shape)], block, plan.to_type)
+
+        _run_pieces(x.shape, block, tuple(c > 1 for c in scale_shape), work)
+        return [out]
+    return run
+
+
+BACKEND.impl(quantize.QUANTIZE)(_scaled(quantize.reference))
+BACKEND.impl(dequantize.DEQUANTIZE)(_scaled(dequantize.reference))
+
+
+@BACKEND.impl(dynamic_quantize.DYNAMIC_QUANTIZE)
+def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[np.ndarray]:
+    x = args[0]
+    data = np.empty(x.shape, plan.output_type.storage)
+    scale = np.empty(plan.scale_shape, plan.scale_type.storage)
+
+    def work(box: Box) -> None:
+        data[box], scale[_scale_box(box, plan.block, plan.scale_shape)] = dynamic_quantize.reference(
+            x[box], plan.block, plan.output_type, plan.scale_type, plan.double_quant_scale)
+
+    _run_pieces(x.shape, plan.block, (True,) * x.ndim, work)
+    return [data, scale]
