@@ -1,0 +1,75 @@
+"""The NumPy backend's pieces: any chunking gives the bits of the whole-tensor reference."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import netdsl
+from netdsl.backends import numpy_backend
+from netdsl.backends.numpy_backend import pieces
+
+MODELS = [
+    "input x : float32[37, 45]\nconst s : float32[10, 15] = load('s.npy')\n"
+    "q = quantize(x, s, block_shape=[4, 3], to_type=fp4)\ny = dequantize(q, s, block_shape=[4, 3])\noutput q, y\n",
+    "input x : bfloat16[3, 48, 64]\nconst g : float32[] = 0.75\n"
+    "d, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\n"
+    "sf = dequantize(s, g)\ny = dequantize(d, sf, to_type=bfloat16)\noutput d, s, y\n",
+    "input x : float32[6, 33, 64]\nd, s = dynamic_quantize(x, axis=-1, block_size=32, output_type=fp8, scale_type=e8m0)\n"
+    "y = dequantize(d, s)\noutput d, s, y\n",
+    "input x : float16[2, 9, 10, 11]\nd, s = dynamic_quantize(x, block_shape=[1, 4, -1, 3], output_type=int8, "
+    "scale_type=float32)\noutput d, s\n",
+    "input x : float32[50, 70]\nconst s : float32[70] = load('c.npy')\nq = quantize(x, s, axis=1, to_type=int4)\n"
+    "y = dequantize(q, s, axis=1, to_type=float16)\noutput q, y\n",
+]
+
+
+@pytest.mark.parametrize("target", [1, 7, 64, 1000, 1 << 20])
+@pytest.mark.parametrize("model", MODELS)
+def test_chunking_never_changes_a_bit(tmp_path, monkeypatch, model: str, target: int) -> None:
+    rng = np.random.default_rng(target)
+    np.save(tmp_path / "s.npy", rng.uniform(0.01, 1, (10, 15)).astype(np.float32))
+    np.save(tmp_path / "c.npy", rng.uniform(0.01, 1, 70).astype(np.float32))
+    net = netdsl.loads(model, base_dir=tmp_path)
+    inputs = {}
+    for name, tensor_type in net.inputs.items():
+        x = rng.standard_normal(tensor_type.shape) * 3
+        x.reshape(-1)[::17] = np.nan
+        x.reshape(-1)[::29] = -0.0
+        inputs[name] = x.astype(np.float32).astype(tensor_type.dtype.storage)
+    whole = {}
+    env = dict(net.prepare_inputs(inputs))
+    env.update({v.name: v.data for v in net.graph.constants})
+    for node in net.graph.nodes:  # the references on whole tensors, no pieces
+        env.update(zip(node.outputs, node.op.evaluate(node.plan, [env[n] for n in node.inputs])))
+    whole = {name: env[name] for name in net.graph.outputs}
+    monkeypatch.setattr(numpy_backend, "PIECE_ELEMENTS", target)
+    monkeypatch.setattr(numpy_backend.pieces, "__defaults__", (target,))
+    chunked = net.run(inputs, backend="numpy")
+    for name in whole:
+        assert chunked[name].dtype == whole[name].dtype
+        assert chunked[name].tobytes() == whole[name].tobytes(), name
+
+
+@pytest.mark.parametrize("shape,block,aligned", [
+    ((37, 45), (4, 3), (True, True)),
+    ((5, 7, 9), (1, 7, 2), (False, True, True)),
+    ((1000,), (1000,), (False,)),
+    ((3, 0, 4), (1, 1, 1), (True, True, True)),
+])
+@pytest.mark.parametrize("target", [1, 10, 100, 10**6])
+def test_pieces_tile_the_tensor_on_block_edges(shape, block, aligned, target) -> None:
+    covered = np.zeros(shape, np.int32)
+    for box in pieces(shape, block, aligned, target):
+        covered[box] += 1
+        for part, b, a in zip(box, block, aligned):
+            assert not a or part.start % b == 0
+    assert (covered == 1).all()
+
+
+def test_bfloat16_storage_survives_pieces() -> None:
+    net = netdsl.loads("input x : float32[300, 300]\nconst s : float32[] = 0.5\nq = quantize(x, s, to_type=fp8)\n"
+                       "y = dequantize(q, s, to_type=bfloat16)\noutput y\n")
+    y = net.run({"x": np.ones((300, 300), np.float32)}, backend="numpy")["y"]
+    assert y.dtype == ml_dtypes.bfloat16 and float(y[299, 299]) == 1.0
