@@ -1,0 +1,103 @@
+"""CPU benchmark: netdsl's NumPy backend beside its peers, one run, 2^24 float32 elements.
+
+    python3 benchmarks/bench_cpu.py [--log2-size 24] [--repeat 7] [--out benchmarks/results-cpu.md]
+
+Targets (issue 5): int8 per-tensor quantize within 3x of onnxruntime's QuantizeLinear (CPU provider,
+graph optimizations off); fp8 and fp4 quantize at least 3x faster than ``np.clip(x / s, ...)`` followed
+by ml_dtypes ``astype``. Times are medians of wall-clock runs (the backend call only, inputs prepared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import netdsl  # noqa: E402
+from netdsl.backends.numpy_backend import BACKEND  # noqa: E402
+
+
+def median_time(function, repeat: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def netdsl_quantize(x: np.ndarray, to_type: str):
+    net = netdsl.loads(f"input x : float32[{x.size}]\nconst s : float32[] = 0.0078125\n"
+                       f"q = quantize(x, s, to_type={to_type})\noutput q\n")
+    inputs = net.prepare_inputs({"x": x})
+    return lambda: BACKEND.run(net.graph, inputs)
+
+
+def ort_quantize_linear(x: np.ndarray):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])], "q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [x.size])],
+        [helper.make_tensor_value_info("q", TensorProto.INT8, [x.size])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.0078125]), helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(model)
+    return lambda: session.run(None, {"x": x})
+
+
+def naive(x: np.ndarray, bound: float, dtype):
+    scale = np.float32(0.0078125)
+    return lambda: np.clip(x / scale, -bound, bound).astype(dtype)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log2-size", type=int, default=24)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    n = 1 << args.log2_size
+    x = np.random.default_rng(0).uniform(-1, 1, n).astype(np.float32)
+    rows = []
+    int8 = median_time(netdsl_quantize(x, "int8"), args.repeat)
+    ort = median_time(ort_quantize_linear(x), args.repeat)
+    rows.append(("int8 per-tensor quantize", int8, "onnxruntime QuantizeLinear", ort, ort / int8, "within 3x (>= 0.33)"))
+    for to_type, bound, dtype in (("fp8", 448, ml_dtypes.float8_e4m3fn), ("fp4", 6, ml_dtypes.float4_e2m1fn)):
+        ours = median_time(netdsl_quantize(x, to_type), args.repeat)
+        peer = median_time(naive(x, bound, dtype), args.repeat)
+        rows.append((f"{to_type} per-tensor quantize", ours, "np.clip(x / s) + ml_dtypes astype", peer, peer / ours,
+                     ">= 3x"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                            check=False).stdout.strip()
+    lines = [f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
+             f"{datetime.date.today()}; commit {commit}; 2^{args.log2_size} float32 elements, median of {args.repeat}",
+             "", "| op | netdsl (ms) | peer | peer (ms) | speed vs peer | target |", "|---|---|---|---|---|---|"]
+    for op, ours, peer_name, peer, ratio, target in rows:
+        lines.append(f"| {op} | {ours * 1e3:.1f} | {peer_name} | {peer * 1e3:.1f} | {ratio:.2f}x | {target} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
