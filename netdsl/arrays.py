@@ -13,7 +13,7 @@ from netdsl import dtypes
 from netdsl.ir import TensorType
 
 #: the standard NumPy dtype --save writes for each netdsl type
-SAVE_DTYPES = {
+SAVE_DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype(np.float32),
     "float16": np.dtype(np.float16),
     "bfloat16": np.dtype(np.float32),

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
 
 
-def write_atomically(path: str, write: Callable[[object], None], binary: bool = True) -> None:
+def write_atomically(path: str, write: Callable[[Any], object], binary: bool = True) -> None:
     """Write through a temporary file in the destination folder, then rename: on any error the
     destination is untouched and no partial file remains."""
     target = Path(path)
@@ -149,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.save:
         saved = {name: arrays.for_saving(array, types[name].dtype, args.codes) for name, array in results.items()}
         try:
-            write_atomically(args.save, lambda stream: np.savez(stream, **saved))
+            write_atomically(args.save, lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
         except OSError as error:
             raise UsageError(f"cannot write '{args.save}': {error.strerror or error}") from None
     return 0

@@ -31,10 +31,11 @@ class CupyBackend(Backend):
 
         env: dict[str, Any] = {}
         for value in graph.values.values():
-            if value.kind == "input":
-                env[value.name] = cuda.upload(inputs[value.name], value.type.dtype)
-            elif value.kind == "const":
-                env[value.name] = cuda.upload(value.data, value.type.dtype)
+            if value.kind in ("input", "const"):
+                assert value.type is not None  # a checked graph types every tensor
+                data = inputs[value.name] if value.kind == "input" else value.data
+                assert data is not None
+                env[value.name] = cuda.upload(data, value.type.dtype)
         for node in graph.nodes:
             results = self.impls[node.op](node.plan, [env[name] for name in node.inputs])
             env.update(zip(node.outputs, results))

@@ -201,8 +201,8 @@ class _Lowering:
         if not 1 <= len(call.args) <= 2 or not all(isinstance(a, ast.String) for a in call.args):
             raise _LoweringError(call.loc, "load takes a file name and, for an .npz, a key: "
                                            "load(\"file.npy\") or load(\"file.npz\", \"key\")")
-        path_text = call.args[0].value  # type: ignore[union-attr]
-        key = call.args[1].value if len(call.args) == 2 else None  # type: ignore[union-attr]
+        strings = [a.value for a in call.args if isinstance(a, ast.String)]
+        path_text, key = strings[0], (strings[1] if len(strings) == 2 else None)
         path = self.base_dir / path_text
         array = self.read_array(call, path, key)
         try:

@@ -80,6 +80,14 @@ def parse_number(text: str) -> int | float:
         return math.inf
 
 
+def _binop(op: str):
+    """The transformer method building ``left op right``."""
+    def build(self, meta, children):
+        left, right = children
+        return ast.BinOp(op, left, right, self._meta_loc(meta))
+    return build
+
+
 @v_args(meta=True)
 class _Builder(Transformer):
     def __init__(self, file: str, line_offset: int = 0, col_offset: int = 0):
@@ -95,7 +103,7 @@ class _Builder(Transformer):
         return self._loc(meta.line, meta.column)
 
     def _name(self, token: Token) -> ast.Name:
-        return ast.Name(str(token), self._loc(token.line, token.column))
+        return ast.Name(str(token), self._loc(token.line or 1, token.column or 1))
 
     def start(self, meta, children):
         return children
@@ -143,12 +151,6 @@ class _Builder(Transformer):
             value = text[1:-1]
         return ast.String(value, self._meta_loc(meta))
 
-    def _binop(op):  # noqa: N805 - a factory used in the class body
-        def build(self, meta, children):
-            left, right = children
-            return ast.BinOp(op, left, right, self._meta_loc(meta))
-        return build
-
     add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
 
     def neg(self, meta, children):
@@ -182,7 +184,8 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, file: str, text: str,
         line, col = len(lines), len(lines[-1]) + 1
     loc = Loc(file, line + line_offset, col + (col_offset if line == 1 else 0))
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
-        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        position = error.pos_in_stream or 0
+        char = text[position] if position < len(text) else ""
         return loc, f"unexpected character {char!r}"
     if isinstance(error, lark.exceptions.UnexpectedToken):
         token = error.token
