@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -69,14 +70,35 @@ def timed(cp: Any, launches: list[Callable[[], Any]], reps: int) -> tuple[float,
     return statistics.median(samples), method
 
 
-def copy_rate(cp: Any, reps: int) -> tuple[float, float]:
-    """Device-to-device copy of 1 GiB, bytes read + written per second: cudaMemcpyAsync, and CuPy's
-    elementwise copy kernel."""
+_COPY_KERNEL = r"""
+extern "C" __global__ void copy16(const uint4* __restrict__ src, uint4* __restrict__ dst, unsigned long long n) {
+  // four 16-byte loads in flight per thread, each coalesced across the warp
+  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) if (i + k * stride < n) v[k] = src[i + k * stride];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) if (i + k * stride < n) dst[i + k * stride] = v[k];
+  }
+}
+"""
+
+
+def copy_rate(cp: Any, reps: int) -> dict[str, float]:
+    """Device-to-device copies of 1 GiB, bytes read + written per second: cudaMemcpyAsync, CuPy's copy
+    kernel, and a 16-byte vector copy kernel."""
     src = cp.random.random((1 << 28,), dtype=np.float32)
     dst = cp.empty_like(src)
-    memcpy, _ = timed(cp, [lambda: dst.data.copy_from_device_async(src.data, src.nbytes)], reps)
-    kernel, _ = timed(cp, [lambda: dst.__setitem__(Ellipsis, src)], reps)
-    return 2 * src.nbytes / memcpy, 2 * src.nbytes / kernel
+    vectors = src.nbytes // 16
+    kernel = cp.RawKernel(_COPY_KERNEL, "copy16")
+    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    variants = {
+        "cudaMemcpyAsync": lambda: dst.data.copy_from_device_async(src.data, src.nbytes),
+        "CuPy copy": lambda: dst.__setitem__(Ellipsis, src),
+        "vector copy kernel": lambda: kernel((sms * 8,), (256,), (src, dst, np.uint64(vectors))),
+    }
+    return {name: 2 * src.nbytes / timed(cp, [launch], reps)[0] for name, launch in variants.items()}
 
 
 def random_input(cp: Any, n: int, dtype: dtypes.DType) -> cuda.DeviceTensor:
@@ -128,26 +150,41 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,24,28", help="log2 of the element counts")
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("--cases", default="", help="run only cases whose label contains one of these "
+                        "comma-separated strings")
+    parser.add_argument("--types", default="float32,bfloat16", help="input types")
+    parser.add_argument("--defines", default="", help="kernel tuning macros, e.g. NETDSL_MIN_CTAS_PER_SM=3 "
+                        "(sets $NETDSL_CUDA_DEFINES before the kernels compile)")
     args = parser.parse_args()
+    if args.defines:
+        os.environ["NETDSL_CUDA_DEFINES"] = args.defines
+    wanted = [w for w in args.cases.split(",") if w]
     ok, reason = cuda.available()
     if not ok:
         sys.exit(f"no GPU: {reason}")
     cp = cuda._cupy()
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    memcpy, copy_kernel = copy_rate(cp, args.reps)
-    copy = max(memcpy, copy_kernel)
-    lines = [f"device: {props['name'].decode()}, {props['multiProcessorCount']} SMs; device-to-device copy "
-             f"(read + write): cudaMemcpyAsync {memcpy / 1e9:.0f} GB/s, CuPy copy kernel {copy_kernel / 1e9:.0f} GB/s",
+    copies = copy_rate(cp, args.reps)
+    copy = max(copies.values())
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    tuning = f" [{os.environ['NETDSL_CUDA_DEFINES']}]" if os.environ.get("NETDSL_CUDA_DEFINES") else ""
+    lines = [f"device: {name}{tuning}, {props['multiProcessorCount']} SMs; "
+             "device-to-device copy of 1 GiB (read + write): "
+             + ", ".join(f"{label} {rate / 1e9:.0f} GB/s" for label, rate in copies.items())
+             + f"; % copy below is against {copy / 1e9:.0f} GB/s",
              f"{'case':40} {'input':>8} {'elements':>9} {'us':>9} {'GB/s':>7} {'% copy':>7}  launch"]
     print(lines[0], flush=True)
     print(lines[1], flush=True)
     for log2 in (int(s) for s in args.sizes.split(",")):
         n = 1 << log2
-        for in_type in (dtypes.FLOAT32, dtypes.BFLOAT16):
+        for in_type in (dtypes.lookup(name) for name in args.types.split(",")):
             buffers = max(1, math.ceil(ROTATION_BYTES / (n * in_type.bits // 8)))
             inputs = [random_input(cp, n, in_type) for _ in range(buffers)]
-            runs = [(label, moved, [make(x) for x in inputs]) for label, moved, make in cases(cp, n, in_type)]
+            runs = [(label, moved, [make(x) for x in inputs]) for label, moved, make in cases(cp, n, in_type)
+                    if not wanted or any(w in label for w in wanted)]
             for label, moved, q, make in dequantize_cases(cp, n, in_type):
+                if wanted and not any(w in label for w in wanted):
+                    continue
                 copies = max(1, math.ceil(ROTATION_BYTES / q.data.nbytes))
                 runs.append((label, moved, [make(cuda.DeviceTensor(q.dtype, q.shape, q.data.copy()))
                                             for _ in range(copies)]))

@@ -1,0 +1,334 @@
+// Shared machinery of the netdsl kernels: the block-scale index map, chunked vector I/O, the exact
+// quotient x / scale, and the elementwise driver that Quantize, Dequantize and the fused
+// Quantize->Dequantize run on.
+//
+// Indices: every tensor holds fewer than 2^31 elements, so element and chunk indices are 32-bit
+// (grid-stride steps stay below 2^32); byte offsets are formed in 64 bits.
+#pragma once
+#include "formats.cuh"
+
+namespace netdsl {
+
+constexpr int kThreads = 256;  // threads per CTA for every kernel
+// At least this many resident CTAs per SM (4: 1024 threads, registers capped at 64 per thread),
+// enough warps to keep loads in flight. A tuning knob: benchmarks/bench_gpu.py --defines.
+#ifndef NETDSL_MIN_CTAS_PER_SM
+#define NETDSL_MIN_CTAS_PER_SM 4
+#endif
+constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
+
+// n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
+// FastDivmod); the host computes mul and shr (netdsl/backends/cuda.py, _fast_div).
+struct FastDiv {
+  u32 d, mul, shr;
+  NETDSL_D u32 div(u32 n) const { return d == 1u ? n : __umulhi(n, mul) >> shr; }
+};
+
+// Block scales, pre-normalised: the host collapses x's dimensions (merging neighbours that index
+// the scale alike) into at most kMaxDims dims, innermost last. Element e's scale index is
+// sum_d ((coordinate_d / block_d) * scale_stride_d).
+constexpr int kMaxDims = 8;
+struct MapDim {
+  FastDiv extent, block;
+  u32 scale_stride;
+};
+struct ScaleMap {
+  u32 rank;
+  MapDim dim[kMaxDims];
+};
+constexpr int kScaleMapWords = int(sizeof(ScaleMap) / 4);
+
+NETDSL_D u32 scale_index(const ScaleMap& m, u32 e) {
+  u32 s = 0;
+  for (int d = int(m.rank) - 1; d > 0; --d) {
+    u32 q = m.dim[d].extent.div(e);
+    s += m.dim[d].block.div(e - q * m.dim[d].extent.d) * m.dim[d].scale_stride;
+    e = q;
+  }
+  return s + m.dim[0].block.div(e) * m.dim[0].scale_stride;
+}
+
+// Every CTA copies the map (a small device array) into shared memory once.
+NETDSL_D void load_words(u32* dst, const u32* __restrict__ src, int words) {
+  for (int i = threadIdx.x; i < words; i += blockDim.x) dst[i] = src[i];
+  __syncthreads();
+}
+
+// Chunk c covers elements [16c, 16c + count); full chunks move with 16- or 8-byte accesses, the
+// tail chunk byte by byte (zero-filled; 4-bit output pads its last nibble with 0).
+template <class T>
+NETDSL_D void load_chunk(const u8* __restrict__ base, u32 chunk, u32 count, u32 (&w)[Chunk<T>::kWords]) {
+  const u8* p = base + u64(chunk) * Chunk<T>::kBytes;
+  if (count == 16u) {
+    if constexpr (Chunk<T>::kBytes >= 16) {
+#pragma unroll
+      for (int i = 0; i < Chunk<T>::kBytes / 16; ++i) {
+        uint4 q = __ldg(reinterpret_cast<const uint4*>(p) + i);
+        w[4 * i] = q.x;
+        w[4 * i + 1] = q.y;
+        w[4 * i + 2] = q.z;
+        w[4 * i + 3] = q.w;
+      }
+    } else {
+      uint2 q = __ldg(reinterpret_cast<const uint2*>(p));
+      w[0] = q.x;
+      w[1] = q.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < Chunk<T>::kWords; ++i) w[i] = 0u;
+    const u32 bytes = (count * T::bits + 7u) / 8u;
+#pragma unroll
+    for (int b = 0; b < Chunk<T>::kBytes; ++b) {  // constant indices keep w in registers
+      if (u32(b) < bytes) w[b / 4] |= u32(__ldg(p + b)) << (8 * (b % 4));
+    }
+  }
+}
+
+template <class T>
+NETDSL_D void store_chunk(u8* __restrict__ base, u32 chunk, u32 count, const u32 (&w)[Chunk<T>::kWords]) {
+  u8* p = base + u64(chunk) * Chunk<T>::kBytes;
+  if (count == 16u) {
+    if constexpr (Chunk<T>::kBytes >= 16) {
+#pragma unroll
+      for (int i = 0; i < Chunk<T>::kBytes / 16; ++i) {
+        reinterpret_cast<uint4*>(p)[i] = make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
+      }
+    } else {
+      *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+    }
+  } else {
+    const u32 bytes = (count * T::bits + 7u) / 8u;
+#pragma unroll
+    for (int b = 0; b < Chunk<T>::kBytes; ++b) {
+      if (u32(b) < bytes) p[b] = u8(w[b / 4] >> (8 * (b % 4)));
+    }
+  }
+}
+
+// Element i of an 8/16/32-bit tensor (a scale, or a float input read one by one), widened exactly.
+template <class T>
+NETDSL_D float load_element(const u8* __restrict__ p, u32 i) {
+  if constexpr (T::bits == 32) return T::decode(__ldg(reinterpret_cast<const u32*>(p) + i));
+  else if constexpr (T::bits == 16) return T::decode(__ldg(reinterpret_cast<const u16*>(p) + i));
+  else return T::decode(__ldg(p + i));
+}
+
+// x / s, one IEEE float32 division, kept out of line: it only runs where the quotient can't come
+// from a multiply (below) or where each element has its own scale.
+__device__ __noinline__ float divide_rn(float x, float s) { return x / s; }
+
+// The reciprocal that quotient16 works with: RN(1/s) for s in [2^-64, 2^64], else NaN, which sends
+// every element of the chunk to the division.
+NETDSL_D float safe_reciprocal(float s) {
+  return (s >= 0x1p-64f && s <= 0x1p64f) ? 1.0f / s : float_of(kFloat32NaN);
+}
+
+// q[j] = fl(x[j] / s), the IEEE quotient bit for bit, for a chunk sharing one scale, without a
+// division per element: with r = RN(1/s), p = RN(x r) is within an ulp of x / s, the residual
+// s p - x is exact in one FMA, and RN(p - r (s p - x)) is the correctly rounded quotient
+// (Markstein, IBM J. Res. Dev. 34(1), 1990). Three FMA-pipe instructions, no branch per element.
+// The guard keeps every step clear of overflow and of the underflow that would make the residual
+// inexact: s in [2^-64, 2^64] and amax * r <= 2^100, where amax bounds max |x[j]| (NaN elements
+// excepted, which come out NaN either way); Inf elements, huge quotients and extreme scales take the
+// division. Where a quotient is tiny (under 2^-12, which every type encodes as a signed zero) the
+// result may differ from the division in its last bits but not in sign or in code. Checked on the
+// host: all 2^23 significands of s against x at and around every rounding boundary of int8, int4,
+// fp8 and fp4, and 4e8 random (s, x) over the guarded range, subnormal x and signed zeros included.
+NETDSL_D void quotient16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
+  if (mul_rn(amax, r) <= 0x1p100f) {  // false when r or the product is NaN or Inf
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const float p = mul_rn(x[j], r);
+      q[j] = __fmaf_rn(-r, __fmaf_rn(s, p, -x[j]), p);  // signs arranged so that x = -0 gives -0
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) q[j] = divide_rn(x[j], s);
+  }
+}
+
+NETDSL_D float max_magnitude16(const float (&x)[16]) {
+  float m = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) m = fmaxf(m, fabsf(x[j]));  // NaN ignored
+  return m;
+}
+
+// Quantize's value before encoding: x / s; a zero scale (only ever a DynamicQuantize effective
+// scale: Quantize's constant scales are positive) gives +0 data, as TensorRT-LLM does.
+NETDSL_D float quantize_value(float x, float s) { return s == 0.0f ? 0.0f : divide_rn(x, s); }
+
+NETDSL_D void quantize16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
+  if (s == 0.0f) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) q[j] = 0.0f;
+  } else {
+    quotient16(x, s, r, amax, q);
+  }
+}
+
+// A scale tensor whose element type is chosen at run time (one uniform branch per load), which
+// keeps the number of kernel instantiations down. Kinds: ScaleKind, mirrored in cuda.py.
+enum ScaleKind : u32 { kScaleFloat32 = 0, kScaleFloat16 = 1, kScaleBFloat16 = 2, kScaleE8M0 = 3 };
+
+struct ScaleTensor {
+  const u8* __restrict__ data;
+  u32 kind;
+  NETDSL_D float operator[](u32 i) const {
+    switch (kind) {
+      case kScaleFloat16: return load_element<type::float16>(data, i);
+      case kScaleBFloat16: return load_element<type::bfloat16>(data, i);
+      case kScaleE8M0: return load_element<type::e8m0>(data, i);
+      default: return load_element<type::float32>(data, i);
+    }
+  }
+};
+
+// One element of any storage type (4-bit: nibble e % 2 of byte e / 2).
+template <class T>
+NETDSL_D float load_one(const u8* __restrict__ p, u32 e) {
+  if constexpr (T::bits == 4) return T::decode((__ldg(p + e / 2u) >> (4u * (e % 2u))) & 0xFu);
+  else return load_element<T>(p, e);
+}
+
+// Elements 2p and 2p + 1 (when second); for 4-bit types exactly byte p, a missing second element
+// encoded as +0 (code 0: the padding nibble).
+template <class T>
+NETDSL_D void store_pair(u8* __restrict__ p, u32 pair, bool second, float v0, float v1) {
+  if constexpr (T::bits == 32) {
+    u32* w = reinterpret_cast<u32*>(p) + 2u * pair;
+    w[0] = T::encode(v0);
+    if (second) w[1] = T::encode(v1);
+  } else {
+    const u32 w = encode2<T>(v0, second ? v1 : 0.0f);
+    if constexpr (T::bits == 16) {
+      u16* h = reinterpret_cast<u16*>(p) + 2u * pair;
+      if (second) *reinterpret_cast<u32*>(h) = w;
+      else h[0] = u16(w);
+    } else if constexpr (T::bits == 8) {
+      if (second) reinterpret_cast<u16*>(p)[pair] = u16(w);
+      else p[2u * pair] = u8(w);
+    } else {
+      p[pair] = u8(w);
+    }
+  }
+}
+
+// The general path: a scale index per element, two elements (one 4-bit byte) per thread and step;
+// compact code (no 16-way unrolling) since every element pays for its index anyway.
+template <class Op>
+NETDSL_D void elementwise_pairs(const Op& op, const u8* __restrict__ x, u8* __restrict__ out,
+                                const ScaleMap& map, u32 n) {
+  using In = typename Op::In;
+  using Out = typename Op::Out;
+  const u32 pairs = (n + 1u) / 2u;
+  for (u32 p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
+    const u32 e = 2u * p;
+    const bool second = e + 1u < n;
+    const float r0 = op.apply(load_one<In>(x, e), op.scale(scale_index(map, e), false));
+    const float r1 = second ? op.apply(load_one<In>(x, e + 1u), op.scale(scale_index(map, e + 1u), false)) : 0.0f;
+    store_pair<Out>(out, p, second, r0, r1);
+  }
+}
+
+enum MapMode : int {
+  kPerTensor = 0,  // one scale
+  kChunk = 1,      // a chunk's 16 elements share one scale (step 0) or use 16 consecutive ones (step 1)
+  kGeneral = 2,    // scale index per element (elementwise_pairs)
+};
+
+// Stores chunk c as store_chunk does, but when the whole warp holds 32 full consecutive chunks and a
+// chunk is wider than 16 bytes (float32 and 16-bit outputs), it goes through shared memory so that
+// every store instruction writes one contiguous 512-byte span: a lane's 32 or 64 bytes stored
+// directly would half-fill every sector a store instruction touches, and stores, unlike loads, get
+// no help from L1 (measured on the H100: float32 output at half the copy rate). Pieces are swizzled
+// within a lane's row so that neither side has shared-memory bank conflicts.
+template <class T>
+NETDSL_D void store_chunk_coalesced(u8* __restrict__ base, u32 chunk, u32 count, const u32 (&w)[Chunk<T>::kWords],
+                                    u32 full_chunks) {
+  constexpr int kPieces = Chunk<T>::kBytes / 16;
+  const u32 lane = threadIdx.x & 31u;
+  if constexpr (kPieces > 1) {
+    __shared__ uint4 stage[kThreads / 32][32 * kPieces];
+    if (chunk - lane + 32u <= full_chunks) {  // the same for every lane of the warp
+      constexpr u32 kRowsPerRotation = 8u / kPieces;
+      uint4* s = stage[threadIdx.x / 32u];
+#pragma unroll
+      for (int i = 0; i < kPieces; ++i) {
+        s[lane * kPieces + (i + lane / kRowsPerRotation) % kPieces] =
+            make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
+      }
+      __syncwarp();
+      uint4* g = reinterpret_cast<uint4*>(base + u64(chunk - lane) * Chunk<T>::kBytes);
+#pragma unroll
+      for (int j = 0; j < kPieces; ++j) {
+        const u32 q = j * 32u + lane, row = q / kPieces;
+        g[q] = s[row * kPieces + (q % kPieces + row / kRowsPerRotation) % kPieces];
+      }
+      __syncwarp();
+      return;
+    }
+  }
+  store_chunk<T>(base, chunk, count, w);
+}
+
+// Runs op over the n elements of x, chunk by chunk, writing n elements of Op::Out. Op provides
+//   In, Out                  element types
+//   Scale scale(i, r)        the scale(s) of scale index i (with a reciprocal for the quotient when r)
+//   float apply(v, s)        the result value for element value v, before encoding to Out
+//   void apply16(v, s, res)  the same for a chunk sharing one scale (made with r = true)
+// Each thread loads its next chunk before it works on the current one, so that a load is always in
+// flight behind the arithmetic.
+template <class Op, int kMode>
+NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict__ out,
+                          const u32* __restrict__ map_words, u32 n, u32 chunk_step) {
+  using In = typename Op::In;
+  using Out = typename Op::Out;
+  __shared__ ScaleMap map;
+  typename Op::Scale uniform{};
+  if constexpr (kMode == kPerTensor) {
+    uniform = op.scale(0u, true);
+  } else {
+    load_words(reinterpret_cast<u32*>(&map), map_words, kScaleMapWords);
+  }
+  if constexpr (kMode == kGeneral) {
+    elementwise_pairs(op, x, out, map, n);
+  } else {
+    const u32 chunks = (n + 15u) / 16u, full_chunks = n / 16u, stride = gridDim.x * blockDim.x;
+    u32 c = blockIdx.x * blockDim.x + threadIdx.x;
+    u32 win[Chunk<In>::kWords];
+    if (c < chunks) load_chunk<In>(x, c, min(16u, n - c * 16u), win);
+    while (c < chunks) {
+      const u32 count = min(16u, n - c * 16u), next = c + stride;
+      u32 ahead[Chunk<In>::kWords];
+      if (next < chunks) load_chunk<In>(x, next, min(16u, n - next * 16u), ahead);
+      float v[16], res[16];
+      unpack16<In>(win, v);
+      if constexpr (kMode == kPerTensor) {
+        op.apply16(v, uniform, res);
+      } else {
+        // kChunk: n is a multiple of 16 here, so every chunk is full.
+        const u32 i0 = scale_index(map, c * 16u);
+        if (chunk_step == 0u) {
+          op.apply16(v, op.scale(i0, true), res);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 16; ++j) res[j] = op.apply(v[j], op.scale(i0 + j, false));
+        }
+      }
+      if (count < 16u) {
+#pragma unroll
+        for (int j = 0; j < 16; ++j) res[j] = u32(j) < count ? res[j] : 0.0f;
+      }
+      u32 wout[Chunk<Out>::kWords];
+      pack16<Out>(res, wout);
+      store_chunk_coalesced<Out>(out, c, count, wout, full_chunks);
+#pragma unroll
+      for (int i = 0; i < Chunk<In>::kWords; ++i) win[i] = ahead[i];
+      c = next;
+    }
+  }
+}
+
+}  // namespace netdsl

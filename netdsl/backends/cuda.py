@@ -1,0 +1,559 @@
+"""Low-level CUDA launch layer: device tensors and the Quantize / Dequantize / DynamicQuantize kernels.
+
+The kernels live in ``kernels/*.cu`` (shipped as ``netdsl/kernels`` in the wheel) and share the number
+formats of ``kernels/formats.cuh``, the CUDA twin of :mod:`netdsl.dtypes`. Each ``.cu`` file is compiled
+once per process by one cached loader (NVRTC through CuPy, cubins kept on disk), with every template
+instantiation the launchers below use (:data:`KERNEL_NAMES`). CuPy is imported lazily: this module
+imports without it.
+
+Granularity arrives pre-normalised as a full-rank ``block``: ``scale`` has x's rank and shape
+``ceil(x.shape[i] / block[i])``, and element ``x[i0, ..., in]`` uses ``scale[i0 // block0, ..., in // blockn]``.
+Numerics are SEMANTICS.md's, bit for bit; storage on the device is described by :class:`DeviceTensor`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdsl import dtypes
+
+# --------------------------------------------------------------------------------------------------
+# Device tensors
+
+
+@dataclass(frozen=True)
+class DeviceTensor:
+    """A tensor on the GPU.
+
+    ``data`` is 1-D raw storage: float32 / float16 as themselves, bfloat16 as uint16 bits, int8 / fp8 /
+    e8m0 one uint8 byte each, int4 / fp4 packed two per byte (the flattened row-major tensor, element
+    2k in the low nibble of byte k, the last byte's high nibble 0 when the count is odd).
+    """
+
+    dtype: dtypes.DType
+    shape: tuple[int, ...]
+    data: Any  # cupy.ndarray
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+_RAW_STORAGE = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "bfloat16": np.uint16,
+    "int8": np.uint8,
+    "fp8": np.uint8,
+    "e8m0": np.uint8,
+    "int4": np.uint8,
+    "fp4": np.uint8,
+}
+
+
+def _storage_length(dtype: dtypes.DType, count: int) -> int:
+    return (count + 1) // 2 if dtype.bits == 4 else count
+
+
+@functools.cache
+def _cupy() -> Any:
+    import cupy
+
+    return cupy
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when CuPy is installed and sees a CUDA device, else (False, the reason)."""
+    try:
+        cupy = _cupy()
+    except ImportError:
+        return False, "CuPy not installed"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        return False, f"no CUDA device ({error})"
+    if count == 0:
+        return False, "no CUDA device"
+    return True, ""
+
+
+def empty(dtype: dtypes.DType, shape: tuple[int, ...]) -> DeviceTensor:
+    """An uninitialised device tensor."""
+    cupy = _cupy()
+    shape = tuple(int(d) for d in shape)
+    length = _storage_length(dtype, math.prod(shape))
+    return DeviceTensor(dtype, shape, cupy.empty(length, dtype=_RAW_STORAGE[dtype.name]))
+
+
+def upload(array: np.ndarray, dtype: dtypes.DType) -> DeviceTensor:
+    """Copy a one-element-per-value ``dtype.storage`` array (ml_dtypes) to the device."""
+    array = np.asarray(array)
+    if array.dtype != dtype.storage:
+        raise TypeError(f"upload: a {dtype} tensor needs {dtype.storage} storage, got {array.dtype}")
+    if dtype.bits == 4:
+        raw = dtypes.pack_nibbles(dtypes.to_codes(array, dtype))
+    else:
+        raw = np.ascontiguousarray(array).reshape(-1).view(_RAW_STORAGE[dtype.name])
+    return DeviceTensor(dtype, tuple(array.shape), _cupy().asarray(raw))
+
+
+def download(t: DeviceTensor) -> np.ndarray:
+    """The tensor back on the host as a one-element-per-value ``dtype.storage`` array."""
+    raw = _cupy().asnumpy(t.data)
+    if t.dtype.bits == 4:
+        return dtypes.from_codes(dtypes.unpack_nibbles(raw, t.size), t.dtype).reshape(t.shape)
+    return raw.view(t.dtype.storage).reshape(t.shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernel names (the template instantiations) and the one cached loader
+
+FLOAT_TYPES = ("float32", "float16", "bfloat16")
+QUANTIZED_TYPES = ("int8", "int4", "fp8", "fp4")
+DEQUANTIZE_SCALE_TYPES = (*FLOAT_TYPES, "e8m0")
+
+#: ScaleKind in kernels/common.cuh: the scale's element type is a run-time kernel argument
+SCALE_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2, "e8m0": 3}
+
+# MapMode in kernels/common.cuh
+PER_TENSOR, CHUNK, GENERAL = 0, 1, 2
+_MAP_MODES = (PER_TENSOR, CHUNK, GENERAL)
+_CHUNK = 16  # elements per chunk (one thread's unit of work)
+
+#: (output_type, scale_type) -> the DynamicQuantize mode struct in dynamic_quantize.cu
+DYNAMIC_MODES = {
+    ("fp4", "fp8"): "NVFP4",
+    ("fp8", "e8m0"): "MXFP8",
+    ("fp8", "float32"): "FloatFP8",
+    ("int8", "float32"): "FloatInt8",
+}
+
+
+def _cxx(type_name: str) -> str:
+    return f"netdsl::type::{type_name}"
+
+
+def _quantize_name(x: str, q: str, mode: int) -> str:
+    return f"netdsl::quantize_kernel<{_cxx(x)}, {_cxx(q)}, {mode}>"
+
+
+def _quantize_dequantize_name(x: str, q: str, mode: int) -> str:
+    return f"netdsl::quantize_dequantize_kernel<{_cxx(x)}, {_cxx(q)}, {mode}>"
+
+
+def _dequantize_name(q: str, out: str, mode: int) -> str:
+    return f"netdsl::dequantize_kernel<{_cxx(q)}, {_cxx(out)}, {mode}>"
+
+
+def _rows_name(x: str, mode_struct: str) -> str:
+    return f"netdsl::dynamic_quantize_rows_kernel<{_cxx(x)}, netdsl::{mode_struct}>"
+
+
+def _block_amax_name(x: str) -> str:
+    return f"netdsl::block_amax_kernel<{_cxx(x)}>"
+
+
+def _atomic_amax_name(x: str, mode: int) -> str:
+    return f"netdsl::atomic_amax_kernel<{_cxx(x)}, {mode}>"
+
+
+def _block_scales_name(mode_struct: str) -> str:
+    return f"netdsl::block_scales_kernel<netdsl::{mode_struct}>"
+
+
+#: kernel file -> every instantiation the launchers use (the CI compile test builds exactly these)
+KERNEL_NAMES: dict[str, tuple[str, ...]] = {
+    "quantize.cu": tuple(
+        [_quantize_name(x, q, m) for x in FLOAT_TYPES for q in QUANTIZED_TYPES for m in _MAP_MODES]
+        + [_quantize_dequantize_name(x, q, m) for x in FLOAT_TYPES for q in QUANTIZED_TYPES for m in _MAP_MODES]
+    ),
+    "dequantize.cu": tuple(
+        _dequantize_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in _MAP_MODES
+    ),
+    "dynamic_quantize.cu": tuple(
+        [_rows_name(x, mode) for x in FLOAT_TYPES for mode in DYNAMIC_MODES.values()]
+        + [_block_amax_name(x) for x in FLOAT_TYPES]
+        + [_atomic_amax_name(x, m) for x in FLOAT_TYPES for m in _MAP_MODES]
+        + [_block_scales_name(mode) for mode in DYNAMIC_MODES.values()]
+    ),
+}
+
+#: NVRTC (and nvcc) options: IEEE division, subnormals kept, no contraction of a*b+c into an FMA.
+COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true")
+
+
+def _compile_options() -> tuple[str, ...]:
+    """COMPILE_OPTIONS plus ``-D`` for each word of $NETDSL_CUDA_DEFINES (tuning knobs such as
+    NETDSL_MIN_CTAS_PER_SM=3; see benchmarks/bench_gpu.py --defines)."""
+    return COMPILE_OPTIONS + tuple(f"-D{word}" for word in os.environ.get("NETDSL_CUDA_DEFINES", "").split())
+
+
+def kernels_dir() -> Path:
+    """``netdsl/kernels`` in an installed wheel, else ``<repo>/kernels`` in a source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "kernels", package.parent / "kernels"):
+        if (candidate / "formats.cuh").is_file():
+            return candidate
+    raise FileNotFoundError(f"netdsl kernels not found beside {package}")
+
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+_PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
+
+
+def kernel_source(file: str) -> str:
+    """The text of ``kernels/<file>`` with its local headers inlined, each once.
+
+    Inlining (rather than ``-I``) makes the key of the on-disk kernel cache (the source's hash) cover
+    the headers too.
+    """
+    directory = kernels_dir()
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        text = _PRAGMA_ONCE.sub("", (directory / name).read_text())
+
+        def include(match: re.Match[str]) -> str:
+            header = match.group(1)
+            if header in seen:
+                return ""
+            seen.add(header)
+            return expand(header)
+
+        return _INCLUDE.sub(include, text)
+
+    return expand(file)
+
+
+@dataclass(frozen=True)
+class _Module:
+    module: Any  # cupy.cuda.function.Module
+    mangled: dict[str, str]  # name expression -> lowered (mangled) name
+
+    def function(self, name: str) -> Any:
+        return self.module.get_function(self.mangled[name])
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("NETDSL_KERNEL_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
+
+
+@functools.cache
+def _module(file: str, device: int) -> _Module:
+    """kernels/<file> compiled by NVRTC for ``device`` with every name in KERNEL_NAMES[file], once per
+    process and device, the cubin kept on disk (keyed by source, options, NVRTC version, architecture).
+
+    Not cupy.RawModule: CuPy appends ``-ftz=true`` to every RawModule/RawKernel compilation, which
+    flushes float32 subnormals (e8m0's 2^-127, fp8 and fp4 decoding, tiny scales) and breaks the
+    numerics. cupy.cuda.compiler.compile_using_nvrtc passes our options as they are.
+    """
+    cupy = _cupy()
+    from cupy.cuda import compiler, driver, function, nvrtc
+
+    source = kernel_source(file)
+    names = KERNEL_NAMES[file]
+    arch = cupy.cuda.Device(device).compute_capability
+    options = _compile_options()
+    fingerprint = [source, *options, *names, arch, repr(nvrtc.getVersion()), cupy.__version__]
+    key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
+    cubin_path = _cache_dir() / f"{file}-{key}.cubin"
+    names_path = cubin_path.with_suffix(".json")
+    try:
+        mangled = json.loads(names_path.read_text())
+        module = function.Module()
+        module.load(cubin_path.read_bytes())
+    except (OSError, ValueError, driver.CUDADriverError):
+        image, mangled = compiler.compile_using_nvrtc(source, options, name_expressions=names, filename=file)
+        image = image if isinstance(image, bytes) else image.encode()
+        module = function.Module()
+        module.load(image)
+        _write_atomically(cubin_path, image)
+        _write_atomically(names_path, json.dumps(mangled).encode())
+    return _Module(module, mangled)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Best effort: a cache that cannot be written only costs a recompilation next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
+def _kernel(file: str, name: str) -> Any:
+    return _module(file, _cupy().cuda.Device().id).function(name)
+
+
+@functools.cache
+def _multiprocessors(device: int) -> int:
+    return int(_cupy().cuda.Device(device).attributes["MultiProcessorCount"])
+
+
+_THREADS = 256  # kThreads in common.cuh
+_CTAS_PER_SM = 8  # 2048 resident threads per SM on sm_90
+
+
+def _launch(file: str, name: str, work_items: int, args: tuple[Any, ...]) -> None:
+    """One thread per work item, at most a full machine's worth of CTAs (the kernels grid-stride)."""
+    if work_items <= 0:
+        return
+    cupy = _cupy()
+    ctas = min(-(-work_items // _THREADS), _multiprocessors(cupy.cuda.Device().id) * _CTAS_PER_SM)
+    _kernel(file, name)((ctas,), (_THREADS,), args)
+
+
+# --------------------------------------------------------------------------------------------------
+# Block geometry: collapsing dimensions, and the scale-index map the kernels read
+
+
+def _fast_div(d: int) -> tuple[int, int, int]:
+    """(d, mul, shr) with n // d == (n * mul >> 32) >> shr for 0 <= n < 2**31 (FastDiv in common.cuh)."""
+    if d == 1:
+        return (1, 0, 0)
+    log = (d - 1).bit_length()  # ceil(log2(d))
+    return (d, ((1 << (31 + log)) + d - 1) // d, log - 1)
+
+
+def collapse(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The fewest (extent, block) dims, innermost last, that index x's block scales as (shape, block) does.
+
+    Dims of extent 1 drop out; an inner dim blocked whole merges into its outer neighbour (block
+    grows by the inner extent), and an unblocked outer dim merges into an inner one whose block
+    divides its extent. Scale flat indices stay row-major, so they are unchanged.
+    """
+    dims = [(d, min(b, d)) for d, b in zip(shape, block) if d != 1] or [(1, 1)]
+    merged = [dims[-1]]
+    for extent, blk in reversed(dims[:-1]):
+        inner_extent, inner_block = merged[0]
+        if inner_block == inner_extent:
+            merged[0] = (extent * inner_extent, blk * inner_extent)
+        elif blk == 1 and inner_extent % inner_block == 0:
+            merged[0] = (extent * inner_extent, inner_block)
+        else:
+            merged.insert(0, (extent, blk))
+    return merged
+
+
+@dataclass(frozen=True)
+class _ScaleIndexing:
+    mode: int  # PER_TENSOR, CHUNK or GENERAL
+    chunk_step: int  # CHUNK: 0 = one scale per chunk, 1 = 16 consecutive scales
+    words: tuple[int, ...]  # ScaleMap in common.cuh
+    dims: tuple[tuple[int, int], ...]
+
+
+_MAX_DIMS = 8  # kMaxDims in common.cuh
+
+
+@functools.cache
+def _scale_indexing(shape: tuple[int, ...], block: tuple[int, ...]) -> _ScaleIndexing:
+    dims = collapse(shape, block)
+    if len(dims) > _MAX_DIMS:
+        raise ValueError(f"more than {_MAX_DIMS} dimensions after collapsing: {shape} in blocks {block}")
+    counts = [-(-d // b) for d, b in dims]
+    strides = [math.prod(counts[i + 1 :]) for i in range(len(dims))]
+    words = [len(dims)]
+    for i in range(_MAX_DIMS):
+        extent, blk, stride = (dims[i][0], dims[i][1], strides[i]) if i < len(dims) else (1, 1, 0)
+        words += [*_fast_div(extent), *_fast_div(blk), stride]
+    last_extent, last_block = dims[-1]
+    if len(dims) == 1 and last_block == last_extent:
+        mode, step = PER_TENSOR, 0
+    elif last_extent % _CHUNK == 0 and last_block % _CHUNK == 0:
+        mode, step = CHUNK, 0
+    elif last_extent % _CHUNK == 0 and last_block == 1:
+        mode, step = CHUNK, 1
+    else:
+        mode, step = GENERAL, 0
+    return _ScaleIndexing(mode, step, tuple(words), tuple(dims))
+
+
+_device_words_cache: dict[tuple[int, tuple[int, ...]], Any] = {}
+
+
+def _device_words(words: tuple[int, ...]) -> Any:
+    """A small uint32 table on the current device (cached: the same geometry is reused call after call)."""
+    cupy = _cupy()
+    key = (cupy.cuda.Device().id, words)
+    table = _device_words_cache.get(key)
+    if table is None:
+        table = cupy.asarray(np.array(words, dtype=np.uint32))
+        _device_words_cache[key] = table
+    return table
+
+
+def _check_block(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...]) -> tuple[int, ...]:
+    block = tuple(int(b) for b in block)
+    if len(block) != len(x.shape) or any(b < 1 for b in block):
+        raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
+    expected = tuple(-(-d // b) if d else 0 for d, b in zip(x.shape, block))
+    if tuple(scale.shape) != expected:
+        raise ValueError(f"scale shape {scale.shape} != {expected} for shape {x.shape} in blocks {block}")
+    return block
+
+
+def _scale_kind(scale: DeviceTensor) -> np.uint32:
+    return np.uint32(SCALE_KINDS[scale.dtype.name])
+
+
+def _check_type(what: str, dtype: dtypes.DType, allowed: tuple[str, ...]) -> None:
+    if dtype.name not in allowed:
+        raise TypeError(f"{what} must be one of {', '.join(allowed)}, got {dtype}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The ops
+
+
+def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
+    """q = saturate(round_half_even(x / scale)) in ``to_type`` (int8, int4, fp8, fp4).
+
+    x: float32/float16/bfloat16; scale: float32/float16/bfloat16, widened exactly; the division is
+    IEEE float32 (SEMANTICS.md, "Quantize"). A zero scale gives +0 data (only DynamicQuantize's
+    effective scales are ever 0).
+    """
+    _check_type("quantize input", x.dtype, FLOAT_TYPES)
+    _check_type("quantize scale", scale.dtype, FLOAT_TYPES)
+    _check_type("quantize to_type", to_type, QUANTIZED_TYPES)
+    block = _check_block(x, scale, block)
+    out = empty(to_type, x.shape)
+    if x.size:
+        indexing = _scale_indexing(x.shape, block)
+        name = _quantize_name(x.dtype.name, to_type.name, indexing.mode)
+        _launch_elementwise("quantize.cu", name, indexing, (x.data, scale.data, _scale_kind(scale)), out, x.size)
+    return out
+
+
+def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
+    """y = round_to(to_type, fl32(float32(q) * scale)) (SEMANTICS.md, "Dequantize").
+
+    q: int8/int4/fp8/fp4; scale: float32/float16/bfloat16 or e8m0; to_type: float32/float16/bfloat16.
+    """
+    _check_type("dequantize input", q.dtype, QUANTIZED_TYPES)
+    _check_type("dequantize scale", scale.dtype, DEQUANTIZE_SCALE_TYPES)
+    _check_type("dequantize to_type", to_type, FLOAT_TYPES)
+    block = _check_block(q, scale, block)
+    out = empty(to_type, q.shape)
+    if q.size:
+        indexing = _scale_indexing(q.shape, block)
+        name = _dequantize_name(q.dtype.name, to_type.name, indexing.mode)
+        _launch_elementwise("dequantize.cu", name, indexing, (q.data, scale.data, _scale_kind(scale)), out, q.size)
+    return out
+
+
+def quantize_dequantize(
+    x: DeviceTensor,
+    scale: DeviceTensor,
+    block: tuple[int, ...],
+    quant_type: dtypes.DType,
+    dequant_scale: DeviceTensor | None = None,
+) -> DeviceTensor:
+    """Dequantize(Quantize(x, scale, quant_type), dequant_scale) in one pass, q never stored.
+
+    The same bits as the two ops run one after the other, with Dequantize's ``to_type`` = x's type.
+    ``dequant_scale`` (default: ``scale``) must have the shape and type of ``scale``: a Q -> DQ pair
+    over the same block geometry.
+    """
+    _check_type("quantize_dequantize input", x.dtype, FLOAT_TYPES)
+    _check_type("quantize_dequantize scale", scale.dtype, FLOAT_TYPES)
+    _check_type("quantize_dequantize quant_type", quant_type, QUANTIZED_TYPES)
+    block = _check_block(x, scale, block)
+    if dequant_scale is None:
+        dequant_scale = scale
+    elif dequant_scale.dtype != scale.dtype or tuple(dequant_scale.shape) != tuple(scale.shape):
+        raise ValueError("quantize_dequantize: dequant_scale must match scale's type and shape")
+    out = empty(x.dtype, x.shape)
+    if x.size:
+        indexing = _scale_indexing(x.shape, block)
+        name = _quantize_dequantize_name(x.dtype.name, quant_type.name, indexing.mode)
+        args = (x.data, scale.data, dequant_scale.data, _scale_kind(scale))
+        _launch_elementwise("quantize.cu", name, indexing, args, out, x.size)
+    return out
+
+
+def _launch_elementwise(
+    file: str, name: str, indexing: _ScaleIndexing, inputs: tuple[Any, ...], out: DeviceTensor, n: int
+) -> None:
+    args = (*inputs, _device_words(indexing.words), out.data, np.uint32(n), np.uint32(indexing.chunk_step))
+    _launch(file, name, -(-n // _CHUNK), args)
+
+
+_MAX_ROW_BLOCK = 16 * 32  # the fused DynamicQuantize kernel's largest block: 32 lanes of 16 elements
+_MAX_BLOCK_LOOP = 1024  # larger general blocks take the atomic amax pass
+
+
+def dynamic_quantize(
+    x: DeviceTensor,
+    block: tuple[int, ...],
+    output_type: dtypes.DType,
+    scale_type: dtypes.DType,
+    double_quant_scale: float | None,
+) -> tuple[DeviceTensor, DeviceTensor]:
+    """(data, scale) of DynamicQuantize (SEMANTICS.md): block amax (NaN ignored), the mode's scale, data.
+
+    Modes by (output_type, scale_type): (fp4, fp8) NVFP4, needs ``double_quant_scale``; (fp8, e8m0)
+    MXFP8, round-up exponent; (fp8 or int8, float32) float scale amax / 448 or amax / 127. Any block
+    shape with partial edge blocks; the caller has checked the mode's block rules.
+    """
+    _check_type("dynamic_quantize input", x.dtype, FLOAT_TYPES)
+    mode = DYNAMIC_MODES.get((output_type.name, scale_type.name))
+    if mode is None:
+        raise TypeError(f"dynamic_quantize: no mode with output {output_type} and scale {scale_type}")
+    if (mode == "NVFP4") != (double_quant_scale is not None):
+        raise ValueError("dynamic_quantize: double_quant_scale is required for NVFP4 and allowed for no other mode")
+    block = tuple(int(b) for b in block)
+    if len(block) != len(x.shape) or any(b < 1 for b in block):
+        raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
+    scale_shape = tuple(-(-d // b) if d else 0 for d, b in zip(x.shape, block))
+    data, scale = empty(output_type, x.shape), empty(scale_type, scale_shape)
+    n = x.size
+    if n == 0:
+        return data, scale
+    dqs = np.float32(1.0 if double_quant_scale is None else double_quant_scale)
+    indexing = _scale_indexing(x.shape, block)
+    (extent, blk), *inner = indexing.dims[::-1]
+    row_block = not inner and blk % _CHUNK == 0 and blk <= _MAX_ROW_BLOCK and extent % blk == 0
+    if row_block and (blk // _CHUNK) & (blk // _CHUNK - 1) == 0:
+        lanes_shift = (blk // _CHUNK).bit_length() - 1
+        args: tuple[Any, ...] = (x.data, data.data, scale.data, np.uint32(n), np.uint32(lanes_shift), dqs)
+        _launch("dynamic_quantize.cu", _rows_name(x.dtype.name, mode), -(-n // _CHUNK), args)
+        return data, scale
+    cupy = _cupy()
+    nblocks = math.prod(scale_shape)
+    dims = list(indexing.dims)
+    block_volume = math.prod(b for _, b in dims)
+    if len(dims) <= 4 and block_volume <= _MAX_BLOCK_LOOP:
+        dims = [(1, 1)] * (4 - len(dims)) + dims
+        words = [d for d, _ in dims] + [b for _, b in dims]
+        for d, b in dims:
+            words += _fast_div(-(-d // b))
+        amax = cupy.empty(nblocks, dtype=np.float32)
+        args = (x.data, _device_words(tuple(words)), amax, np.uint32(nblocks))
+        _launch("dynamic_quantize.cu", _block_amax_name(x.dtype.name), nblocks, args)
+    else:
+        amax = cupy.zeros(nblocks, dtype=np.float32)
+        map_mode = indexing.mode if indexing.chunk_step == 0 else GENERAL
+        args = (x.data, _device_words(indexing.words), amax, np.uint32(n))
+        _launch("dynamic_quantize.cu", _atomic_amax_name(x.dtype.name, map_mode), -(-n // _CHUNK), args)
+    effective = DeviceTensor(dtypes.FLOAT32, scale_shape, cupy.empty(nblocks, dtype=np.float32))
+    args = (amax, scale.data, effective.data, np.uint32(nblocks), dqs)
+    _launch("dynamic_quantize.cu", _block_scales_name(mode), nblocks, args)
+    name = _quantize_name(x.dtype.name, output_type.name, indexing.mode)
+    _launch_elementwise("quantize.cu", name, indexing, (x.data, effective.data, _scale_kind(effective)), data, n)
+    return data, scale
