@@ -25,6 +25,7 @@ from netdsl.ops.quantize import (
     check_zero_point,
     names,
     resolve_scale,
+    scaled_evaluate,
 )
 
 SCALE_TYPES = FLOAT_TYPES + (dtypes.E8M0,)
@@ -77,11 +78,7 @@ def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type:
         return dtypes.encode(q32 * scale32, to_type)
 
 
-def evaluate(plan: ScalePlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
-    q, scale = args[0], args[1]
-    assert q is not None and scale is not None
-    granularity = plan.granularity
-    return [reference(q, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+evaluate = scaled_evaluate(reference)
 
 
 DEQUANTIZE = register(OpDef(

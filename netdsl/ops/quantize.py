@@ -6,7 +6,9 @@ division; the rounding and saturation rules of the output type are :func:`netdsl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,11 +111,16 @@ def reference(x: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type:
         return dtypes.encode(x32 / scale32, to_type)
 
 
-def evaluate(plan: ScalePlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
-    x, scale = args[0], args[1]
-    assert x is not None and scale is not None
-    granularity = plan.granularity
-    return [reference(x, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
+    """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
+    def evaluate(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
+        data, scale = args[0], args[1]
+        granularity = plan.granularity
+        return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+    return evaluate
+
+
+evaluate = scaled_evaluate(reference)
 
 
 QUANTIZE = register(OpDef(
