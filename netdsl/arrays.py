@@ -7,6 +7,8 @@ values T represents exactly; float16/bfloat16 tensors also take float32, rounded
 
 from __future__ import annotations
 
+from typing import Any, BinaryIO
+
 import numpy as np
 
 from netdsl import dtypes
@@ -25,20 +27,68 @@ SAVE_DTYPES: dict[str, np.dtype] = {
 }
 
 
+class MismatchError(ValueError):
+    """An array, or an .npy header, whose shape or dtype doesn't fit the declared tensor type."""
+
+
+def check_fits(shape: tuple[int, ...], array_dtype: np.dtype, tensor_type: TensorType) -> None:
+    """MismatchError unless an array of ``shape`` and ``array_dtype`` may hold a ``tensor_type``."""
+    dtype = tensor_type.dtype
+    if tuple(shape) != tensor_type.shape:
+        raise MismatchError(f"has shape {list(shape)}, expected {list(tensor_type.shape)}")
+    array_dtype = array_dtype.newbyteorder("=")  # a big-endian '>f4' file holds float32 too
+    half = dtype.name in ("float16", "bfloat16")
+    if array_dtype in (dtype.storage, SAVE_DTYPES[dtype.name]) or (half and array_dtype in (np.float32, np.float16)):
+        return
+    accepted = sorted({dtype.storage.name, SAVE_DTYPES[dtype.name].name} | ({"float32"} if half else set()))
+    raise MismatchError(f"has dtype {array_dtype}, expected {' or '.join(accepted)} for {dtype.name}")
+
+
+def check_npy_header(stream: BinaryIO, tensor_type: TensorType) -> None:
+    """Check the .npy header at ``stream``'s position against ``tensor_type`` before any data is read, so
+    that a corrupt or hostile header (2^40 elements, a gigabyte-wide dtype) allocates nothing; then rewind.
+    A stream that isn't an .npy (a pickle) and object arrays are left to ``np.load(allow_pickle=False)``."""
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+    except ValueError:
+        stream.seek(start)
+        return
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    shape, _, array_dtype = read_header(stream)
+    if not array_dtype.hasobject:
+        check_fits(shape, array_dtype, tensor_type)
+    stream.seek(start)
+
+
+def read_npz_member(archive: Any, key: str, tensor_type: TensorType | None) -> np.ndarray:
+    """Array ``key`` of an open .npz (``np.load``'s NpzFile), its header checked against ``tensor_type``
+    first (:func:`check_npy_header`); ValueError for a member that isn't an .npy array."""
+    member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+    if tensor_type is not None:
+        with archive.zip.open(member) as stream:
+            check_npy_header(stream, tensor_type)
+    array = archive[key]
+    if not isinstance(array, np.ndarray):  # NumPy hands back a member that isn't an .npy as its bytes
+        raise ValueError(f"'{member}' in it is not an .npy array")
+    return array
+
+
 def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
-    """``array`` as the storage form of ``tensor_type``; ValueError saying what doesn't fit."""
+    """``array`` as the storage form of ``tensor_type``; ValueError saying what doesn't fit
+    (MismatchError for its shape or dtype)."""
     array = np.asarray(array)
     dtype = tensor_type.dtype
-    if tuple(array.shape) != tensor_type.shape:
-        raise ValueError(f"has shape {list(array.shape)}, expected {list(tensor_type.shape)}")
+    check_fits(array.shape, array.dtype, tensor_type)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == dtype.storage:
         return array
     if dtype.name in ("float16", "bfloat16") and array.dtype in (np.float32, np.float16):
         return dtypes.encode(array.astype(np.float32), dtype)
-    if array.dtype != SAVE_DTYPES[dtype.name]:
-        accepted = sorted({dtype.storage.name, SAVE_DTYPES[dtype.name].name}
-                          | ({"float32"} if dtype.name in ("float16", "bfloat16") else set()))
-        raise ValueError(f"has dtype {array.dtype}, expected {' or '.join(accepted)} for {dtype.name}")
     exact = dtypes.representable(array.astype(np.float64), dtype)
     if not exact.all():
         bad = array[~exact].flat[0]

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays, dtypes
-from netdsl.diagnostics import ModelError, UsageError
+from netdsl.diagnostics import ModelError, UsageError, one_line
+from netdsl.ir import TensorType
 from netdsl.model import Network, load
 
 #: outputs with more elements than this print as a summary
@@ -51,9 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str) -> Network:
-    if not Path(path).is_file():
-        raise UsageError(f"cannot read model '{path}': no such file")
     try:
+        if not Path(path).is_file():
+            raise UsageError(f"cannot read model '{path}': no such file")
         network = load(path)
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
@@ -62,37 +64,62 @@ def _load(path: str) -> Network:
     return network
 
 
-def _read_npy(path: str, what: str) -> np.ndarray:
+#: what reading an input file can raise besides a mismatch: unreadable, corrupt (a zip that isn't one), or
+#: too large for memory
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
+    """``np.load`` without pickles; with ``expected``, an .npy whose header doesn't fit is refused
+    before its data is read."""
     try:
-        array = np.load(path, allow_pickle=False)
+        if expected is not None:
+            with open(path, "rb") as stream:
+                arrays.check_npy_header(stream, expected)
+        return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"cannot read {what} '{path}': no such file") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise UsageError(f"cannot read {what} '{path}': {str(error).splitlines()[0] if str(error) else error}") \
-            from None
-    return array
+    except arrays.MismatchError as error:
+        raise UsageError(f"{what} {error}") from None
+    except _READ_ERRORS as error:
+        raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
 
 
 def _gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    given: dict[str, np.ndarray] = {}
+    given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
     if args.inputs:
         archive = _read_npy(args.inputs, "inputs file")
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise UsageError(f"--inputs '{args.inputs}' is not an .npz archive")
         with archive:
-            try:
-                given.update({key: archive[key] for key in archive.files})
-            except (ValueError, OSError) as error:
-                raise UsageError(f"cannot read inputs file '{args.inputs}': {error}") from None
+            for key in archive.files:
+                if key not in network.inputs:
+                    given[key] = None
+                    continue
+                try:
+                    given[key] = arrays.read_npz_member(archive, key, network.inputs[key])
+                except arrays.MismatchError as error:
+                    raise UsageError(f"input '{key}' {error}") from None
+                except _READ_ERRORS as error:
+                    raise UsageError(f"cannot read inputs file '{args.inputs}': {_first_line(error)}") from None
     for item in args.input:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--input takes NAME=FILE.npy, got '{item}'")
-        array = _read_npy(path, f"input '{name}'")
+        if name not in network.inputs:
+            given[name] = None
+            continue
+        array = _read_npy(path, f"input '{name}'", network.inputs[name])
         if isinstance(array, np.lib.npyio.NpzFile):
             array.close()
             raise UsageError(f"--input {name}: '{path}' is an .npz archive; use --inputs for archives")
         given[name] = array
+    if args.seed < 0:
+        raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     rng = np.random.default_rng(args.seed)
     for name, tensor_type in network.inputs.items():
         if name not in given:
@@ -127,6 +154,8 @@ def write_atomically(path: str, write: Callable[[Any], object], binary: bool = T
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"cannot write '{path}': no such directory '{folder}'")
+    if target.exists() and not target.is_file():  # a rename would replace a device, FIFO or directory
+        raise UsageError(f"cannot write '{path}': it is {'a directory' if target.is_dir() else 'not a regular file'}")
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "wb" if binary else "w") as stream:
@@ -189,13 +218,14 @@ def main(argv: list[str] | None = None) -> int:
             print(diagnostic, file=sys.stderr)
         return 1
     except UsageError as error:
-        print(f"netdsl: error: {error}", file=sys.stderr)
+        print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - the last resort: say it is ours, never a traceback
-        print(f"netdsl: internal error: {type(error).__name__}: {error} (please report this)", file=sys.stderr)
+        print(f"netdsl: internal error: {type(error).__name__}: {one_line(str(error))} (please report this)",
+              file=sys.stderr)
         return 3
 
 

@@ -21,7 +21,7 @@ class Loc:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{one_line(self.file)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.loc}: {self.severity}: {self.message}"
+        return f"{self.loc}: {self.severity}: {one_line(self.message)}"
 
 
 @dataclass
@@ -85,6 +85,12 @@ class OpError(Exception):
 
 class UsageError(Exception):
     """A bad command line, a missing file, an input that doesn't fit, an unavailable backend (exit 2)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks, tabs and other unprintable characters (a user's file
+    name, a YAML scalar, a load() path) escaped as Python writes them, so that a diagnostic is one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

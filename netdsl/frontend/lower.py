@@ -22,6 +22,13 @@ from netdsl.ops import OPS, OpDef
 _SPECIAL_NAMES = {"inf": math.inf, "nan": math.nan}
 #: a constant literal may hold at most this many elements (larger data belongs in a load()ed file)
 MAX_LITERAL_ELEMENTS = 1 << 20
+#: TensorRT's Dims::MAX_DIMS: a tensor has at most 8 dimensions
+MAX_RANK = 8
+#: TensorRT's layer attributes are at most 64-bit
+MAX_INT64 = 2**63 - 1
+#: names "did you mean" may compare in one model: a model with thousands of unknown names among thousands
+#: of tensors would otherwise take quadratic time
+SUGGESTION_BUDGET = 200_000
 
 
 class _LoweringError(Exception):
@@ -42,6 +49,7 @@ class _Lowering:
         self.base_dir = base_dir
         self.diagnostics = diagnostics
         self.used: set[str] = set()
+        self.suggestion_budget = SUGGESTION_BUDGET
 
     def run(self, default_name: str) -> Graph:
         statements = self.module.statements
@@ -87,7 +95,11 @@ class _Lowering:
     def lookup(self, name: ast.Name) -> Value:
         value = self.graph.values.get(name.name)
         if value is None:
-            raise _LoweringError(name.loc, f"unknown tensor '{name.name}'" + did_you_mean(name.name, self.graph.values))
+            hint = ""
+            if self.suggestion_budget >= len(self.graph.values):  # each suggestion compares every name
+                self.suggestion_budget -= len(self.graph.values)
+                hint = did_you_mean(name.name, self.graph.values)
+            raise _LoweringError(name.loc, f"unknown tensor '{name.name}'" + hint)
         return value
 
     def outputs(self, names: list[ast.Name]) -> None:
@@ -114,15 +126,23 @@ class _Lowering:
         except KeyError:
             raise _LoweringError(ref.dtype.loc, f"unknown type '{ref.dtype.name}'" + did_you_mean(
                 ref.dtype.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
+        if len(ref.dims) > MAX_RANK:
+            raise _LoweringError(ref.loc, f"a tensor has at most {MAX_RANK} dimensions (TensorRT's limit); "
+                                          f"this type has {len(ref.dims)}")
         shape = []
         for dim in ref.dims:
+            if isinstance(dim, ast.Number) and _integer_text(dim.text) and not dim.value <= MAX_VOLUME:
+                raise _LoweringError(dim.loc, f"dimension {_abbreviated(dim.text)} is over TensorRT's limit of 2^31-1")
             if not (isinstance(dim, ast.Number) and isinstance(dim.value, int)):
                 raise _LoweringError(dim.loc, "a dimension must be a non-negative integer")
             shape.append(dim.value)
         tensor_type = TensorType(dtype, tuple(shape))
-        if tensor_type.volume > MAX_VOLUME:
-            raise _LoweringError(ref.loc, f"{tensor_type} has {tensor_type.volume} elements, over TensorRT's "
-                                          f"limit of 2^31-1")
+        # the nonzero extents too: a zero-element [0, 10**20] still can't be an array
+        extents = math.prod(d for d in shape if d)
+        if extents > MAX_VOLUME:
+            size = f"{tensor_type.volume} elements" if tensor_type.volume else \
+                f"nonzero extents multiplying to {extents}"
+            raise _LoweringError(ref.loc, f"{tensor_type} has {size}, over TensorRT's limit of 2^31-1")
         return tensor_type
 
     def constant(self, statement: ast.ConstStmt) -> None:
@@ -204,19 +224,21 @@ class _Lowering:
         strings = [a.value for a in call.args if isinstance(a, ast.String)]
         path_text, key = strings[0], (strings[1] if len(strings) == 2 else None)
         path = self.base_dir / path_text
-        array = self.read_array(call, path, key)
         try:
-            data = arrays.coerce(array, tensor_type)
+            data = arrays.coerce(self.read_array(call, path, key, tensor_type), tensor_type)
         except ValueError as error:
             raise _LoweringError(call.loc, f"'{path_text}'{f' key {key!r}' if key else ''} {error}") from None
         return LoadRef(path_text, key), data
 
     @staticmethod
-    def read_array(call: ast.Call, path: Path, key: str | None) -> np.ndarray:
-        """The array in an .npy file, or an .npz file's array ``key``; pickles are refused."""
-        if not path.is_file():
-            raise _LoweringError(call.loc, f"cannot read '{path}': no such file")
+    def read_array(call: ast.Call, path: Path, key: str | None, tensor_type: TensorType) -> np.ndarray:
+        """The array in an .npy file, or an .npz file's array ``key``; pickles are refused, and a header
+        that doesn't fit ``tensor_type`` is refused (MismatchError) before its data is read."""
         try:
+            if not path.is_file():
+                raise _LoweringError(call.loc, f"cannot read '{path}': no such file")
+            with open(path, "rb") as stream:
+                arrays.check_npy_header(stream, tensor_type)
             loaded = np.load(path, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 if key is not None:
@@ -232,7 +254,9 @@ class _Lowering:
                 if key not in loaded.files:
                     raise _LoweringError(call.args[1].loc, f"'{path.name}' has no array '{key}'"
                                          + did_you_mean(key, loaded.files))
-                return loaded[key]
+                return arrays.read_npz_member(loaded, key, tensor_type)
+        except arrays.MismatchError:
+            raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise _LoweringError(call.loc, f"cannot read '{path}': {_reason(error)}") from None
 
@@ -315,9 +339,24 @@ class _Lowering:
         if isinstance(expr, ast.Unary):
             sign = -1 if expr.op == "-" else 1
             expr = expr.operand
+        if isinstance(expr, ast.Number) and _integer_text(expr.text) and not expr.value <= MAX_INT64:
+            raise _LoweringError(expr.loc, f"{key} takes 64-bit integers; {_abbreviated(expr.text)} is too large")
         if not (isinstance(expr, ast.Number) and isinstance(expr.value, int)):
             raise _LoweringError(expr.loc, f"{key} takes integers")
         return sign * expr.value
+
+
+def _integer_text(text: str) -> bool:
+    """A decimal or hex integer literal (which the front ends read as inf when it is too long to convert)."""
+    lowered = text.lower()
+    if lowered.startswith("0x"):
+        return len(lowered) > 2 and all(c in "0123456789abcdef" for c in lowered[2:])
+    return lowered.isdigit()
+
+
+def _abbreviated(text: str) -> str:
+    """A literal for a message: Python won't print an int past 4300 digits, and nobody wants to read it."""
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-4:]} ({len(text)} characters)"
 
 
 def _reason(error: BaseException) -> str:

@@ -136,9 +136,10 @@ def _describe(node: yaml.Node) -> str:
         return "a list"
     if node.value == "" and node.style is None:
         return "nothing"
+    value = node.value if len(node.value) <= 60 else node.value[:57] + "..."  # a 1 MB scalar stays out
     if node.style is not None:
-        return f"the string {_quoted(node.value)}"
-    return f"'{node.value}'"
+        return f"the string {_quoted(value)}"
+    return f"'{value}'"
 
 
 def _quoted(text: str) -> str:

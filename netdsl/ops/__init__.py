@@ -75,12 +75,18 @@ def require_constant(operand: Operand, what: str) -> None:
 
 
 def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
-    """A constant, or computed only from constants (TensorRT's weights)."""
-    if value.kind == "const":
-        return True
-    if value.producer is None:
-        return False
-    return all(is_constant_rooted(values[name], values) for name in value.producer.inputs)
+    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
+    of thousands of layers is a valid network."""
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        if current.kind == "const" or current.name in seen:
+            continue
+        if current.producer is None:
+            return False
+        seen.add(current.name)
+        pending.extend(values[name] for name in current.producer.inputs)
+    return True
 
 
 def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:

@@ -82,6 +82,8 @@ def resolve(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int | No
         raise OpError(f"block scale shape {list(scale_shape)} must differ from the input shape {list(shape)} "
                       f"in exactly one of the last two dimensions (or give block_shape)", "scale")
     (i,) = differing
+    if shape[i] == 0:  # 0 % n == 0, but there is no block size: n blocks of nothing
+        raise OpError(f"input extent 0 on axis {i} has no blocks; the scale has {scale_shape[i]} there", "scale")
     if scale_shape[i] == 0 or shape[i] % scale_shape[i]:
         raise OpError(f"input extent {shape[i]} on axis {i} is not divisible by the scale's {scale_shape[i]} "
                       f"(give block_shape for partial blocks)", "scale")
