@@ -55,7 +55,8 @@ def ort_quantize_linear(x: np.ndarray):
         [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])], "q",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [x.size])],
         [helper.make_tensor_value_info("q", TensorProto.INT8, [x.size])],
-        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.0078125]), helper.make_tensor("z", TensorProto.INT8, [], [0])])
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.0078125]),
+         helper.make_tensor("z", TensorProto.INT8, [], [0])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -80,7 +81,8 @@ def main() -> None:
     rows = []
     int8 = median_time(netdsl_quantize(x, "int8"), args.repeat)
     ort = median_time(ort_quantize_linear(x), args.repeat)
-    rows.append(("int8 per-tensor quantize", int8, "onnxruntime QuantizeLinear", ort, ort / int8, "within 3x (>= 0.33)"))
+    rows.append(("int8 per-tensor quantize", int8, "onnxruntime QuantizeLinear", ort, ort / int8,
+                 "within 3x (>= 0.33)"))
     for to_type, bound, dtype in (("fp8", 448, ml_dtypes.float8_e4m3fn), ("fp4", 6, ml_dtypes.float4_e2m1fn)):
         ours = median_time(netdsl_quantize(x, to_type), args.repeat)
         peer = median_time(naive(x, bound, dtype), args.repeat)

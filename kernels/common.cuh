@@ -135,17 +135,20 @@ NETDSL_D float safe_reciprocal(float s) {
 // result may differ from the division in its last bits but not in sign or in code. Checked on the
 // host: all 2^23 significands of s against x at and around every rounding boundary of int8, int4,
 // fp8 and fp4, and 4e8 random (s, x) over the guarded range, subnormal x and signed zeros included.
-NETDSL_D void quotient16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
+// Returns true when it took the multiply path: then every q[j] is finite (|q| <= 2^100) and, where
+// amax is NaN-propagating (max_abs_nan16), no x[j] was NaN.
+NETDSL_D bool quotient16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
   if (mul_rn(amax, r) <= 0x1p100f) {  // false when r or the product is NaN or Inf
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
       const float p = mul_rn(x[j], r);
       q[j] = __fmaf_rn(-r, __fmaf_rn(s, p, -x[j]), p);  // signs arranged so that x = -0 gives -0
     }
-  } else {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) q[j] = divide_rn(x[j], s);
+    return true;
   }
+#pragma unroll
+  for (int j = 0; j < 16; ++j) q[j] = divide_rn(x[j], s);
+  return false;
 }
 
 NETDSL_D float max_magnitude16(const float (&x)[16]) {
@@ -155,17 +158,28 @@ NETDSL_D float max_magnitude16(const float (&x)[16]) {
   return m;
 }
 
+// max |x[j]|, NaN when any x[j] is NaN (the same one instruction per element as max_magnitude16).
+NETDSL_D float max_abs_nan16(const float (&x)[16]) {
+  float m = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) m = max_abs_nan(m, x[j]);
+  return m;
+}
+
+NETDSL_D bool is_finite(float v) { return fabsf(v) <= 0x1.fffffep127f; }  // false for NaN
+
 // Quantize's value before encoding: x / s; a zero scale (only ever a DynamicQuantize effective
 // scale: Quantize's constant scales are positive) gives +0 data, as TensorRT-LLM does.
 NETDSL_D float quantize_value(float x, float s) { return s == 0.0f ? 0.0f : divide_rn(x, s); }
 
-NETDSL_D void quantize16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
+// Returns quotient16's flag (true, too, for a zero scale: the data is all +0).
+NETDSL_D bool quantize16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
   if (s == 0.0f) {
 #pragma unroll
     for (int j = 0; j < 16; ++j) q[j] = 0.0f;
-  } else {
-    quotient16(x, s, r, amax, q);
+    return true;
   }
+  return quotient16(x, s, r, amax, q);
 }
 
 // A scale tensor whose element type is chosen at run time (one uniform branch per load), which
@@ -277,7 +291,8 @@ NETDSL_D void store_chunk_coalesced(u8* __restrict__ base, u32 chunk, u32 count,
 //   In, Out                  element types
 //   Scale scale(i, r)        the scale(s) of scale index i (with a reciprocal for the quotient when r)
 //   float apply(v, s)        the result value for element value v, before encoding to Out
-//   void apply16(v, s, res)  the same for a chunk sharing one scale (made with r = true)
+//   bool apply16(v, s, res)  the same for a chunk sharing one scale (made with r = true); true when
+//                            no res[j] is NaN, which lets the chunk take the NaN-free encoders
 // Each thread loads its next chunk before it works on the current one, so that a load is always in
 // flight behind the arithmetic.
 template <class Op, int kMode>
@@ -305,13 +320,14 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
       if (next < chunks) load_chunk<In>(x, next, min(16u, n - next * 16u), ahead);
       float v[16], res[16];
       unpack16<In>(win, v);
+      bool nan_free = false;
       if constexpr (kMode == kPerTensor) {
-        op.apply16(v, uniform, res);
+        nan_free = op.apply16(v, uniform, res);
       } else {
         // kChunk: n is a multiple of 16 here, so every chunk is full.
         const u32 i0 = scale_index(map, c * 16u);
         if (chunk_step == 0u) {
-          op.apply16(v, op.scale(i0, true), res);
+          nan_free = op.apply16(v, op.scale(i0, true), res);
         } else {
 #pragma unroll
           for (int j = 0; j < 16; ++j) res[j] = op.apply(v[j], op.scale(i0 + j, false));
@@ -322,7 +338,11 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
         for (int j = 0; j < 16; ++j) res[j] = u32(j) < count ? res[j] : 0.0f;
       }
       u32 wout[Chunk<Out>::kWords];
-      pack16<Out>(res, wout);
+      if (nan_free) {
+        pack16_nonan<Out>(res, wout);
+      } else {
+        pack16<Out>(res, wout);
+      }
       store_chunk_coalesced<Out>(out, c, count, wout, full_chunks);
 #pragma unroll
       for (int i = 0; i < Chunk<In>::kWords; ++i) win[i] = ahead[i];

@@ -78,9 +78,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     if (next + lane < chunks) load_chunk<In>(x, next + lane, 16u, ahead);
     float v[16];
     unpack16<In>(win, v);
-    float amax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) amax = fmaxf(amax, fabsf(v[j]));
+    // The NaN-propagating max costs what fmaxf does and says whether the chunk holds a NaN; only
+    // then is the (NaN-ignoring) amax computed again.
+    float amax = max_abs_nan16(v);
+    const bool lane_nan = is_nan(amax);
+    if (lane_nan) amax = max_magnitude16(v);
     for (u32 offset = 1u; offset <= lanes_mask; offset <<= 1) {
       amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
     }
@@ -88,14 +90,208 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       const BlockScale bs = Mode::make(amax, dqs);
       if ((lane & lanes_mask) == 0u) store_scale<typename Mode::Scale>(scale, c >> lanes_shift, bs.stored);
       float res[16];
-      quantize16(v, bs.eff, safe_reciprocal(bs.eff), amax, res);
+      const bool nan_free = quantize16(v, bs.eff, safe_reciprocal(bs.eff), amax, res) && !lane_nan;
       u32 wout[Chunk<Data>::kWords];
-      pack16<Data>(res, wout);
+      if (nan_free) {
+        pack16_nonan<Data>(res, wout);
+      } else {
+        pack16<Data>(res, wout);
+      }
       store_chunk<Data>(data, c, 16u, wout);
     }
 #pragma unroll
     for (int i = 0; i < Chunk<In>::kWords; ++i) win[i] = ahead[i];
     base = next;
+  }
+}
+
+// Blocks down the columns (the tile path): x viewed as rows x cols (the host collapses it so), blocks
+// of block_rows (<= kRows) rows by block_cols columns, block_cols = 1 (kPerColumn: NVFP4 16x1, MXFP8
+// 32x1) or kVec << lanes_shift (2-D float-scale blocks; cols a multiple of it). One thread owns a
+// band of block_rows rows by kVec consecutive columns: it loads the whole band at once (kRows
+// independent 4- to 16-byte loads, coalesced along the rows across the warp), keeps it in registers,
+// takes the column (or, through warp shuffles, the block) amax, writes the scales and the data: one
+// read of x. A last band of fewer rows (partial edge blocks) loads zeros past the end and stores
+// only its rows.
+template <class In, int kRows>
+struct TileShape {
+  // Columns per thread: 16-row bands 4 (8 for bfloat16: 16 bytes a row; float16 at 8 spills, its
+  // widening being an instruction the compiler hoists), 32-row bands 2; at most 64 words of x per
+  // thread, held in registers.
+  static constexpr int kVec = kRows == 16 ? (same_type<In, type::bfloat16> ? 8 : 4) : 2;
+  static constexpr int kWords = kVec * In::bits / 32;       // words of x per thread and row: 1, 2 or 4
+};
+
+template <class T, int kVec>
+NETDSL_D void store_bits(u8* __restrict__ base, u64 element, u64 bits) {
+  constexpr int kBits = kVec * T::bits;
+  u8* p = base + element * T::bits / 8u;
+  if constexpr (kBits == 64) *reinterpret_cast<uint2*>(p) = make_uint2(u32(bits), u32(bits >> 32));
+  else if constexpr (kBits == 32) *reinterpret_cast<u32*>(p) = u32(bits);
+  else if constexpr (kBits == 16) *reinterpret_cast<u16*>(p) = u16(bits);
+  else *p = u8(bits);
+}
+
+// kVec values of one row encoded into kVec * bits bits (element k at bit k * bits).
+template <class T, int kVec>
+NETDSL_D u64 encode_vec(const float (&q)[kVec], bool nan_free) {
+  u64 bits = 0;
+  if constexpr (same_type<T, type::fp4>) {
+    if (nan_free) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) bits |= u64(type::fp4::encode_high_nonan(q[k]) >> 28) << (4 * k);
+      return bits;
+    }
+  }
+  if constexpr (same_type<T, type::fp8>) {
+    if (nan_free) {
+#pragma unroll
+      for (int k = 0; k < kVec; k += 2) bits |= u64(type::fp8::encode2_nonan(q[k], q[k + 1])) << (k * 8);
+      return bits;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kVec; k += 2) bits |= u64(encode2<T>(q[k], q[k + 1])) << (k * T::bits);
+  return bits;
+}
+
+template <class In, class Mode, int kRows, bool kPerColumn>
+__global__ void __launch_bounds__(kThreads, 2)
+    dynamic_quantize_tile_kernel(const u8* __restrict__ x, u8* __restrict__ data, u8* __restrict__ scale,
+                                 u32 rows, u32 cols, u32 block_rows, u32 lanes_shift, float dqs) {
+  using Data = typename Mode::Data;
+  using Shape = TileShape<In, kRows>;
+  constexpr int kVec = Shape::kVec, kWords = Shape::kWords;
+  const u32 groups = cols / kVec;                   // thread columns per row
+  const u32 bands = (rows + block_rows - 1u) / block_rows;
+  const u32 items = bands * groups;
+  const u32 lane = threadIdx.x & 31u;
+  const u32 lanes_mask = (1u << lanes_shift) - 1u;  // 0 when kPerColumn
+  const u32 stride = gridDim.x * blockDim.x;
+  // Warp-uniform loop (shuffles need every lane); a block's lanes are all active or all idle.
+  for (u32 base = (blockIdx.x * blockDim.x + threadIdx.x) & ~31u; base < items; base += stride) {
+    const u32 t = base + lane;
+    const bool active = t < items;
+    const u32 band = active ? t / groups : 0u, g = active ? t - band * groups : 0u;
+    const u32 row0 = band * block_rows, col0 = g * kVec;
+    const u32 nrows = active ? min(block_rows, rows - row0) : 0u;
+    u32 w[kRows][kWords];
+    const u64 row_bytes = u64(cols) * (In::bits / 8);
+    const u8* p = x + (u64(row0) * cols + col0) * (In::bits / 8);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r, p += row_bytes) {  // one running address: few registers
+      if (u32(r) < nrows) {
+        if constexpr (kWords == 4) {
+          const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+          w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
+        } else if constexpr (kWords == 2) {
+          const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+          w[r][0] = v.x, w[r][1] = v.y;
+        } else {
+          w[r][0] = __ldg(reinterpret_cast<const u32*>(p));
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[r][i] = 0u;  // +0: leaves every amax as it is
+      }
+    }
+    auto value = [&](int r, int k) -> float {
+      constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;
+      return In::decode((w[r][(k * In::bits) / 32] >> ((k * In::bits) % 32)) & kMask);
+    };
+    // Column amax, NaN-propagating first (free NaN detection), NaN-ignoring where a NaN showed.
+    float amax[kVec];
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      float m = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) m = max_abs_nan(m, value(r, k));
+      amax[k] = m;
+    }
+    bool tile_nan = false;
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) tile_nan |= is_nan(amax[k]);
+    if (tile_nan) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        float m = 0.0f;
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) m = fmaxf(m, fabsf(value(r, k)));
+        amax[k] = m;
+      }
+    }
+    if constexpr (!kPerColumn) {  // one block across kVec columns of 2^lanes_shift lanes
+      float m = amax[0];
+#pragma unroll
+      for (int k = 1; k < kVec; ++k) m = fmaxf(m, amax[k]);
+      for (u32 offset = 1u; offset <= lanes_mask; offset <<= 1) {
+        m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+      }
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) amax[k] = m;
+    }
+    if (!active) continue;
+    float eff[kVec], rcp[kVec];
+    bool fast = !tile_nan;
+    if constexpr (kPerColumn) {  // kVec consecutive scales: one store
+      using ScaleT = typename Mode::Scale;
+      u32 stored[kVec];
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        const BlockScale bs = Mode::make(amax[k], dqs);
+        eff[k] = bs.eff;
+        stored[k] = bs.stored;
+      }
+      const u64 first = u64(band) * cols + col0;
+      if constexpr (ScaleT::bits == 32) {
+#pragma unroll
+        for (int k = 0; k < kVec; k += 2) {
+          *reinterpret_cast<uint2*>(scale + (first + k) * 4u) = make_uint2(stored[k], stored[k + 1]);
+        }
+      } else {
+        u64 bits = 0;
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) bits |= u64(stored[k]) << (k * ScaleT::bits);
+        store_bits<ScaleT, kVec>(scale, first, bits);
+      }
+    } else {
+      const BlockScale bs = Mode::make(amax[0], dqs);
+      if ((lane & lanes_mask) == 0u) {
+        store_scale<typename Mode::Scale>(scale, band * (groups >> lanes_shift) + (g >> lanes_shift), bs.stored);
+      }
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) eff[k] = bs.eff;
+    }
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      rcp[k] = safe_reciprocal(eff[k]);
+      fast &= mul_rn(amax[k], rcp[k]) <= 0x1p100f;  // the quotient16 guard; false for a zero scale
+    }
+    if (fast) {  // every quotient by Markstein's two FMAs (see quotient16); no NaN anywhere
+      u64 e = u64(row0) * cols + col0;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r, e += cols) {
+        float q[kVec];
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          const float v = value(r, k), pq = mul_rn(v, rcp[k]);
+          q[k] = __fmaf_rn(-rcp[k], __fmaf_rn(eff[k], pq, -v), pq);
+        }
+        if (u32(r) < nrows) store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, true));
+      }
+    } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide element by element
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (u32(r) < nrows) {
+          float q[kVec];
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) {  // x read again (rare path): the band's registers are free
+            q[k] = quantize_value(load_element<In>(x, (row0 + r) * cols + col0 + k), eff[k]);
+          }
+          store_bits<Data, kVec>(data, u64(row0 + r) * cols + col0, encode_vec<Data, kVec>(q, false));
+        }
+      }
+    }
   }
 }
 

@@ -11,6 +11,14 @@ if str(ROOT) not in sys.path:
 EXAMPLES = ROOT / "examples"
 
 
+def python_path(first: Path | str) -> str:
+    """A PYTHONPATH for a subprocess: ``first``, then the caller's entries (where a machine keeps
+    dependencies such as lark) minus the repository root."""
+    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != ROOT]
+    return os.pathsep.join([str(first), *kept])
+
+
 def gpu_reason() -> str | None:
     """None when the cupy backend can run here, else why not."""
     from netdsl.backends.cupy_backend import BACKEND

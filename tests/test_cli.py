@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from netdsl.cli import main
+from tests.conftest import python_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,7 +200,7 @@ def test_internal_error_exits_3(model, capsys, monkeypatch) -> None:
 def test_python_dash_m_and_no_traceback(tmp_path) -> None:
     path = tmp_path / "bad.net"
     path.write_text("input x : float32[4\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=python_path(ROOT))
     result = subprocess.run([sys.executable, "-m", "netdsl", "check", str(path)], capture_output=True, text=True,
                             env=env, cwd=tmp_path)
     assert result.returncode == 1

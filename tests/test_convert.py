@@ -20,6 +20,7 @@ import netdsl
 from netdsl.cli import main
 from netdsl.frontend.writer import value_texts, write_model
 from netdsl.ir import print_graph
+from tests.conftest import python_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -428,7 +429,7 @@ def test_usage_errors_exit_2(args: list[str], message: str, model: Path, tmp_pat
 
 
 def test_python_dash_m_convert(model: Path, tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=python_path(ROOT))
     result = subprocess.run([sys.executable, "-m", "netdsl", "convert", str(model), "--to", "yaml"],
                             capture_output=True, text=True, env=env, cwd=model.parent, check=False)
     assert (result.returncode, result.stderr) == (0, "")

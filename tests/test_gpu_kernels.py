@@ -332,6 +332,23 @@ def test_every_granularity(in_type, to_type, shape, block) -> None:
         y_want = dequantize_op.reference(q_want, scale, block, in_type)
         assert_same_bits(gpu_dequantize(q_want, scale, block, in_type), y_want, q_want, "dequantize " + what)
         assert_same_bits(gpu_quantize_dequantize(x, scale, block, to_type), y_want, x, "fused " + what)
+        # the fused pair with another dequantize scale (any float type or e8m0) and output type
+        other_type = FLOATS[(FLOATS.index(in_type) + 1) % 3]
+        dq_scale = (cast(np.exp(rng.uniform(-8, 8, scale.shape)), other_type) if scale_type != dtypes.BFLOAT16
+                    else dtypes.from_codes(rng.integers(0, 256, scale.shape).astype(np.uint8), dtypes.E8M0))
+        y_want = dequantize_op.reference(q_want, dq_scale, block, other_type)
+        got = cuda.download(cuda.quantize_dequantize(cuda.upload(x, dtype_of(x)), cuda.upload(scale, dtype_of(scale)),
+                                                     block, to_type, cuda.upload(dq_scale, dtype_of(dq_scale)),
+                                                     other_type))
+        assert_same_bits(got, y_want, x, "fused, other scale and output " + what)
+        # the NVFP4-style chain: q dequantized with S = round_to(sf type, decode(code) * dqs) per block
+        codes = dtypes.from_codes(rng.integers(0, 256, scale.shape).astype(np.uint8), dtypes.FP8)
+        dqs = cast(np.exp(rng.uniform(-10, 10, (1,) * len(shape))), scale_type)
+        sf = dequantize_op.reference(codes, dqs, tuple(max(d, 1) for d in scale.shape), other_type)
+        y_want = dequantize_op.reference(q_want, sf, block, in_type)
+        got = cuda.download(cuda.dequantize_double(cuda.upload(q_want, to_type), cuda.upload(codes, dtypes.FP8),
+                                                   cuda.upload(dqs, dtype_of(dqs)), block, other_type, in_type))
+        assert_same_bits(got, y_want, q_want, "dequantize chain " + what)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,6 +380,16 @@ DYNAMIC_CASES = [  # (mode, shape, block, dqs): the fused path, the one-thread-p
     (FLOAT_INT8, (64, 64), (1, 64), None),
     (FLOAT_INT8, (6, 2048), (6, 2048), None),
     (FLOAT_INT8, (4, 16, 8), (2, 16, 1), None),
+    # the tile kernel (blocks down the columns): partial last bands, short blocks, shared blocks
+    (NVFP4, (50, 64), (16, 1), 1.0),
+    (NVFP4, (17, 12), (16, 1), 0.7),
+    (MXFP8, (70, 48), (32, 1), None),
+    (MXFP8, (8, 6), (32, 1), None),
+    (MXFP8, (64, 7), (32, 1), None),           # odd width: the general path
+    (FLOAT_FP8, (64, 256), (32, 32), None),
+    (FLOAT_FP8, (33, 64), (16, 1), None),
+    (FLOAT_INT8, (40, 128), (16, 16), None),
+    (FLOAT_INT8, (45, 96), (20, 1), None),
 ]
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import python_path
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,8 +35,7 @@ def test_non_editable_install_runs_from_elsewhere(tmp_path: Path) -> None:
         "input x : float32[2, 32]\nconst g : float32[1] = [1]\n"
         "d, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\n"
         "sf = dequantize(s, g)\ny = dequantize(d, sf)\noutput y\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(target)
+    env = dict(os.environ, PYTHONPATH=python_path(target))
     for command in (["check", "model.net"], ["run", "model.net", "--backend", "numpy", "--save", "out.npz"]):
         result = subprocess.run([sys.executable, "-m", "netdsl", *command], capture_output=True, text=True,
                                 cwd=work, env=env)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,16 +148,38 @@ def _quantize_name(x: str, q: str, mode: int) -> str:
     return f"netdsl::quantize_kernel<{_cxx(x)}, {_cxx(q)}, {mode}>"
 
 
-def _quantize_dequantize_name(x: str, q: str, mode: int) -> str:
-    return f"netdsl::quantize_dequantize_kernel<{_cxx(x)}, {_cxx(q)}, {mode}>"
+def _quantize_dequantize_name(x: str, q: str, out: str, mode: int) -> str:
+    return f"netdsl::quantize_dequantize_kernel<{_cxx(x)}, {_cxx(q)}, {_cxx(out)}, {mode}>"
 
 
 def _dequantize_name(q: str, out: str, mode: int) -> str:
     return f"netdsl::dequantize_kernel<{_cxx(q)}, {_cxx(out)}, {mode}>"
 
 
+def _dequantize_double_name(q: str, out: str, mode: int) -> str:
+    return f"netdsl::dequantize_double_kernel<{_cxx(q)}, {_cxx(out)}, {mode}>"
+
+
 def _rows_name(x: str, mode_struct: str) -> str:
     return f"netdsl::dynamic_quantize_rows_kernel<{_cxx(x)}, netdsl::{mode_struct}>"
+
+
+def _tile_name(x: str, mode_struct: str, rows: int, per_column: bool) -> str:
+    column = "true" if per_column else "false"
+    return f"netdsl::dynamic_quantize_tile_kernel<{_cxx(x)}, netdsl::{mode_struct}, {rows}, {column}>"
+
+
+#: the tile kernel's (rows per band, per-column) instantiations per DynamicQuantize mode: NVFP4 and
+#: MXFP8 block one dimension (16 and 32 rows, a scale per column); float scales any block
+_TILE_VARIANTS = {
+    "NVFP4": ((16, True),),
+    "MXFP8": ((32, True),),
+    "FloatFP8": ((16, True), (16, False), (32, True), (32, False)),
+    "FloatInt8": ((16, True), (16, False), (32, True), (32, False)),
+}
+
+#: CodeKind in kernels/dequantize.cu: the type of the scale codes in a fused Dequantize chain
+CODE_KINDS = {"int8": 0, "int4": 1, "fp8": 2, "fp4": 3}
 
 
 def _block_amax_name(x: str) -> str:
@@ -175,13 +198,17 @@ def _block_scales_name(mode_struct: str) -> str:
 KERNEL_NAMES: dict[str, tuple[str, ...]] = {
     "quantize.cu": tuple(
         [_quantize_name(x, q, m) for x in FLOAT_TYPES for q in QUANTIZED_TYPES for m in _MAP_MODES]
-        + [_quantize_dequantize_name(x, q, m) for x in FLOAT_TYPES for q in QUANTIZED_TYPES for m in _MAP_MODES]
+        + [_quantize_dequantize_name(x, q, y, m)
+           for x in FLOAT_TYPES for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in _MAP_MODES]
     ),
     "dequantize.cu": tuple(
-        _dequantize_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in _MAP_MODES
+        [_dequantize_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in _MAP_MODES]
+        + [_dequantize_double_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in _MAP_MODES]
     ),
     "dynamic_quantize.cu": tuple(
         [_rows_name(x, mode) for x in FLOAT_TYPES for mode in DYNAMIC_MODES.values()]
+        + [_tile_name(x, mode, rows, column) for x in FLOAT_TYPES for mode in DYNAMIC_MODES.values()
+           for rows, column in _TILE_VARIANTS[mode]]
         + [_block_amax_name(x) for x in FLOAT_TYPES]
         + [_atomic_amax_name(x, m) for x in FLOAT_TYPES for m in _MAP_MODES]
         + [_block_scales_name(mode) for mode in DYNAMIC_MODES.values()]
@@ -251,38 +278,82 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
 
 
+#: kernels per NVRTC program: a file's instantiations compile in parts, which precompile() builds in
+#: parallel processes (quantize.cu alone holds 144)
+_PART_SIZE = 24
+
+
 @functools.cache
-def _module(file: str, device: int) -> _Module:
-    """kernels/<file> compiled by NVRTC for ``device`` with every name in KERNEL_NAMES[file], once per
-    process and device, the cubin kept on disk (keyed by source, options, NVRTC version, architecture).
+def _parts(file: str) -> tuple[tuple[str, ...], ...]:
+    names = KERNEL_NAMES[file]
+    return tuple(names[i:i + _PART_SIZE] for i in range(0, len(names), _PART_SIZE))
+
+
+@functools.cache
+def _part_of(file: str) -> dict[str, int]:
+    return {name: index for index, part in enumerate(_parts(file)) for name in part}
+
+
+def _cache_paths(file: str, part: int, device: int) -> tuple[Path, Path]:
+    """Where the cubin of kernels/<file>, part ``part``, for ``device`` and its name map are kept: keyed
+    by source, options, instantiations, NVRTC version and architecture."""
+    cupy = _cupy()
+    from cupy.cuda import nvrtc
+
+    arch = cupy.cuda.Device(device).compute_capability
+    fingerprint = [kernel_source(file), *_compile_options(), *_parts(file)[part], arch, repr(nvrtc.getVersion()),
+                   cupy.__version__]
+    key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
+    cubin_path = _cache_dir() / f"{file}-{part}-{key}.cubin"
+    return cubin_path, cubin_path.with_suffix(".json")
+
+
+@functools.cache
+def _module(file: str, part: int, device: int) -> _Module:
+    """kernels/<file> compiled by NVRTC for ``device`` with the names of part ``part`` of
+    KERNEL_NAMES[file], once per process and device, the cubin kept on disk (_cache_paths).
 
     Not cupy.RawModule: CuPy appends ``-ftz=true`` to every RawModule/RawKernel compilation, which
     flushes float32 subnormals (e8m0's 2^-127, fp8 and fp4 decoding, tiny scales) and breaks the
     numerics. cupy.cuda.compiler.compile_using_nvrtc passes our options as they are.
     """
-    cupy = _cupy()
-    from cupy.cuda import compiler, driver, function, nvrtc
+    from cupy.cuda import compiler, driver, function
 
-    source = kernel_source(file)
-    names = KERNEL_NAMES[file]
-    arch = cupy.cuda.Device(device).compute_capability
-    options = _compile_options()
-    fingerprint = [source, *options, *names, arch, repr(nvrtc.getVersion()), cupy.__version__]
-    key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
-    cubin_path = _cache_dir() / f"{file}-{key}.cubin"
-    names_path = cubin_path.with_suffix(".json")
-    try:
-        mangled = json.loads(names_path.read_text())
-        module = function.Module()
-        module.load(cubin_path.read_bytes())
-    except (OSError, ValueError, driver.CUDADriverError):
-        image, mangled = compiler.compile_using_nvrtc(source, options, name_expressions=names, filename=file)
-        image = image if isinstance(image, bytes) else image.encode()
-        module = function.Module()
-        module.load(image)
-        _write_atomically(cubin_path, image)
-        _write_atomically(names_path, json.dumps(mangled).encode())
+    with _cupy().cuda.Device(device):
+        cubin_path, names_path = _cache_paths(file, part, device)
+        try:
+            mangled = json.loads(names_path.read_text())
+            module = function.Module()
+            module.load(cubin_path.read_bytes())
+        except (OSError, ValueError, driver.CUDADriverError):
+            image, mangled = compiler.compile_using_nvrtc(kernel_source(file), _compile_options(),
+                                                          name_expressions=_parts(file)[part], filename=file)
+            image = image if isinstance(image, bytes) else image.encode()
+            module = function.Module()
+            module.load(image)
+            _write_atomically(cubin_path, image)
+            _write_atomically(names_path, json.dumps(mangled).encode())
     return _Module(module, mangled)
+
+
+def precompile(device: int | None = None) -> int:
+    """Build every kernel part missing from the disk cache, in parallel processes (one per part);
+    returns how many were built. Runs before a test suite or a benchmark so that the first launch of a
+    kernel does not pay for compiling its whole file."""
+    import subprocess
+    import sys
+
+    device = _device() if device is None else device
+    missing = [(file, part) for file in KERNEL_NAMES for part in range(len(_parts(file)))
+               if not all(path.is_file() for path in _cache_paths(file, part, device))]
+    code = "import sys; from netdsl.backends import cuda; cuda._module(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                     os.environ.get("PYTHONPATH", "")])))
+    jobs = [subprocess.Popen([sys.executable, "-c", code, file, str(part), str(device)], env=env)
+            for file, part in missing]
+    for job in jobs:
+        job.wait()
+    return len(missing)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -296,8 +367,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
         pass
 
 
-def _kernel(file: str, name: str) -> Any:
-    return _module(file, _cupy().cuda.Device().id).function(name)
+_functions: dict[tuple[str, str, int], Any] = {}
+
+
+def _device() -> int:
+    """The current CUDA device's ordinal (cheaper than cupy.cuda.Device().id)."""
+    return int(_cupy().cuda.runtime.getDevice())
+
+
+def _kernel(file: str, name: str, device: int | None = None) -> Any:
+    """The kernel function ``name`` of kernels/<file> on ``device`` (default: the current one), cached."""
+    device = _device() if device is None else device
+    key = (file, name, device)
+    function = _functions.get(key)
+    if function is None:
+        function = _functions[key] = _module(file, _part_of(file)[name], device).function(name)
+    return function
 
 
 @functools.cache
@@ -307,15 +392,19 @@ def _multiprocessors(device: int) -> int:
 
 _THREADS = 256  # kThreads in common.cuh
 _CTAS_PER_SM = 8  # 2048 resident threads per SM on sm_90
+_TILE_CTAS_PER_SM = 2  # __launch_bounds__(256, 2) of the tile kernel (up to 128 registers)
 
 
-def _launch(file: str, name: str, work_items: int, args: tuple[Any, ...]) -> None:
+def _grid(work_items: int, device: int, ctas_per_sm: int = _CTAS_PER_SM) -> tuple[int]:
     """One thread per work item, at most a full machine's worth of CTAs (the kernels grid-stride)."""
+    return (max(1, min(-(-work_items // _THREADS), _multiprocessors(device) * ctas_per_sm)),)
+
+
+def _launch(file: str, name: str, work_items: int, args: tuple[Any, ...], ctas_per_sm: int = _CTAS_PER_SM) -> None:
     if work_items <= 0:
         return
-    cupy = _cupy()
-    ctas = min(-(-work_items // _THREADS), _multiprocessors(cupy.cuda.Device().id) * _CTAS_PER_SM)
-    _kernel(file, name)((ctas,), (_THREADS,), args)
+    device = _device()
+    _kernel(file, name, device)(_grid(work_items, device, ctas_per_sm), (_THREADS,), args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,7 +479,7 @@ _device_words_cache: dict[tuple[int, tuple[int, ...]], Any] = {}
 def _device_words(words: tuple[int, ...]) -> Any:
     """A small uint32 table on the current device (cached: the same geometry is reused call after call)."""
     cupy = _cupy()
-    key = (cupy.cuda.Device().id, words)
+    key = (_device(), words)
     table = _device_words_cache.get(key)
     if table is None:
         table = cupy.asarray(np.array(words, dtype=np.uint32))
@@ -418,6 +507,62 @@ def _check_type(what: str, dtype: dtypes.DType, allowed: tuple[str, ...]) -> Non
 
 
 # --------------------------------------------------------------------------------------------------
+# Prepared launches: everything about a call that its types, shapes and device fix (checks, kernel
+# handle, grid, scale-index table, scalar arguments) is worked out once and kept, so that a repeated
+# call costs a dictionary lookup, one output allocation and the launch (the executor's per-layer host
+# overhead; benchmarks/bench_gpu.py measures it).
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    function: Any  # None when there is nothing to launch (an empty tensor)
+    grid: tuple[int]
+    out_dtype: dtypes.DType
+    out_shape: tuple[int, ...]
+    out_length: int  # storage elements
+    static: tuple[Any, ...]  # the launcher's fixed arguments (scale kinds, index table, counts)
+
+    @functools.cached_property
+    def storage(self) -> np.dtype:
+        return np.dtype(_RAW_STORAGE[self.out_dtype.name])
+
+    def run(self, head: tuple[Any, ...], tail: tuple[Any, ...]) -> DeviceTensor:
+        out = DeviceTensor(self.out_dtype, self.out_shape, _cupy().empty(self.out_length, dtype=self.storage))
+        if self.function is not None:
+            self.function(self.grid, (_THREADS,), (*head, out.data, *tail))
+        return out
+
+
+_prepared: dict[tuple[Any, ...], Any] = {}
+
+
+def _tuple(block: Any) -> tuple[int, ...]:
+    return block if type(block) is tuple else tuple(block)
+_PREPARED_LIMIT = 4096  # distinct (op, types, shapes, device) kept; the table starts again beyond
+
+
+def _remember(key: tuple[Any, ...], value: Any) -> Any:
+    if len(_prepared) >= _PREPARED_LIMIT:
+        _prepared.clear()
+    _prepared[key] = value
+    return value
+
+
+def _elementwise(file: str, name: Callable[[int], str], shape: tuple[int, ...], block: tuple[int, ...],
+                 out_dtype: dtypes.DType, device: int, kinds: tuple[int, ...]) -> _Prepared:
+    """An elementwise launch (quantize.cu / dequantize.cu driver): static = (*kinds, map, n, step)."""
+    n = math.prod(shape)
+    length = _storage_length(out_dtype, n)
+    if n == 0:
+        return _Prepared(None, (1,), out_dtype, shape, length, ())
+    indexing = _scale_indexing(shape, block)
+    static = (*(np.uint32(k) for k in kinds), _device_words(indexing.words), np.uint32(n),
+              np.uint32(indexing.chunk_step))
+    return _Prepared(_kernel(file, name(indexing.mode), device), _grid(-(-n // _CHUNK), device),
+                     out_dtype, shape, length, static)
+
+
+# --------------------------------------------------------------------------------------------------
 # The ops
 
 
@@ -428,16 +573,19 @@ def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_ty
     IEEE float32 (SEMANTICS.md, "Quantize"). A zero scale gives +0 data (only DynamicQuantize's
     effective scales are ever 0).
     """
-    _check_type("quantize input", x.dtype, FLOAT_TYPES)
-    _check_type("quantize scale", scale.dtype, FLOAT_TYPES)
-    _check_type("quantize to_type", to_type, QUANTIZED_TYPES)
-    block = _check_block(x, scale, block)
-    out = empty(to_type, x.shape)
-    if x.size:
-        indexing = _scale_indexing(x.shape, block)
-        name = _quantize_name(x.dtype.name, to_type.name, indexing.mode)
-        _launch_elementwise("quantize.cu", name, indexing, (x.data, scale.data, _scale_kind(scale)), out, x.size)
-    return out
+    device = _device()
+    key = ("quantize", x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, device)
+    prep = _prepared.get(key)
+    if prep is None:
+        _check_type("quantize input", x.dtype, FLOAT_TYPES)
+        _check_type("quantize scale", scale.dtype, FLOAT_TYPES)
+        _check_type("quantize to_type", to_type, QUANTIZED_TYPES)
+        block = _check_block(x, scale, block)
+        name = functools.partial(_quantize_name, x.dtype.name, to_type.name)
+        prep = _remember(key, _elementwise("quantize.cu", name, x.shape, block, to_type, device,
+                                           (SCALE_KINDS[scale.dtype.name],)))
+    kind, words, n, step = prep.static or (None,) * 4
+    return prep.run((x.data, scale.data, kind, words), (n, step))
 
 
 def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
@@ -445,16 +593,19 @@ def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_
 
     q: int8/int4/fp8/fp4; scale: float32/float16/bfloat16 or e8m0; to_type: float32/float16/bfloat16.
     """
-    _check_type("dequantize input", q.dtype, QUANTIZED_TYPES)
-    _check_type("dequantize scale", scale.dtype, DEQUANTIZE_SCALE_TYPES)
-    _check_type("dequantize to_type", to_type, FLOAT_TYPES)
-    block = _check_block(q, scale, block)
-    out = empty(to_type, q.shape)
-    if q.size:
-        indexing = _scale_indexing(q.shape, block)
-        name = _dequantize_name(q.dtype.name, to_type.name, indexing.mode)
-        _launch_elementwise("dequantize.cu", name, indexing, (q.data, scale.data, _scale_kind(scale)), out, q.size)
-    return out
+    device = _device()
+    key = ("dequantize", q.dtype.name, q.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, device)
+    prep = _prepared.get(key)
+    if prep is None:
+        _check_type("dequantize input", q.dtype, QUANTIZED_TYPES)
+        _check_type("dequantize scale", scale.dtype, DEQUANTIZE_SCALE_TYPES)
+        _check_type("dequantize to_type", to_type, FLOAT_TYPES)
+        block = _check_block(q, scale, block)
+        name = functools.partial(_dequantize_name, q.dtype.name, to_type.name)
+        prep = _remember(key, _elementwise("dequantize.cu", name, q.shape, block, to_type, device,
+                                           (SCALE_KINDS[scale.dtype.name],)))
+    kind, words, n, step = prep.static or (None,) * 4
+    return prep.run((q.data, scale.data, kind, words), (n, step))
 
 
 def quantize_dequantize(
@@ -463,39 +614,157 @@ def quantize_dequantize(
     block: tuple[int, ...],
     quant_type: dtypes.DType,
     dequant_scale: DeviceTensor | None = None,
+    to_type: dtypes.DType | None = None,
 ) -> DeviceTensor:
-    """Dequantize(Quantize(x, scale, quant_type), dequant_scale) in one pass, q never stored.
+    """Dequantize(Quantize(x, scale, quant_type), dequant_scale, to_type) in one pass, q never stored.
 
-    The same bits as the two ops run one after the other, with Dequantize's ``to_type`` = x's type.
-    ``dequant_scale`` (default: ``scale``) must have the shape and type of ``scale``: a Q -> DQ pair
-    over the same block geometry.
+    The same bits as the two ops run one after the other. ``dequant_scale`` (default: ``scale``) has
+    the shape of ``scale`` (a Q -> DQ pair over the same block geometry) and any Dequantize scale type
+    (float32/float16/bfloat16/e8m0); ``to_type`` defaults to x's type.
     """
-    _check_type("quantize_dequantize input", x.dtype, FLOAT_TYPES)
-    _check_type("quantize_dequantize scale", scale.dtype, FLOAT_TYPES)
-    _check_type("quantize_dequantize quant_type", quant_type, QUANTIZED_TYPES)
-    block = _check_block(x, scale, block)
-    if dequant_scale is None:
-        dequant_scale = scale
-    elif dequant_scale.dtype != scale.dtype or tuple(dequant_scale.shape) != tuple(scale.shape):
-        raise ValueError("quantize_dequantize: dequant_scale must match scale's type and shape")
-    out = empty(x.dtype, x.shape)
-    if x.size:
-        indexing = _scale_indexing(x.shape, block)
-        name = _quantize_dequantize_name(x.dtype.name, quant_type.name, indexing.mode)
-        args = (x.data, scale.data, dequant_scale.data, _scale_kind(scale))
-        _launch_elementwise("quantize.cu", name, indexing, args, out, x.size)
-    return out
+    dequant_scale = scale if dequant_scale is None else dequant_scale
+    to_type = x.dtype if to_type is None else to_type
+    device = _device()
+    key = ("quantize_dequantize", x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), quant_type.name,
+           dequant_scale.dtype.name, dequant_scale.shape, to_type.name, device)
+    prep = _prepared.get(key)
+    if prep is None:
+        _check_type("quantize_dequantize input", x.dtype, FLOAT_TYPES)
+        _check_type("quantize_dequantize scale", scale.dtype, FLOAT_TYPES)
+        _check_type("quantize_dequantize quant_type", quant_type, QUANTIZED_TYPES)
+        _check_type("quantize_dequantize dequant_scale", dequant_scale.dtype, DEQUANTIZE_SCALE_TYPES)
+        _check_type("quantize_dequantize to_type", to_type, FLOAT_TYPES)
+        block = _check_block(x, scale, block)
+        if tuple(dequant_scale.shape) != tuple(scale.shape):
+            raise ValueError("quantize_dequantize: dequant_scale must have scale's shape")
+        name = functools.partial(_quantize_dequantize_name, x.dtype.name, quant_type.name, to_type.name)
+        prep = _remember(key, _elementwise("quantize.cu", name, x.shape, block, to_type, device,
+                                           (SCALE_KINDS[scale.dtype.name], SCALE_KINDS[dequant_scale.dtype.name])))
+    kind, dequant_kind, words, n, step = prep.static or (None,) * 5
+    return prep.run((x.data, scale.data, kind, dequant_scale.data, dequant_kind, words), (n, step))
 
 
-def _launch_elementwise(
-    file: str, name: str, indexing: _ScaleIndexing, inputs: tuple[Any, ...], out: DeviceTensor, n: int
-) -> None:
-    args = (*inputs, _device_words(indexing.words), out.data, np.uint32(n), np.uint32(indexing.chunk_step))
-    _launch(file, name, -(-n // _CHUNK), args)
+def dequantize_double(
+    q: DeviceTensor,
+    codes: DeviceTensor,
+    codes_scale: DeviceTensor,
+    block: tuple[int, ...],
+    scale_type: dtypes.DType,
+    to_type: dtypes.DType,
+) -> DeviceTensor:
+    """Dequantize(q, Dequantize(codes, codes_scale, scale_type), to_type) in one pass (the NVFP4 chain).
+
+    ``codes`` (int8/int4/fp8/fp4) has the block-scale shape of q in ``block``; ``codes_scale`` is one
+    element (per-tensor: the double-quantization scale, float32/float16/bfloat16/e8m0). Per block,
+    S = round_to(scale_type, fl32(decode(code) * codes_scale)), exactly what the first Dequantize stores;
+    y = round_to(to_type, fl32(float32(q) * S)). The intermediate is never materialised.
+    """
+    device = _device()
+    key = ("dequantize_double", q.dtype.name, q.shape, codes.dtype.name, codes.shape, codes_scale.dtype.name,
+           codes_scale.shape, _tuple(block), scale_type.name, to_type.name, device)
+    prep = _prepared.get(key)
+    if prep is None:
+        _check_type("dequantize_double input", q.dtype, QUANTIZED_TYPES)
+        _check_type("dequantize_double codes", codes.dtype, QUANTIZED_TYPES)
+        _check_type("dequantize_double codes_scale", codes_scale.dtype, DEQUANTIZE_SCALE_TYPES)
+        _check_type("dequantize_double scale_type", scale_type, FLOAT_TYPES)
+        _check_type("dequantize_double to_type", to_type, FLOAT_TYPES)
+        block = _check_block(q, codes, block)
+        if codes_scale.size != 1:
+            raise ValueError("dequantize_double: codes_scale must be per-tensor (one element)")
+        name = functools.partial(_dequantize_double_name, q.dtype.name, to_type.name)
+        kinds = (CODE_KINDS[codes.dtype.name], SCALE_KINDS[codes_scale.dtype.name], SCALE_KINDS[scale_type.name])
+        prep = _remember(key, _elementwise("dequantize.cu", name, q.shape, block, to_type, device, kinds))
+    code_kind, dqs_kind, sf_kind, words, n, step = prep.static or (None,) * 6
+    return prep.run((q.data, codes.data, code_kind, codes_scale.data, dqs_kind, sf_kind, words), (n, step))
 
 
 _MAX_ROW_BLOCK = 16 * 32  # the fused DynamicQuantize kernel's largest block: 32 lanes of 16 elements
 _MAX_BLOCK_LOOP = 1024  # larger general blocks take the atomic amax pass
+_MAX_TILE_ROWS = 32  # the tile kernel's longest column block
+
+
+@dataclass(frozen=True)
+class _DynamicPlan:
+    """How one DynamicQuantize geometry runs: 'rows' (the fused kernel, blocks along the row), 'tile'
+    (the fused kernel for blocks down the columns) or 'general' (block amax, block scales, Quantize)."""
+
+    path: str
+    scale_shape: tuple[int, ...]
+    grid: tuple[int]
+    function: Any = None  # rows / tile
+    args: tuple[Any, ...] = ()  # rows / tile: the arguments after (x, data, scale)
+    general: tuple[Any, ...] = ()  # general: (amax kind, amax function, amax grid, amax static, nblocks)
+
+
+def _tile_vec(in_type: dtypes.DType, kernel_rows: int) -> int:
+    """Columns per thread of the tile kernel (TileShape in kernels/dynamic_quantize.cu)."""
+    if kernel_rows == 16:
+        return 8 if in_type.name == "bfloat16" else 4
+    return 2
+
+
+def _tile_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.DType) -> tuple[int, bool, int] | None:
+    """(rows per band kernel, per-column, lanes_shift) when the tile kernel takes this geometry."""
+    if len(dims) != 2:
+        return None
+    (rows, block_rows), (cols, block_cols) = dims
+    if not 2 <= block_rows <= _MAX_TILE_ROWS:
+        return None
+    options = [r for r, _ in _TILE_VARIANTS[mode] if block_rows <= r]
+    if not options:
+        return None
+    kernel_rows = min(options)
+    vec = _tile_vec(in_type, kernel_rows)
+    if cols % vec:
+        return None
+    if block_cols == 1 and (kernel_rows, True) in _TILE_VARIANTS[mode]:
+        return kernel_rows, True, 0
+    lanes = block_cols // vec
+    if (block_cols % vec == 0 and lanes & (lanes - 1) == 0 and lanes <= 32 and cols % block_cols == 0
+            and (kernel_rows, False) in _TILE_VARIANTS[mode]):
+        return kernel_rows, False, lanes.bit_length() - 1
+    return None
+
+
+def _dynamic_plan(x: DeviceTensor, block: tuple[int, ...], mode: str, device: int) -> _DynamicPlan:
+    scale_shape = tuple(-(-d // b) if d else 0 for d, b in zip(x.shape, block))
+    n = x.size
+    if n == 0:
+        return _DynamicPlan("empty", scale_shape, (1,))
+    indexing = _scale_indexing(x.shape, block)
+    (extent, blk), *inner = indexing.dims[::-1]
+    row_block = not inner and blk % _CHUNK == 0 and blk <= _MAX_ROW_BLOCK and extent % blk == 0
+    if row_block and (blk // _CHUNK) & (blk // _CHUNK - 1) == 0:
+        lanes_shift = (blk // _CHUNK).bit_length() - 1
+        return _DynamicPlan("rows", scale_shape, _grid(-(-n // _CHUNK), device),
+                            _kernel("dynamic_quantize.cu", _rows_name(x.dtype.name, mode), device),
+                            (np.uint32(n), np.uint32(lanes_shift)))
+    tile = _tile_geometry(indexing.dims, mode, x.dtype)
+    if tile is not None and x.data.data.ptr % 16 == 0:
+        kernel_rows, per_column, lanes_shift = tile
+        (rows, block_rows), (cols, _) = indexing.dims
+        items = -(-rows // block_rows) * (cols // _tile_vec(x.dtype, kernel_rows))
+        tile_name = _tile_name(x.dtype.name, mode, kernel_rows, per_column)
+        return _DynamicPlan("tile", scale_shape, _grid(items, device, _TILE_CTAS_PER_SM),
+                            _kernel("dynamic_quantize.cu", tile_name, device),
+                            (np.uint32(rows), np.uint32(cols), np.uint32(block_rows), np.uint32(lanes_shift)))
+    nblocks = math.prod(scale_shape)
+    dims = list(indexing.dims)
+    block_volume = math.prod(b for _, b in dims)
+    if len(dims) <= 4 and block_volume <= _MAX_BLOCK_LOOP:
+        dims = [(1, 1)] * (4 - len(dims)) + dims
+        words = [d for d, _ in dims] + [b for _, b in dims]
+        for d, b in dims:
+            words += _fast_div(-(-d // b))
+        general = ("block", _kernel("dynamic_quantize.cu", _block_amax_name(x.dtype.name), device),
+                   _grid(nblocks, device), (_device_words(tuple(words)), np.uint32(nblocks)), nblocks)
+    else:
+        map_mode = indexing.mode if indexing.chunk_step == 0 else GENERAL
+        general = ("atomic", _kernel("dynamic_quantize.cu", _atomic_amax_name(x.dtype.name, map_mode), device),
+                   _grid(-(-n // _CHUNK), device), (_device_words(indexing.words), np.uint32(n)), nblocks)
+    return _DynamicPlan("general", scale_shape, _grid(nblocks, device),
+                        _kernel("dynamic_quantize.cu", _block_scales_name(mode), device), (), general)
 
 
 def dynamic_quantize(
@@ -511,49 +780,35 @@ def dynamic_quantize(
     MXFP8, round-up exponent; (fp8 or int8, float32) float scale amax / 448 or amax / 127. Any block
     shape with partial edge blocks; the caller has checked the mode's block rules.
     """
-    _check_type("dynamic_quantize input", x.dtype, FLOAT_TYPES)
-    mode = DYNAMIC_MODES.get((output_type.name, scale_type.name))
-    if mode is None:
-        raise TypeError(f"dynamic_quantize: no mode with output {output_type} and scale {scale_type}")
-    if (mode == "NVFP4") != (double_quant_scale is not None):
-        raise ValueError("dynamic_quantize: double_quant_scale is required for NVFP4 and allowed for no other mode")
-    block = tuple(int(b) for b in block)
-    if len(block) != len(x.shape) or any(b < 1 for b in block):
-        raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
-    scale_shape = tuple(-(-d // b) if d else 0 for d, b in zip(x.shape, block))
-    data, scale = empty(output_type, x.shape), empty(scale_type, scale_shape)
-    n = x.size
-    if n == 0:
-        return data, scale
-    dqs = np.float32(1.0 if double_quant_scale is None else double_quant_scale)
-    indexing = _scale_indexing(x.shape, block)
-    (extent, blk), *inner = indexing.dims[::-1]
-    row_block = not inner and blk % _CHUNK == 0 and blk <= _MAX_ROW_BLOCK and extent % blk == 0
-    if row_block and (blk // _CHUNK) & (blk // _CHUNK - 1) == 0:
-        lanes_shift = (blk // _CHUNK).bit_length() - 1
-        args: tuple[Any, ...] = (x.data, data.data, scale.data, np.uint32(n), np.uint32(lanes_shift), dqs)
-        _launch("dynamic_quantize.cu", _rows_name(x.dtype.name, mode), -(-n // _CHUNK), args)
-        return data, scale
+    device = _device()
+    block = tuple(block)
+    key = ("dynamic_quantize", x.dtype.name, x.shape, block, output_type.name, scale_type.name,
+           double_quant_scale is None, device, x.data.data.ptr % 16 == 0 if x.size else True)
+    plan = _prepared.get(key)
+    if plan is None:
+        _check_type("dynamic_quantize input", x.dtype, FLOAT_TYPES)
+        mode = DYNAMIC_MODES.get((output_type.name, scale_type.name))
+        if mode is None:
+            raise TypeError(f"dynamic_quantize: no mode with output {output_type} and scale {scale_type}")
+        if (mode == "NVFP4") != (double_quant_scale is not None):
+            raise ValueError("dynamic_quantize: double_quant_scale is required for NVFP4 and allowed for no other mode")
+        block = tuple(int(b) for b in block)
+        if len(block) != len(x.shape) or any(b < 1 for b in block):
+            raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
+        plan = _remember(key, _dynamic_plan(x, block, mode, device))
     cupy = _cupy()
-    nblocks = math.prod(scale_shape)
-    dims = list(indexing.dims)
-    block_volume = math.prod(b for _, b in dims)
-    if len(dims) <= 4 and block_volume <= _MAX_BLOCK_LOOP:
-        dims = [(1, 1)] * (4 - len(dims)) + dims
-        words = [d for d, _ in dims] + [b for _, b in dims]
-        for d, b in dims:
-            words += _fast_div(-(-d // b))
-        amax = cupy.empty(nblocks, dtype=np.float32)
-        args = (x.data, _device_words(tuple(words)), amax, np.uint32(nblocks))
-        _launch("dynamic_quantize.cu", _block_amax_name(x.dtype.name), nblocks, args)
-    else:
-        amax = cupy.zeros(nblocks, dtype=np.float32)
-        map_mode = indexing.mode if indexing.chunk_step == 0 else GENERAL
-        args = (x.data, _device_words(indexing.words), amax, np.uint32(n))
-        _launch("dynamic_quantize.cu", _atomic_amax_name(x.dtype.name, map_mode), -(-n // _CHUNK), args)
-    effective = DeviceTensor(dtypes.FLOAT32, scale_shape, cupy.empty(nblocks, dtype=np.float32))
-    args = (amax, scale.data, effective.data, np.uint32(nblocks), dqs)
-    _launch("dynamic_quantize.cu", _block_scales_name(mode), nblocks, args)
-    name = _quantize_name(x.dtype.name, output_type.name, indexing.mode)
-    _launch_elementwise("quantize.cu", name, indexing, (x.data, effective.data, _scale_kind(effective)), data, n)
-    return data, scale
+    nscales = math.prod(plan.scale_shape)
+    scale = DeviceTensor(scale_type, plan.scale_shape, cupy.empty(nscales, dtype=_RAW_STORAGE[scale_type.name]))
+    dqs = np.float32(1.0 if double_quant_scale is None else double_quant_scale)
+    if plan.path != "general":
+        data = DeviceTensor(output_type, x.shape, cupy.empty(_storage_length(output_type, x.size),
+                                                             dtype=_RAW_STORAGE[output_type.name]))
+        if plan.function is not None:
+            plan.function(plan.grid, (_THREADS,), (x.data, data.data, scale.data, *plan.args, dqs))
+        return data, scale
+    amax_kind, amax_function, amax_grid, amax_static, nblocks = plan.general
+    amax = cupy.empty(nblocks, dtype=np.float32) if amax_kind == "block" else cupy.zeros(nblocks, dtype=np.float32)
+    amax_function(amax_grid, (_THREADS,), (x.data, amax_static[0], amax, amax_static[1]))
+    effective = DeviceTensor(dtypes.FLOAT32, plan.scale_shape, cupy.empty(nblocks, dtype=np.float32))
+    plan.function(plan.grid, (_THREADS,), (amax, scale.data, effective.data, np.uint32(nblocks), dqs))
+    return quantize(x, effective, block, output_type), scale
