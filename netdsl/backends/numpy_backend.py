@@ -22,8 +22,8 @@ from netdsl.ops import dequantize, dynamic_quantize, quantize
 from netdsl.ops.dynamic_quantize import DynamicPlan
 from netdsl.ops.quantize import ScalePlan
 
-#: elements per piece: the piece and its temporaries stay in a core's L2 cache
-PIECE_ELEMENTS = 1 << 17
+#: elements per piece: near-cache-sized, and long enough per NumPy call for the threads to run in parallel
+PIECE_ELEMENTS = 1 << 18
 
 Box = tuple[slice, ...]
 
