@@ -73,8 +73,15 @@ def _cupy() -> Any:
     return cupy
 
 
+_AVAILABLE: tuple[bool, str] | None = None  # a positive answer, kept: Network.run asks on every call
+
+
 def available() -> tuple[bool, str]:
-    """(True, "") when CuPy is installed and sees a CUDA device, else (False, the reason)."""
+    """(True, "") when CuPy is installed and sees a CUDA device, else (False, the reason). A positive
+    answer is remembered for the process; a negative one is asked again next time."""
+    global _AVAILABLE
+    if _AVAILABLE is not None:
+        return _AVAILABLE
     try:
         cupy = _cupy()
     except ImportError:
@@ -85,7 +92,8 @@ def available() -> tuple[bool, str]:
         return False, f"no CUDA device ({error})"
     if count == 0:
         return False, "no CUDA device"
-    return True, ""
+    _AVAILABLE = (True, "")
+    return _AVAILABLE
 
 
 def empty(dtype: dtypes.DType, shape: tuple[int, ...]) -> DeviceTensor:
@@ -370,9 +378,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
 _functions: dict[tuple[str, str, int], Any] = {}
 
 
+_get_device: Callable[[], int] | None = None  # cupy.cuda.runtime.getDevice, bound on first use
+
+
 def _device() -> int:
     """The current CUDA device's ordinal (cheaper than cupy.cuda.Device().id)."""
-    return int(_cupy().cuda.runtime.getDevice())
+    global _get_device
+    if _get_device is None:
+        _get_device = _cupy().cuda.runtime.getDevice
+    return int(_get_device())
 
 
 def _kernel(file: str, name: str, device: int | None = None) -> Any:
@@ -391,6 +405,7 @@ def _multiprocessors(device: int) -> int:
 
 
 _THREADS = 256  # kThreads in common.cuh
+_BLOCK = (_THREADS,)
 _CTAS_PER_SM = 8  # 2048 resident threads per SM on sm_90
 _TILE_CTAS_PER_SM = 2  # __launch_bounds__(256, 2) of the tile kernel (up to 128 registers)
 
@@ -526,11 +541,15 @@ class _Prepared:
     def storage(self) -> np.dtype:
         return np.dtype(_RAW_STORAGE[self.out_dtype.name])
 
+    @functools.cached_property
+    def _empty(self) -> Callable[[], Any]:
+        return functools.partial(_cupy().ndarray, (self.out_length,), self.storage)  # cupy.empty, one call less
+
     def run(self, head: tuple[Any, ...], tail: tuple[Any, ...]) -> DeviceTensor:
-        out = DeviceTensor(self.out_dtype, self.out_shape, _cupy().empty(self.out_length, dtype=self.storage))
+        data = self._empty()
         if self.function is not None:
-            self.function(self.grid, (_THREADS,), (*head, out.data, *tail))
-        return out
+            self.function(self.grid, _BLOCK, (*head, data, *tail))
+        return DeviceTensor(self.out_dtype, self.out_shape, data)
 
 
 _prepared: dict[tuple[Any, ...], Any] = {}

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from netdsl.backends import Backend
+from netdsl.backends import Backend, cuda  # cuda imports without CuPy (it loads CuPy lazily)
 from netdsl.ir import Graph, Node
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan
@@ -58,9 +58,16 @@ class Step:
         return tuple(node.outputs[0] for node in self.nodes)
 
 
+_FUSION_WORDS: dict[str, bool] = {}  # $NETDSL_FUSION's text -> its meaning (read every run, parsed once)
+
+
 def fusion_enabled() -> bool:
     """False when $NETDSL_FUSION is 0/false/no/off."""
-    return os.environ.get("NETDSL_FUSION", "1").strip().lower() not in ("0", "false", "no", "off")
+    text = os.environ.get("NETDSL_FUSION", "1")
+    enabled = _FUSION_WORDS.get(text)
+    if enabled is None:
+        enabled = _FUSION_WORDS[text] = text.strip().lower() not in ("0", "false", "no", "off")
+    return enabled
 
 
 def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:
@@ -145,6 +152,10 @@ class _GraphState:
     graph: weakref.ref[Graph]
     plans: dict[bool, list[Step]] = field(default_factory=dict)
     constants: dict[tuple[int, str], tuple[np.ndarray, Any]] = field(default_factory=dict)
+    #: the graph's constant values and typed inputs, listed with its first plan (like the plan, they
+    #: assume the checked graph is not edited afterwards)
+    constant_values: list[Any] | None = None
+    input_values: list[tuple[str, Any]] | None = None
 
 
 class CupyBackend(Backend):
@@ -154,10 +165,6 @@ class CupyBackend(Backend):
         self._graphs: dict[int, _GraphState] = {}
 
     def available(self) -> tuple[bool, str]:
-        try:
-            from netdsl.backends import cuda
-        except ImportError as error:  # pragma: no cover - depends on the machine
-            return False, f"cannot import the CUDA launch layer ({error})"
         return cuda.available()
 
     def _state(self, graph: Graph) -> _GraphState:
@@ -178,8 +185,6 @@ class CupyBackend(Backend):
         return steps
 
     def _constant(self, state: _GraphState, value: Any, device: int) -> Any:
-        from netdsl.backends import cuda
-
         cached = state.constants.get((device, value.name))
         if cached is None or cached[0] is not value.data:
             cached = state.constants[(device, value.name)] = (value.data, cuda.upload(value.data, value.type.dtype))
@@ -187,19 +192,23 @@ class CupyBackend(Backend):
 
     def run_device(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run on device tensors (``cuda.DeviceTensor`` for each graph input); device tensors back."""
-        from netdsl.backends import cuda
-
         state = self._state(graph)
         steps = self.plan(graph)
         device = cuda._device()
         env: dict[str, Any] = dict(inputs)
-        for value in graph.constants:
-            env[value.name] = self._constant(state, value, device)
+        constants = state.constant_values
+        if constants is None:
+            constants = state.constant_values = graph.constants
+        for value in constants:
+            cached = state.constants.get((device, value.name))
+            env[value.name] = cached[1] if cached is not None and cached[0] is value.data \
+                else self._constant(state, value, device)
+        impls = self.impls
         for step in steps:
             args = [env[name] for name in step.inputs]
             if step.kind == NODE:
                 node = step.nodes[0]
-                results = self.impls[node.op](node.plan, args)
+                results = impls[node.op](node.plan, args)
             elif step.kind == QUANTIZE_DEQUANTIZE:
                 results = [_run_quantize_dequantize(step, args)]
             else:
@@ -210,12 +219,12 @@ class CupyBackend(Backend):
         return {name: env[name] for name in graph.outputs}
 
     def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from netdsl.backends import cuda
-
-        device_inputs = {}
-        for value in graph.inputs:
-            assert value.type is not None  # a checked graph types every tensor
-            device_inputs[value.name] = cuda.upload(inputs[value.name], value.type.dtype)
+        state = self._state(graph)
+        typed = state.input_values
+        if typed is None:
+            typed = state.input_values = [(value.name, value.type.dtype) for value in graph.inputs
+                                          if value.type is not None]  # a checked graph types every input
+        device_inputs = {name: cuda.upload(inputs[name], dtype) for name, dtype in typed}
         results = self.run_device(graph, device_inputs)
         return {name: cuda.download(results[name]) for name in graph.outputs}
 
@@ -224,16 +233,12 @@ BACKEND = CupyBackend("cupy")
 
 
 def _reshaped(tensor: Any, shape: tuple[int, ...]) -> Any:
-    from netdsl.backends import cuda
-
     if tuple(tensor.shape) == tuple(shape):
         return tensor
     return cuda.DeviceTensor(dtype=tensor.dtype, shape=tuple(shape), data=tensor.data)
 
 
 def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
-    from netdsl.backends import cuda
-
     quantize_node, dequantize_node = step.nodes
     q_plan: ScalePlan = quantize_node.plan
     dq_plan: ScalePlan = dequantize_node.plan
@@ -244,8 +249,6 @@ def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
 
 
 def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
-    from netdsl.backends import cuda
-
     scale_node, data_node = step.nodes
     sf_plan: ScalePlan = scale_node.plan
     plan: ScalePlan = data_node.plan
@@ -257,8 +260,6 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
 
 @BACKEND.impl(QUANTIZE)
 def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
-    from netdsl.backends import cuda
-
     granularity = plan.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [cuda.quantize(args[0], scale, granularity.block, plan.to_type)]
@@ -266,8 +267,6 @@ def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DEQUANTIZE)
 def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
-    from netdsl.backends import cuda
-
     granularity = plan.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [cuda.dequantize(args[0], scale, granularity.block, plan.to_type)]
@@ -275,7 +274,5 @@ def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
 def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[Any]:
-    from netdsl.backends import cuda
-
     return list(cuda.dynamic_quantize(args[0], plan.block, plan.output_type, plan.scale_type,
                                       plan.double_quant_scale))
