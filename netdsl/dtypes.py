@@ -35,19 +35,16 @@ class DType:
     @property
     def is_float(self) -> bool:
         """float32 / float16 / bfloat16: the types of real-valued activations and scales."""
-        return self.name in _FLOAT_NAMES
+        return self in FLOAT_TYPES
 
     @property
     def is_quantized(self) -> bool:
         """int8 / int4 / fp8 / fp4 (e8m0 is a scale type, not a quantized data type)."""
-        return self.name in _QUANTIZED_NAMES
+        return self in QUANTIZED_TYPES
 
     def __str__(self) -> str:
         return self.name
 
-
-_FLOAT_NAMES = frozenset({"float32", "float16", "bfloat16"})
-_QUANTIZED_NAMES = frozenset({"int8", "int4", "fp8", "fp4"})
 
 FLOAT32 = DType("float32", np.dtype(np.float32), 32, "kFLOAT")
 FLOAT16 = DType("float16", np.dtype(np.float16), 16, "kHALF")
@@ -57,6 +54,10 @@ INT4 = DType("int4", np.dtype(ml_dtypes.int4), 4, "kINT4")
 FP8 = DType("fp8", np.dtype(ml_dtypes.float8_e4m3fn), 8, "kFP8")
 FP4 = DType("fp4", np.dtype(ml_dtypes.float4_e2m1fn), 4, "kFP4")
 E8M0 = DType("e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), 8, "kE8M0")
+
+#: the real-valued types of activations and scales, and the quantized data types (e8m0 is a scale type only)
+FLOAT_TYPES = (FLOAT32, FLOAT16, BFLOAT16)
+QUANTIZED_TYPES = (INT8, INT4, FP8, FP4)
 
 #: canonical name -> DType
 DTYPES: dict[str, DType] = {

@@ -127,8 +127,8 @@ def download(t: DeviceTensor) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Kernel names (the template instantiations) and the one cached loader
 
-FLOAT_TYPES = ("float32", "float16", "bfloat16")
-QUANTIZED_TYPES = ("int8", "int4", "fp8", "fp4")
+FLOAT_TYPES = tuple(t.name for t in dtypes.FLOAT_TYPES)
+QUANTIZED_TYPES = tuple(t.name for t in dtypes.QUANTIZED_TYPES)
 DEQUANTIZE_SCALE_TYPES = (*FLOAT_TYPES, "e8m0")
 
 #: ScaleKind in kernels/common.cuh: the scale's element type is a run-time kernel argument

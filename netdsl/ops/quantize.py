@@ -19,8 +19,7 @@ from netdsl.ir import TensorType
 from netdsl.ops import InferContext, OpDef, Operand, is_constant_rooted, register, require_constant
 from netdsl.ops.granularity import Granularity, expand, resolve
 
-QUANTIZED_TYPES = (dtypes.INT8, dtypes.INT4, dtypes.FP8, dtypes.FP4)
-FLOAT_TYPES = (dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16)
+FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
 
 
 @dataclass(frozen=True)
