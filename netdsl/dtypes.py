@@ -11,6 +11,8 @@ Notes: fp8/fp4 encode of 2^24 float32 values: ~16 ms vs ~115 ms for ``np.clip(x 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -87,6 +89,29 @@ _INF_BITS = 0x7F800000
 _NAN32 = 0x7FC00000
 
 
+#: the largest buffer :func:`work_buffer` keeps per thread for reuse (elements); larger ones are allocated each time
+SCRATCH_LIMIT = 1 << 20
+
+_scratch = threading.local()
+
+
+def work_buffer(name: str, size: int, dtype: type | np.dtype) -> np.ndarray:
+    """A 1-D ``dtype`` buffer of ``size`` elements, contents undefined, reused by the calling thread.
+
+    Buffers up to :data:`SCRATCH_LIMIT` elements are kept per thread and per ``name``: a hot loop over
+    cache-sized pieces then neither allocates nor page-faults. A caller must not hold one across a call
+    that may ask for the same ``name``.
+    """
+    if size > SCRATCH_LIMIT:
+        return np.empty(size, dtype)
+    key = (name, np.dtype(dtype))
+    buffers = _scratch.__dict__
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = np.empty(max(size, 1 << 16), dtype)
+    return buffer[:size]
+
+
 def _flat_float32(values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """Contiguous 1-D float32 copy or view of ``values``, and their shape."""
     x = np.asarray(values, dtype=np.float32)
@@ -109,10 +134,25 @@ _FP4_FORMAT = _Minifloat(1, 0, 0x40C00000, 28, 0x07)  # E2M1: max 6, NaN -> +6 (
 
 #: elements per block of the fp8/fp4/int encoders: buffers that stay near the cache, and loops long enough that
 #: the NumPy backend's threads run in parallel (at 2^16 the GIL hand-offs serialise them)
-_BLOCK = 1 << 18
+_BLOCK = 1 << 19
 
 
-def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
+_BOUNDS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _bound(value: int, dtype: type) -> np.ndarray:
+    """A shared read-only array of _BLOCK copies of ``value``: NumPy's minimum/maximum against a scalar
+    miss the SIMD loop (6x slower) where an array operand takes it."""
+    key = (value, np.dtype(dtype).num)
+    array = _BOUNDS.get(key)
+    if array is None:
+        array = np.full(_BLOCK, value, dtype)
+        array.flags.writeable = False
+        _BOUNDS[key] = array
+    return array
+
+
+def _encode_minifloat(x: np.ndarray, fmt: _Minifloat, owned: bool, out: np.ndarray | None) -> np.ndarray:
     """uint8 codes of 1-D float32 ``x``: saturate, then RNE, all in float32 bit arithmetic.
 
     With y = min(|x|, max) and G = max(exponent(y), min normal exponent), one float32 addition
@@ -120,22 +160,22 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
     M = 2**(G + 23 - mantissa_bits) has exactly that spacing. M's mantissa also carries
     (G - min normal exponent) << mantissa_bits, an even offset that leaves the tie parity alone and
     makes the low byte of the sum the format's code: normals and subnormals alike.
+    ``owned``: ``x`` may be overwritten; ``out``: 1-D uint8 array to fill.
     """
     flat = x.view(_U32)
-    codes = np.empty(flat.size, np.uint8)
+    codes = np.empty(flat.size, np.uint8) if out is None else out
     g0 = 127 + fmt.min_exponent
     magic_scale = _U32((1 << 23) + (1 << fmt.mantissa_bits))
     magic_bias = _U32(((23 - fmt.mantissa_bits) << 23) - (g0 << fmt.mantissa_bits))
     sign_mask = np.uint8(_SIGN >> fmt.sign_shift)
-    size = min(_BLOCK, flat.size)
-    magnitude_buf, magic_buf = np.empty(size, _U32), np.empty(size, _U32)
-    nan_buf, sign_buf = np.empty(size, bool), np.empty(size, np.uint8)
-    # Array bounds, not scalars: NumPy's minimum/maximum against a scalar miss the SIMD loop (6x slower).
-    max_bits, min_exponent = np.full(size, fmt.max_bits, _U32), np.full(size, g0, _U32)
+    max_bits, min_exponent = _bound(fmt.max_bits, _U32), _bound(g0, _U32)
     for start in range(0, flat.size, _BLOCK):
-        bits, out = flat[start : start + _BLOCK], codes[start : start + _BLOCK]
+        bits, codes_out = flat[start : start + _BLOCK], codes[start : start + _BLOCK]
         n = bits.size
-        magnitude, magic, nan, sign = magnitude_buf[:n], magic_buf[:n], nan_buf[:n], sign_buf[:n]
+        magic, nan, sign = work_buffer("magic", n, _U32), work_buffer("nan", n, bool), work_buffer("sign", n, np.uint8)
+        magnitude = bits if owned else work_buffer("magnitude", n, _U32)
+        np.right_shift(bits, fmt.sign_shift, out=sign, casting="unsafe")  # before magnitude may overwrite bits
+        np.bitwise_and(sign, sign_mask, out=sign)
         np.bitwise_and(bits, _ABS, out=magnitude)
         np.greater(magnitude, _INF_BITS, out=nan)
         np.minimum(magnitude, max_bits[:n], out=magnitude)  # saturate (Inf too) before rounding
@@ -144,11 +184,9 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
         np.multiply(magic, magic_scale, out=magic)
         np.add(magic, magic_bias, out=magic)
         np.add(magnitude.view(np.float32), magic.view(np.float32), out=magic.view(np.float32))
-        np.copyto(out, magic, casting="unsafe")
-        np.right_shift(bits, fmt.sign_shift, out=sign, casting="unsafe")
-        np.bitwise_and(sign, sign_mask, out=sign)
-        np.bitwise_or(out, sign, out=out)
-        np.copyto(out, fmt.nan_code, where=nan)
+        np.copyto(codes_out, magic, casting="unsafe")
+        np.bitwise_or(codes_out, sign, out=codes_out)
+        np.copyto(codes_out, fmt.nan_code, where=nan)
     return codes
 
 
@@ -157,26 +195,29 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat) -> np.ndarray:
 _ROUND_MAGIC = np.float32(12582912.0)
 
 
-def _encode_integer(x: np.ndarray, low: int, high: int) -> np.ndarray:
-    """int8 values of 1-D float32 ``x``: clamp, RNE, NaN -> 0; in L2-sized blocks, float32 bit arithmetic."""
-    out = np.empty(x.size, np.int8)
-    size = min(_BLOCK, x.size)
-    work = np.empty(size, np.float32)
-    # Array bounds, not scalars: NumPy's minimum/maximum against a scalar miss the SIMD loop.
-    lows, highs = np.full(size, low, np.float32), np.full(size, high, np.float32)
+def _encode_integer(x: np.ndarray, low: int, high: int, owned: bool, out: np.ndarray | None) -> np.ndarray:
+    """int8 values of 1-D float32 ``x``: clamp, RNE, NaN -> 0; in L2-sized blocks, float32 bit arithmetic.
+    ``owned``: ``x`` may be overwritten; ``out``: 1-D int8 array to fill."""
+    out = np.empty(x.size, np.int8) if out is None else out
     for start in range(0, x.size, _BLOCK):
         chunk = x[start : start + _BLOCK]
         n = chunk.size
-        clamped = work[:n]
-        np.maximum(chunk, lows[:n], out=clamped)  # NaN propagates through both bounds
-        np.minimum(clamped, highs[:n], out=clamped)
+        clamped = chunk if owned else work_buffer("clamped", n, np.float32)
+        np.clip(chunk, low, high, out=clamped)  # one SIMD pass; NaN propagates
         has_nan = bool(np.isnan(clamped.max())) if n else False
-        np.add(clamped, _ROUND_MAGIC, out=clamped)
+        np.add(clamped, _ROUND_MAGIC, out=clamped)  # NaN stays NaN
         # uint32 -> uint8 keeps the low byte (an unsigned cast is modular)
         np.copyto(out[start : start + n].view(np.uint8), clamped.view(np.uint32), casting="unsafe")
         if has_nan:
-            out[start : start + n][np.isnan(chunk)] = 0
+            out[start : start + n][np.isnan(clamped)] = 0
     return out
+
+
+def _encode_int4(x: np.ndarray, owned: bool, out: np.ndarray | None) -> np.ndarray:
+    values = _encode_integer(x, -8, 7, owned, None if out is None else out.view(np.int8))
+    codes = values.view(np.uint8)
+    np.bitwise_and(codes, 0x0F, out=codes)  # int4 storage holds the two's complement nibble
+    return codes.view(INT4.storage)
 
 
 def _encode_float16(x: np.ndarray) -> np.ndarray:
@@ -214,19 +255,32 @@ def _encode_e8m0(x: np.ndarray) -> np.ndarray:
     return (exponent & 0xFF).astype(np.uint8).view(E8M0.storage)
 
 
-_ENCODERS = {
-    "float32": _encode_float32,
-    "float16": _encode_float16,
-    "bfloat16": _encode_bfloat16,
-    "int8": lambda x: _encode_integer(x, -128, 127),
-    "int4": lambda x: from_codes(_encode_integer(x, -8, 7).view(np.uint8) & 0x0F, INT4),
-    "fp8": lambda x: _encode_minifloat(x, _FP8_FORMAT).view(FP8.storage),
-    "fp4": lambda x: _encode_minifloat(x, _FP4_FORMAT).view(FP4.storage),
-    "e8m0": _encode_e8m0,
+def _whole(encoder: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def encode_into(x: np.ndarray, owned: bool, out: np.ndarray | None) -> np.ndarray:
+        result = encoder(x)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    return encode_into
+
+
+#: name -> encoder(flat float32 x, owned: x may be overwritten, out: flat storage array to fill or None)
+_ENCODERS: dict[str, Callable[[np.ndarray, bool, np.ndarray | None], np.ndarray]] = {
+    "float32": _whole(_encode_float32),
+    "float16": _whole(_encode_float16),
+    "bfloat16": _whole(_encode_bfloat16),
+    "int8": lambda x, owned, out: _encode_integer(x, -128, 127, owned, out),
+    "int4": _encode_int4,
+    "fp8": lambda x, owned, out: _encode_minifloat(
+        x, _FP8_FORMAT, owned, None if out is None else out.view(np.uint8)).view(FP8.storage),
+    "fp4": lambda x, owned, out: _encode_minifloat(
+        x, _FP4_FORMAT, owned, None if out is None else out.view(np.uint8)).view(FP4.storage),
+    "e8m0": _whole(_encode_e8m0),
 }
 
 
-def encode(values: np.ndarray, dtype: DType) -> np.ndarray:
+def encode(values: np.ndarray, dtype: DType, out: np.ndarray | None = None, overwrite: bool = False) -> np.ndarray:
     """Round float32 ``values`` to ``dtype`` by netdsl's rules; returns an array of ``dtype.storage``.
 
     RNE everywhere; int8/int4 saturate, NaN -> 0; fp8 saturates to +-448 (Inf too), NaN -> NaN;
@@ -234,9 +288,21 @@ def encode(values: np.ndarray, dtype: DType) -> np.ndarray:
     (overflow -> Inf), NaN canonical; float32: identity (NaN canonical 0x7FC00000).
     e8m0: only for values that are exact powers of two in range (ValueError otherwise) -- the
     MXFP8 exponent rule is :func:`e8m0_round_up`.
+
+    ``out``: an array of ``dtype.storage`` and ``values``' shape to write the result into (and return);
+    ``overwrite``: ``values`` is a scratch float32 array the encoder may destroy (saves a buffer).
     """
     x, shape = _flat_float32(values)
-    return _ENCODERS[dtype.name](x).reshape(shape)
+    owned = overwrite or not np.may_share_memory(x, values)
+    if out is None:
+        return _ENCODERS[dtype.name](x, owned, None).reshape(shape)
+    if out.shape != shape or out.dtype != dtype.storage:
+        raise ValueError(f"out must be {dtype.storage}{list(shape)}, got {out.dtype}{list(out.shape)}")
+    if out.flags.c_contiguous:
+        _ENCODERS[dtype.name](x, owned, out.reshape(-1))
+    else:
+        out[...] = _ENCODERS[dtype.name](x, owned, None).reshape(shape)
+    return out
 
 
 def _check_storage(values: np.ndarray, dtype: DType) -> np.ndarray:

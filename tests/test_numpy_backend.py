@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 import netdsl
+from netdsl import dtypes
 from netdsl.backends import numpy_backend
 from netdsl.backends.numpy_backend import pieces
+from netdsl.ops import quantize
+from tests import oracle
 
 MODELS = [
     "input x : float32[37, 45]\nconst s : float32[10, 15] = load('s.npy')\n"
@@ -73,3 +76,39 @@ def test_bfloat16_storage_survives_pieces() -> None:
                        "y = dequantize(q, s, to_type=bfloat16)\noutput y\n")
     y = net.run({"x": np.ones((300, 300), np.float32)}, backend="numpy")["y"]
     assert y.dtype == ml_dtypes.bfloat16 and float(y[299, 299]) == 1.0
+
+
+def _hostile_float32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Normals of every magnitude, subnormals, ties, NaNs with payloads, infinities and signed zeros."""
+    bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32).copy()
+    x[: n // 4] = rng.integers(-600, 600, n // 4) / np.float32(2)  # ties after a power-of-two scale
+    specials = np.array([0x7FC000AB, 0xFFC00001, 0x7F800001, 0x7F800000, 0xFF800000, 0x80000000, 0, 1,
+                         0x807FFFFF, 0x00400000], np.uint32).view(np.float32)
+    x[n // 4 : n // 4 + specials.size] = specials
+    return x
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -126, 2.0 ** -7, 0.5, 1.0, 2.0 ** 20, 2.0 ** 127, 2.0 ** -127, 0.1])
+@pytest.mark.parametrize("to_type", ["int8", "int4", "fp8", "fp4"])
+def test_power_of_two_scales_multiply_to_the_same_bits(scale: float, to_type: str) -> None:
+    # A normal power-of-two scale is applied as a multiplication by its exact reciprocal; a subnormal one
+    # (2^-127, whose reciprocal overflows) and others divide. The oracle divides element by element in Python.
+    x = _hostile_float32(np.random.default_rng(int(np.log2(scale)) + 200), 3000)
+    net = netdsl.loads(f"input x : float32[{x.size}]\nconst s : float32[] = {scale!r}\n"
+                       f"q = quantize(x, s, to_type={to_type})\ny = dequantize(q, s)\noutput q, y\n")
+    got = net.run({"x": x}, backend="numpy")["q"]
+    expected = oracle.quantize(x, np.float32(scale), to_type)
+    got_values = got.astype(np.float64)
+    both_nan = np.isnan(got_values) & np.isnan(expected)
+    assert np.array_equal(np.signbit(got_values[~both_nan]), np.signbit(expected[~both_nan]))
+    assert np.array_equal(got_values[~both_nan], expected[~both_nan])
+
+
+def test_mixed_block_scales_take_the_division_path() -> None:
+    # per-channel scales: all powers of two (multiplied), or one not (every channel divided)
+    x = _hostile_float32(np.random.default_rng(5), 64 * 40).reshape(64, 40)
+    for scales in (np.full(40, 0.25, np.float32), np.array([0.25] * 39 + [0.3], np.float32)):
+        got = quantize.reference(x, scales.reshape(1, 40), (64, 1), dtypes.INT8)
+        expected = oracle.quantize(x, scales, "int8", axis=1)
+        assert np.array_equal(got.astype(np.float64), expected)

@@ -70,12 +70,16 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type)
 
 
-def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType) -> np.ndarray:
-    """Dequantize ``q`` (int8/int4/fp8/fp4 storage) with a normalised block ``scale`` (float or e8m0)."""
-    q32 = np.asarray(q, dtype=np.float32)
+def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Dequantize ``q`` (int8/int4/fp8/fp4 storage) with a normalised block ``scale`` (float or e8m0); into
+    ``out`` (``to_type`` storage, ``q``'s shape) when given."""
+    q32 = dtypes.work_buffer("values", q.size, np.float32).reshape(q.shape)
+    np.copyto(q32, q, casting="unsafe")  # widening: every stored value is a float32
     scale32 = expand(np.asarray(scale, dtype=np.float32), block, q32.shape)
     with np.errstate(over="ignore", invalid="ignore"):
-        return dtypes.encode(q32 * scale32, to_type)
+        np.multiply(q32, scale32, out=q32)
+    return dtypes.encode(q32, to_type, out=out, overwrite=True)
 
 
 evaluate = scaled_evaluate(reference)
