@@ -104,8 +104,10 @@ def work_buffer(name: str, size: int, dtype: type | np.dtype) -> np.ndarray:
     """
     if size > SCRATCH_LIMIT:
         return np.empty(size, dtype)
+    buffers: dict[tuple[str, np.dtype], np.ndarray] | None = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
     key = (name, np.dtype(dtype))
-    buffers = _scratch.__dict__
     buffer = buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = buffers[key] = np.empty(max(size, 1 << 16), dtype)
