@@ -213,8 +213,14 @@ def cases(cp: Any, n: int, t: dtypes.DType):
            lambda x: lambda: cuda.dynamic_quantize(x, (1, 128), D.INT8, D.FLOAT32, None))
     yield ("DynQ float fp8 32x32", n * tb + n + 4 * (n // 1024), "x",
            lambda x: lambda: cuda.dynamic_quantize(x, (32, 32), D.FP8, D.FLOAT32, None))
-    yield ("DynQ float fp8 128x128 (general path)", n * tb + n + 4 * (n // 16384), "x",
+    yield ("DynQ float fp8 128x128", n * tb + n + 4 * (n // 16384), "x",
            lambda x: lambda: cuda.dynamic_quantize(x, (128, 128), D.FP8, D.FLOAT32, None))
+    yield ("DynQ float int8 128x128", n * tb + n + 4 * (n // 16384), "x",
+           lambda x: lambda: cuda.dynamic_quantize(x, (128, 128), D.INT8, D.FLOAT32, None))
+    yield ("DynQ float int8 1x4096", n * tb + n + 4 * (n // ROW), "x",
+           lambda x: lambda: cuda.dynamic_quantize(x, (1, ROW), D.INT8, D.FLOAT32, None))
+    yield ("DynQ float fp8 per-tensor (general path)", n * tb + n + 4, "x",
+           lambda x: lambda: cuda.dynamic_quantize(x, (rows, ROW), D.FP8, D.FLOAT32, None))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,13 +295,13 @@ def peer_launches(torch: Any, cp: Any, inputs: list[Any], t: dtypes.DType, rows:
         has_torchao = False
         peers["torchao to_mx"] = peers["torchao NVFP4"] = f"n/a (torchao not installed: {type(error).__name__})"
     if has_torchao:
-        def to_mx():
+        def to_mx():  # torchao's own quantizers, compiled as torchao runs them
             from torchao.prototype.mx_formats.mx_tensor import to_mx as convert
-            return lambda x: lambda: convert(x, torch.float8_e4m3fn, 32)
+            return _compiled(torch, lambda x: convert(x, torch.float8_e4m3fn, 32))
 
         def to_nvfp4():
-            from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor
-            return lambda x: lambda: NVFP4Tensor.to_nvfp4(x)
+            from torchao.prototype.mx_formats.nvfp4_tensor import nvfp4_quantize
+            return _compiled(torch, lambda x: nvfp4_quantize(x, 16))
         try_add("torchao to_mx", to_mx)
         try_add("torchao NVFP4", to_nvfp4)
     del tdtype
@@ -608,7 +614,7 @@ def main() -> None:
             for t in types:
                 last = table.get((label, t.name), {}).get(sizes[-1])
                 if "general path" in label and last:
-                    # the block (128x128 and up) cannot stay on chip: x is read twice (amax pass, quantize)
+                    # the block (the whole tensor) cannot stay on chip: x is read twice (amax, quantize)
                     second_read = (1 << sizes[-1]) * t.bits // 8
                     two_read = case_bytes[(label, t.name)] + second_read
                     floors.append(f"{label} {t.name}: {100 * last[1] / copy:.0f}% of the one-read floor, "

@@ -4,6 +4,8 @@
 // flattened tensor (NVFP4 16 and MXFP8 32 along the last axis, or any blocks the host collapses
 // to that form): each lane owns one 16-element chunk, 2^k adjacent lanes one block, amax by warp
 // shuffles; one pass.
+// Block path (dynamic_quantize_cta_kernel): 2-D blocks of up to 16K elements, one CTA per block, one
+// pass.
 // General path (any N-D block shape, partial edge blocks): block_amax_kernel (one thread per
 // block: small blocks) or atomic_amax_kernel (a grid-stride pass with atomicMax on the float bits,
 // for large blocks), then block_scales_kernel, then quantize_kernel (quantize.cu) with the
@@ -113,12 +115,20 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 // takes the column (or, through warp shuffles, the block) amax, writes the scales and the data: one
 // read of x. A last band of fewer rows (partial edge blocks) loads zeros past the end and stores
 // only its rows.
+// Tuning knobs (benchmarks/bench_gpu.py --defines; netdsl/backends/cuda.py reads the same values):
+// bfloat16 columns per thread in 16-row bands, and resident CTAs per SM.
+#ifndef NETDSL_TILE16_BF16_VEC
+#define NETDSL_TILE16_BF16_VEC 8
+#endif
+#ifndef NETDSL_TILE_CTAS
+#define NETDSL_TILE_CTAS 2
+#endif
 template <class In, int kRows>
 struct TileShape {
   // Columns per thread: 16-row bands 4 (8 for bfloat16: 16 bytes a row; float16 at 8 spills, its
   // widening being an instruction the compiler hoists), 32-row bands 2; at most 64 words of x per
   // thread, held in registers.
-  static constexpr int kVec = kRows == 16 ? (same_type<In, type::bfloat16> ? 8 : 4) : 2;
+  static constexpr int kVec = kRows == 16 ? (same_type<In, type::bfloat16> ? NETDSL_TILE16_BF16_VEC : 4) : 2;
   static constexpr int kWords = kVec * In::bits / 32;       // words of x per thread and row: 1, 2 or 4
 };
 
@@ -156,7 +166,7 @@ NETDSL_D u64 encode_vec(const float (&q)[kVec], bool nan_free) {
 }
 
 template <class In, class Mode, int kRows, bool kPerColumn>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
     dynamic_quantize_tile_kernel(const u8* __restrict__ x, u8* __restrict__ data, u8* __restrict__ scale,
                                  u32 rows, u32 cols, u32 block_rows, u32 lanes_shift, float dqs) {
   using Data = typename Mode::Data;
@@ -291,6 +301,103 @@ __global__ void __launch_bounds__(kThreads, 2)
           store_bits<Data, kVec>(data, u64(row0 + r) * cols + col0, encode_vec<Data, kVec>(q, false));
         }
       }
+    }
+  }
+}
+
+// One block per CTA (the block path): x viewed as rows x cols, blocks of block_rows x block_cols up to
+// kThreads * 64 elements (128x128, 64x256, 1x1024, ...), too large for one thread or one warp. The
+// CTA's threads tile the block, 2^tpr_shift threads across a block row (kVec consecutive columns
+// each, one 16-byte load), the rest down the rows; each thread loads its whole share at once (up to
+// 64 elements, 16 independent loads), the block amax comes from warp reductions and one shared-memory
+// exchange, and the data is written from the registers: one read of x, where the general path reads
+// it twice. Partial edge blocks load zeros past the end and store only what is inside.
+template <class In>
+struct CtaShape {
+  static constexpr int kVec = 16 / (In::bits / 8);      // 4 float32, 8 float16 / bfloat16: 16 bytes
+  static constexpr int kWords = 4;
+  static constexpr int kPasses = 64 / kVec;             // rows per thread: 16 or 8
+  static constexpr int kCtasPerSm = 2;  // up to 128 registers: 64 or 32 words of x held in them
+};
+
+template <class In, class Mode>
+__global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
+    dynamic_quantize_cta_kernel(const u8* __restrict__ x, u8* __restrict__ data, u8* __restrict__ scale,
+                                u32 rows, u32 cols, u32 block_rows, u32 block_cols, u32 tpr_shift, float dqs) {
+  using Data = typename Mode::Data;
+  using Shape = CtaShape<In>;
+  constexpr int kVec = Shape::kVec, kWords = Shape::kWords, kPasses = Shape::kPasses;
+  __shared__ u32 warp_max[2][kThreads / 32];
+  const u32 rows_per_pass = u32(kThreads) >> tpr_shift;
+  const u32 trow = threadIdx.x >> tpr_shift;
+  const u32 tcol = (threadIdx.x & ((1u << tpr_shift) - 1u)) * kVec;
+  const u32 band_count = (rows + block_rows - 1u) / block_rows, block_count = (cols + block_cols - 1u) / block_cols;
+  const u32 nblocks = band_count * block_count;
+  const u64 row_bytes = u64(cols) * (In::bits / 8);
+  u32 parity = 0u;
+  for (u32 b = blockIdx.x; b < nblocks; b += gridDim.x, parity ^= 1u) {
+    const u32 band = b / block_count, bcol = b - band * block_count;
+    const u32 row0 = band * block_rows + trow, col = bcol * block_cols + tcol;
+    const u32 row_stop = min(band * block_rows + block_rows, rows);
+    const bool col_in = col < cols;  // cols is a multiple of kVec: a thread's columns are all in or all out
+    u32 w[kPasses][kWords];
+    const u8* p = x + (u64(row0) * cols + col) * (In::bits / 8);
+#pragma unroll
+    for (int r = 0; r < kPasses; ++r, p += rows_per_pass * row_bytes) {
+      if (col_in && row0 + r * rows_per_pass < row_stop) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+        w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
+      } else {
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[r][i] = 0u;  // +0: leaves the amax as it is
+      }
+    }
+    auto value = [&](int r, int k) -> float {
+      constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;
+      return In::decode((w[r][(k * In::bits) / 32] >> ((k * In::bits) % 32)) & kMask);
+    };
+    // The thread's amax, NaN-propagating first (free NaN detection), NaN-ignoring where a NaN showed.
+    float m = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kPasses; ++r)
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) m = max_abs_nan(m, value(r, k));
+    const bool thread_nan = is_nan(m);
+    if (thread_nan) {
+      m = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kPasses; ++r)
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) m = fmaxf(m, fabsf(value(r, k)));
+    }
+    // Non-negative floats (+Inf included) order as their bits: the block amax by integer max.
+    u32 mb = __reduce_max_sync(0xFFFFFFFFu, bits_of(m));
+    if ((threadIdx.x & 31u) == 0u) warp_max[parity][threadIdx.x >> 5] = mb;
+    __syncthreads();  // double-buffered by parity: the next block's writes can't race these reads
+#pragma unroll
+    for (int i = 0; i < kThreads / 32; ++i) mb = max(mb, warp_max[parity][i]);
+    const float amax = float_of(mb);
+    const BlockScale bs = Mode::make(amax, dqs);
+    if (threadIdx.x == 0u) store_scale<typename Mode::Scale>(scale, b, bs.stored);
+    if (!col_in) continue;
+    const float eff = bs.eff, rcp = safe_reciprocal(eff);
+    const bool fast = !thread_nan && mul_rn(amax, rcp) <= 0x1p100f;  // the quotient16 guard
+    u64 e = u64(row0) * cols + col;
+#pragma unroll
+    for (int r = 0; r < kPasses; ++r, e += u64(rows_per_pass) * cols) {
+      if (row0 + r * rows_per_pass >= row_stop) break;
+      float q[kVec];
+      if (fast) {  // Markstein's two FMAs (see quotient16); no NaN anywhere
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          const float v = value(r, k), pq = mul_rn(v, rcp);
+          q[k] = __fmaf_rn(-rcp, __fmaf_rn(eff, pq, -v), pq);
+        }
+      } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) q[k] = quantize_value(value(r, k), eff);
+      }
+      store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, fast));
     }
   }
 }

@@ -390,7 +390,37 @@ DYNAMIC_CASES = [  # (mode, shape, block, dqs): the fused path, the one-thread-p
     (FLOAT_FP8, (33, 64), (16, 1), None),
     (FLOAT_INT8, (40, 128), (16, 16), None),
     (FLOAT_INT8, (45, 96), (20, 1), None),
+    # the block kernel (one block per CTA): partial bands and block columns, folded 1-D blocks
+    (FLOAT_FP8, (300, 384), (128, 128), None),
+    (FLOAT_INT8, (260, 320), (128, 128), None),
+    (FLOAT_FP8, (4, 256, 512), (1, 128, 128), None),
+    (FLOAT_INT8, (8, 4096), (1, 1024), None),
+    (FLOAT_FP8, (3, 6144), (1, 2048), None),
+    (FLOAT_FP8, (3, 5120), (1, 2048), None),
+    (FLOAT_INT8, (64, 64), (64, 64), None),
+    (FLOAT_FP8, (40, 2048), (8, 256), None),
 ]
+
+#: (shape, block) -> whether the block kernel takes it, for float32 and bfloat16 input
+CTA_GEOMETRIES = [
+    ((300, 384), (128, 128), True, True),
+    ((4, 256, 512), (1, 128, 128), True, True),
+    ((4, 200, 512), (1, 128, 128), False, False),  # three dims after collapsing: the general path
+    ((8, 4096), (1, 1024), True, True),
+    ((3, 5120), (1, 2048), False, True),           # 512 float32 vectors across a block row: too many
+    ((64, 64), (64, 64), True, True),
+    ((40, 2048), (8, 256), True, True),
+    ((5, 32768), (1, 32768), False, False),        # more than 64 elements per thread
+    ((64, 7), (64, 7), False, False),              # no 16-byte vectors
+]
+
+
+@pytest.mark.parametrize("shape,block,f32,bf16", CTA_GEOMETRIES)
+def test_block_kernel_takes_these_geometries(shape, block, f32, bf16) -> None:
+    dims = cuda._scale_indexing(shape, block).dims
+    assert (cuda._cta_geometry(dims, "FloatFP8", dtypes.FLOAT32) is not None) == f32
+    assert (cuda._cta_geometry(dims, "FloatInt8", dtypes.BFLOAT16) is not None) == bf16
+    assert cuda._cta_geometry(dims, "NVFP4", dtypes.FLOAT32) is None
 
 
 def dynamic_input(shape, block, in_type, rng) -> np.ndarray:

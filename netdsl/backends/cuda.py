@@ -177,6 +177,13 @@ def _tile_name(x: str, mode_struct: str, rows: int, per_column: bool) -> str:
     return f"netdsl::dynamic_quantize_tile_kernel<{_cxx(x)}, netdsl::{mode_struct}, {rows}, {column}>"
 
 
+def _cta_name(x: str, mode_struct: str) -> str:
+    return f"netdsl::dynamic_quantize_cta_kernel<{_cxx(x)}, netdsl::{mode_struct}>"
+
+
+#: the DynamicQuantize modes whose blocks can be large enough for the one-block-per-CTA kernel
+_CTA_MODES = ("FloatFP8", "FloatInt8")
+
 #: the tile kernel's (rows per band, per-column) instantiations per DynamicQuantize mode: NVFP4 and
 #: MXFP8 block one dimension (16 and 32 rows, a scale per column); float scales any block
 _TILE_VARIANTS = {
@@ -217,6 +224,7 @@ KERNEL_NAMES: dict[str, tuple[str, ...]] = {
         [_rows_name(x, mode) for x in FLOAT_TYPES for mode in DYNAMIC_MODES.values()]
         + [_tile_name(x, mode, rows, column) for x in FLOAT_TYPES for mode in DYNAMIC_MODES.values()
            for rows, column in _TILE_VARIANTS[mode]]
+        + [_cta_name(x, mode) for x in FLOAT_TYPES for mode in _CTA_MODES]
         + [_block_amax_name(x) for x in FLOAT_TYPES]
         + [_atomic_amax_name(x, m) for x in FLOAT_TYPES for m in _MAP_MODES]
         + [_block_scales_name(mode) for mode in DYNAMIC_MODES.values()]
@@ -407,7 +415,19 @@ def _multiprocessors(device: int) -> int:
 _THREADS = 256  # kThreads in common.cuh
 _BLOCK = (_THREADS,)
 _CTAS_PER_SM = 8  # 2048 resident threads per SM on sm_90
-_TILE_CTAS_PER_SM = 2  # __launch_bounds__(256, 2) of the tile kernel (up to 128 registers)
+
+
+def _tuning(name: str, default: int) -> int:
+    """A kernel tuning macro's value as NETDSL_CUDA_DEFINES sets it for the kernels, else its default."""
+    for word in os.environ.get("NETDSL_CUDA_DEFINES", "").split():
+        key, _, value = word.partition("=")
+        if key == name:
+            return int(value)
+    return default
+
+
+_TILE_CTAS_PER_SM = _tuning("NETDSL_TILE_CTAS", 2)  # __launch_bounds__ of the tile kernel (2: up to 128 registers)
+_TILE16_BF16_VEC = _tuning("NETDSL_TILE16_BF16_VEC", 8)
 
 
 def _grid(work_items: int, device: int, ctas_per_sm: int = _CTAS_PER_SM) -> tuple[int]:
@@ -706,20 +726,21 @@ _MAX_TILE_ROWS = 32  # the tile kernel's longest column block
 @dataclass(frozen=True)
 class _DynamicPlan:
     """How one DynamicQuantize geometry runs: 'rows' (the fused kernel, blocks along the row), 'tile'
-    (the fused kernel for blocks down the columns) or 'general' (block amax, block scales, Quantize)."""
+    (the fused kernel for blocks down the columns), 'cta' (one large block per CTA, fused) or 'general'
+    (block amax, block scales, Quantize)."""
 
     path: str
     scale_shape: tuple[int, ...]
     grid: tuple[int]
-    function: Any = None  # rows / tile
-    args: tuple[Any, ...] = ()  # rows / tile: the arguments after (x, data, scale)
+    function: Any = None  # rows / tile / cta
+    args: tuple[Any, ...] = ()  # rows / tile / cta: the arguments after (x, data, scale)
     general: tuple[Any, ...] = ()  # general: (amax kind, amax function, amax grid, amax static, nblocks)
 
 
 def _tile_vec(in_type: dtypes.DType, kernel_rows: int) -> int:
     """Columns per thread of the tile kernel (TileShape in kernels/dynamic_quantize.cu)."""
     if kernel_rows == 16:
-        return 8 if in_type.name == "bfloat16" else 4
+        return _TILE16_BF16_VEC if in_type.name == "bfloat16" else 4
     return 2
 
 
@@ -746,6 +767,32 @@ def _tile_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes
     return None
 
 
+def _cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.DType) -> tuple[int, ...] | None:
+    """(rows, cols, block_rows, block_cols, tpr_shift) when the one-block-per-CTA kernel takes this geometry
+    (CtaShape in kernels/dynamic_quantize.cu): 16-byte vectors across a block row, 2^tpr_shift threads
+    each, at most 64 elements per thread, and at least half the CTA busy."""
+    if mode not in _CTA_MODES or len(dims) not in (1, 2):
+        return None
+    vec = 16 // in_type.storage.itemsize
+    if len(dims) == 1:  # a 1-D block longer than a CTA's row of vectors folds into rows of _THREADS vectors
+        (extent, blk), width = dims[0], _THREADS * vec
+        dims = ((extent // width, blk // width), (width, width)) if blk > width and extent % width == 0 \
+            and blk % width == 0 else ((1, 1), (extent, blk))
+    (rows, block_rows), (cols, block_cols) = dims
+    if cols % vec or block_cols % vec:
+        return None
+    across = block_cols // vec
+    if across & (across - 1) or across > _THREADS:
+        return None
+    down = _THREADS // across
+    if -(-block_rows // down) > 64 // vec or across * min(down, block_rows) < _THREADS // 2:
+        return None
+    return rows, cols, block_rows, block_cols, across.bit_length() - 1
+
+
+_CTA_CTAS_PER_SM = 2  # CtaShape::kCtasPerSm
+
+
 def _dynamic_plan(x: DeviceTensor, block: tuple[int, ...], mode: str, device: int) -> _DynamicPlan:
     scale_shape = tuple(-(-d // b) if d else 0 for d, b in zip(x.shape, block))
     n = x.size
@@ -769,6 +816,11 @@ def _dynamic_plan(x: DeviceTensor, block: tuple[int, ...], mode: str, device: in
                             _kernel("dynamic_quantize.cu", tile_name, device),
                             (np.uint32(rows), np.uint32(cols), np.uint32(block_rows), np.uint32(lanes_shift)))
     nblocks = math.prod(scale_shape)
+    cta = _cta_geometry(indexing.dims, mode, x.dtype)
+    if cta is not None and x.data.data.ptr % 16 == 0:
+        grid = _grid(nblocks * _THREADS, device, _CTA_CTAS_PER_SM)
+        function = _kernel("dynamic_quantize.cu", _cta_name(x.dtype.name, mode), device)
+        return _DynamicPlan("cta", scale_shape, grid, function, tuple(np.uint32(v) for v in cta))
     dims = list(indexing.dims)
     block_volume = math.prod(b for _, b in dims)
     if len(dims) <= 4 and block_volume <= _MAX_BLOCK_LOOP:
