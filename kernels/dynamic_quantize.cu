@@ -146,10 +146,24 @@ NETDSL_D void store_bits(u8* __restrict__ base, u64 element, u64 bits) {
 template <class T, int kVec>
 NETDSL_D u64 encode_vec(const float (&q)[kVec], bool nan_free) {
   u64 bits = 0;
-  if constexpr (same_type<T, type::fp4>) {
-    if (nan_free) {
+  if constexpr (same_type<T, type::fp4> && kVec <= 8) {
+    if (nan_free) {  // 32-bit shift-and-add, as pack16_nonan: two instructions a value where u64 takes five
+      u32 word = 0u;
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) bits |= u64(type::fp4::encode_high_nonan(q[k]) >> 28) << (4 * k);
+      for (int k = 0; k < kVec; ++k) word += type::fp4::encode_high_nonan(q[k]) >> (28 - 4 * k);
+      return kVec == 8 ? word : word & ((1u << (4 * kVec)) - 1u);
+    }
+  }
+  if constexpr (same_type<T, type::int8> && kVec % 4 == 0) {
+    if (nan_free) {  // clamp, then + 1.5 * 2^23 rounds (ties to even) with the code in the low byte
+#pragma unroll
+      for (int k = 0; k < kVec; k += 4) {
+        u32 c[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) c[i] = bits_of(__fadd_rn(fminf(fmaxf(q[k + i], -128.0f), 127.0f), 0x1.8p23f));
+        const u32 word = __byte_perm(__byte_perm(c[0], c[1], 0x0040u), __byte_perm(c[2], c[3], 0x0040u), 0x5410u);
+        bits |= u64(word) << (k * 8);
+      }
       return bits;
     }
   }
@@ -305,46 +319,58 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
   }
 }
 
-// One block per CTA (the block path): x viewed as rows x cols, blocks of block_rows x block_cols up to
-// kThreads * 64 elements (128x128, 64x256, 1x1024, ...), too large for one thread or one warp. The
-// CTA's threads tile the block, 2^tpr_shift threads across a block row (kVec consecutive columns
-// each, one 16-byte load), the rest down the rows; each thread loads its whole share at once (up to
-// 64 elements, 16 independent loads), the block amax comes from warp reductions and one shared-memory
-// exchange, and the data is written from the registers: one read of x, where the general path reads
-// it twice. Partial edge blocks load zeros past the end and store only what is inside.
+// Large blocks, a CTA at a time (the block path): x viewed as rows x cols, blocks of block_rows x
+// block_cols, up to kThreads * 64 elements (128x128, 64x256, 1x4096 folded into rows, ...): too large
+// for one thread or one warp. A CTA takes `group` blocks stacked down the rows at once (group > 1
+// when the blocks are small, so that each CTA keeps up to 64 KiB of loads in flight). Its threads tile
+// them, 2^tpr_shift threads across a row (kVec consecutive columns each, one 16-byte load), the rest
+// down the rows; each thread loads its whole share at once (up to 16 independent loads), pass p of a
+// thread (rows trow + p * rows_per_pass) lying in block p / block_passes. Block amaxes come from warp
+// reductions and shared-memory atomics; the data is written from the registers: one read of x, where
+// the general path reads it twice. Partial edge blocks load zeros past the end and store only what
+// is inside.
 template <class In>
 struct CtaShape {
-  static constexpr int kVec = 16 / (In::bits / 8);      // 4 float32, 8 float16 / bfloat16: 16 bytes
+  static constexpr int kVec = 16 / (In::bits / 8);  // 4 float32, 8 float16 / bfloat16: 16 bytes
   static constexpr int kWords = 4;
-  static constexpr int kPasses = 64 / kVec;             // rows per thread: 16 or 8
-  static constexpr int kCtasPerSm = 2;  // up to 128 registers: 64 or 32 words of x held in them
+  static constexpr int kPasses = 64 / kVec;         // rows per thread: 16 or 8
+  static constexpr int kCtasPerSm = 2;              // up to 128 registers: 64 or 32 words of x in them
 };
 
 template <class In, class Mode>
 __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
     dynamic_quantize_cta_kernel(const u8* __restrict__ x, u8* __restrict__ data, u8* __restrict__ scale,
-                                u32 rows, u32 cols, u32 block_rows, u32 block_cols, u32 tpr_shift, float dqs) {
+                                u32 rows, u32 cols, u32 block_rows, u32 block_cols, u32 tpr_shift, u32 group,
+                                float dqs) {
   using Data = typename Mode::Data;
   using Shape = CtaShape<In>;
   constexpr int kVec = Shape::kVec, kWords = Shape::kWords, kPasses = Shape::kPasses;
-  __shared__ u32 warp_max[2][kThreads / 32];
+  // Per block of the group, the amax bits; three buffers by iteration, so that one is zeroed for the
+  // next iteration before this iteration's barrier while no thread can still read it or write it.
+  __shared__ u32 block_max[3][kPasses], block_eff[3][kPasses];
   const u32 rows_per_pass = u32(kThreads) >> tpr_shift;
+  const u32 block_passes = (block_rows + rows_per_pass - 1u) / rows_per_pass;  // group > 1: exact
   const u32 trow = threadIdx.x >> tpr_shift;
   const u32 tcol = (threadIdx.x & ((1u << tpr_shift) - 1u)) * kVec;
   const u32 band_count = (rows + block_rows - 1u) / block_rows, block_count = (cols + block_cols - 1u) / block_cols;
-  const u32 nblocks = band_count * block_count;
+  const u32 groups = (band_count + group - 1u) / group;
+  const u32 items = groups * block_count;
   const u64 row_bytes = u64(cols) * (In::bits / 8);
-  u32 parity = 0u;
-  for (u32 b = blockIdx.x; b < nblocks; b += gridDim.x, parity ^= 1u) {
-    const u32 band = b / block_count, bcol = b - band * block_count;
-    const u32 row0 = band * block_rows + trow, col = bcol * block_cols + tcol;
-    const u32 row_stop = min(band * block_rows + block_rows, rows);
+  if (threadIdx.x < u32(kPasses)) block_max[0][threadIdx.x] = 0u;
+  __syncthreads();
+  u32 buffer = 0u;
+  for (u32 item = blockIdx.x; item < items; item += gridDim.x) {
+    const u32 g = item / block_count, bcol = item - g * block_count;
+    const u32 band0 = g * group, row0 = band0 * block_rows + trow, col = bcol * block_cols + tcol;
+    const u32 row_stop = group == 1u ? min(row0 - trow + block_rows, rows) : rows;
     const bool col_in = col < cols;  // cols is a multiple of kVec: a thread's columns are all in or all out
+    const u32 next = buffer == 2u ? 0u : buffer + 1u;
+    if (threadIdx.x < u32(kPasses)) block_max[next][threadIdx.x] = 0u;
     u32 w[kPasses][kWords];
     const u8* p = x + (u64(row0) * cols + col) * (In::bits / 8);
 #pragma unroll
     for (int r = 0; r < kPasses; ++r, p += rows_per_pass * row_bytes) {
-      if (col_in && row0 + r * rows_per_pass < row_stop) {
+      if (col_in && u32(r) < group * block_passes && row0 + r * rows_per_pass < row_stop) {
         const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
         w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
       } else {
@@ -356,49 +382,79 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
       constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;
       return In::decode((w[r][(k * In::bits) / 32] >> ((k * In::bits) % 32)) & kMask);
     };
-    // The thread's amax, NaN-propagating first (free NaN detection), NaN-ignoring where a NaN showed.
-    float m = 0.0f;
+    // Each block's share of the thread, the NaN-propagating max first (free NaN detection), the
+    // NaN-ignoring one again where a NaN showed; then the warp's max (non-negative floats, +Inf
+    // included, order as their bits) into the block's shared word. Counters, not divisions, walk the
+    // passes through the blocks.
+    bool thread_nan = false;
+    {
+      float run = 0.0f;
+      u32 j = 0u, left = block_passes, first = 0u;
 #pragma unroll
-    for (int r = 0; r < kPasses; ++r)
+      for (int r = 0; r < kPasses; ++r) {
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) m = max_abs_nan(m, value(r, k));
-    const bool thread_nan = is_nan(m);
-    if (thread_nan) {
-      m = 0.0f;
+        for (int k = 0; k < kVec; ++k) run = max_abs_nan(run, value(r, k));
+        if (--left == 0u || r + 1 == kPasses) {  // warp-uniform
+          if (is_nan(run)) {
+            thread_nan = true;
+            run = 0.0f;
 #pragma unroll
-      for (int r = 0; r < kPasses; ++r)
+            for (int rr = 0; rr <= r; ++rr) {
+              if (u32(rr) >= first) {
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) m = fmaxf(m, fabsf(value(r, k)));
-    }
-    // Non-negative floats (+Inf included) order as their bits: the block amax by integer max.
-    u32 mb = __reduce_max_sync(0xFFFFFFFFu, bits_of(m));
-    if ((threadIdx.x & 31u) == 0u) warp_max[parity][threadIdx.x >> 5] = mb;
-    __syncthreads();  // double-buffered by parity: the next block's writes can't race these reads
-#pragma unroll
-    for (int i = 0; i < kThreads / 32; ++i) mb = max(mb, warp_max[parity][i]);
-    const float amax = float_of(mb);
-    const BlockScale bs = Mode::make(amax, dqs);
-    if (threadIdx.x == 0u) store_scale<typename Mode::Scale>(scale, b, bs.stored);
-    if (!col_in) continue;
-    const float eff = bs.eff, rcp = safe_reciprocal(eff);
-    const bool fast = !thread_nan && mul_rn(amax, rcp) <= 0x1p100f;  // the quotient16 guard
-    u64 e = u64(row0) * cols + col;
-#pragma unroll
-    for (int r = 0; r < kPasses; ++r, e += u64(rows_per_pass) * cols) {
-      if (row0 + r * rows_per_pass >= row_stop) break;
-      float q[kVec];
-      if (fast) {  // Markstein's two FMAs (see quotient16); no NaN anywhere
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) {
-          const float v = value(r, k), pq = mul_rn(v, rcp);
-          q[k] = __fmaf_rn(-rcp, __fmaf_rn(eff, pq, -v), pq);
+                for (int k = 0; k < kVec; ++k) run = fmaxf(run, fabsf(value(rr, k)));
+              }
+            }
+          }
+          if (j < group) {
+            const u32 mb = __reduce_max_sync(0xFFFFFFFFu, bits_of(run));
+            if ((threadIdx.x & 31u) == 0u && mb != 0u) atomicMax(&block_max[buffer][j], mb);
+          }
+          run = 0.0f;
+          ++j;
+          left = block_passes;
+          first = u32(r + 1);
         }
-      } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) q[k] = quantize_value(value(r, k), eff);
       }
-      store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, fast));
     }
+    __syncthreads();
+    if (threadIdx.x < group) {  // the scales, and the effective scales for every thread
+      const BlockScale bs = Mode::make(float_of(block_max[buffer][threadIdx.x]), dqs);
+      block_eff[buffer][threadIdx.x] = bits_of(bs.eff);
+      const u32 band = band0 + threadIdx.x;
+      if (band < band_count) store_scale<typename Mode::Scale>(scale, band * block_count + bcol, bs.stored);
+    }
+    __syncthreads();
+    if (col_in) {
+      u64 e = u64(row0) * cols + col;
+      u32 j = 0u, left = 1u;
+      float eff = 0.0f, rcp = 0.0f;
+      bool fast = false;
+#pragma unroll
+      for (int r = 0; r < kPasses; ++r, e += u64(rows_per_pass) * cols) {
+        if (u32(r) >= group * block_passes || row0 + r * rows_per_pass >= row_stop) break;
+        if (--left == 0u) {  // the next block: its effective scale, as its scale thread computed it
+          eff = float_of(block_eff[buffer][j]);
+          rcp = safe_reciprocal(eff);
+          fast = !thread_nan && mul_rn(float_of(block_max[buffer][j]), rcp) <= 0x1p100f;  // quotient16's guard
+          ++j;
+          left = block_passes;
+        }
+        float q[kVec];
+        if (fast) {  // Markstein's two FMAs (see quotient16); no NaN anywhere
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) {
+            const float v = value(r, k), pq = mul_rn(v, rcp);
+            q[k] = __fmaf_rn(-rcp, __fmaf_rn(eff, pq, -v), pq);
+          }
+        } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) q[k] = quantize_value(value(r, k), eff);
+        }
+        store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, fast));
+      }
+    }
+    buffer = next;
   }
 }
 

@@ -399,6 +399,8 @@ DYNAMIC_CASES = [  # (mode, shape, block, dqs): the fused path, the one-thread-p
     (FLOAT_FP8, (3, 5120), (1, 2048), None),
     (FLOAT_INT8, (64, 64), (64, 64), None),
     (FLOAT_FP8, (40, 2048), (8, 256), None),
+    (FLOAT_INT8, (7, 8192), (1, 4096), None),      # groups of blocks per CTA, a partial last group
+    (FLOAT_FP8, (45, 2048), (8, 256), None),       # a partial last band inside a group
 ]
 
 #: (shape, block) -> whether the block kernel takes it, for float32 and bfloat16 input

@@ -768,7 +768,7 @@ def _tile_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes
 
 
 def _cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.DType) -> tuple[int, ...] | None:
-    """(rows, cols, block_rows, block_cols, tpr_shift) when the one-block-per-CTA kernel takes this geometry
+    """(rows, cols, block_rows, block_cols, tpr_shift, group) when the block kernel takes this geometry
     (CtaShape in kernels/dynamic_quantize.cu): 16-byte vectors across a block row, 2^tpr_shift threads
     each, at most 64 elements per thread, and at least half the CTA busy."""
     if mode not in _CTA_MODES or len(dims) not in (1, 2):
@@ -776,7 +776,7 @@ def _cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.
     vec = 16 // in_type.storage.itemsize
     if len(dims) == 1:  # a 1-D block longer than a CTA's row of vectors folds into rows of _THREADS vectors
         (extent, blk), width = dims[0], _THREADS * vec
-        dims = ((extent // width, blk // width), (width, width)) if blk > width and extent % width == 0 \
+        dims = ((extent // width, blk // width), (width, width)) if blk >= width and extent % width == 0 \
             and blk % width == 0 else ((1, 1), (extent, blk))
     (rows, block_rows), (cols, block_cols) = dims
     if cols % vec or block_cols % vec:
@@ -784,10 +784,13 @@ def _cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.
     across = block_cols // vec
     if across & (across - 1) or across > _THREADS:
         return None
-    down = _THREADS // across
-    if -(-block_rows // down) > 64 // vec or across * min(down, block_rows) < _THREADS // 2:
+    down, passes = _THREADS // across, 64 // vec
+    block_passes = -(-block_rows // down)
+    if block_passes > passes or across * min(down, block_rows) < _THREADS // 2:
         return None
-    return rows, cols, block_rows, block_cols, across.bit_length() - 1
+    # small blocks: a CTA takes several at once, stacked down the rows (each pass inside one block)
+    group = min(passes // block_passes, -(-rows // block_rows)) if block_rows % down == 0 else 1
+    return rows, cols, block_rows, block_cols, across.bit_length() - 1, group
 
 
 _CTA_CTAS_PER_SM = 2  # CtaShape::kCtasPerSm
@@ -818,7 +821,10 @@ def _dynamic_plan(x: DeviceTensor, block: tuple[int, ...], mode: str, device: in
     nblocks = math.prod(scale_shape)
     cta = _cta_geometry(indexing.dims, mode, x.dtype)
     if cta is not None and x.data.data.ptr % 16 == 0:
-        grid = _grid(nblocks * _THREADS, device, _CTA_CTAS_PER_SM)
+        rows, cols, block_rows, block_cols, _, group = cta
+        bands = -(-rows // block_rows)
+        items = -(-bands // group) * -(-cols // block_cols)
+        grid = _grid(items * _THREADS, device, _CTA_CTAS_PER_SM)
         function = _kernel("dynamic_quantize.cu", _cta_name(x.dtype.name, mode), device)
         return _DynamicPlan("cta", scale_shape, grid, function, tuple(np.uint32(v) for v in cta))
     dims = list(indexing.dims)
