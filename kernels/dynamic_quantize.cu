@@ -118,18 +118,23 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 // Tuning knobs (benchmarks/bench_gpu.py --defines; netdsl/backends/cuda.py reads the same values):
 // bfloat16 columns per thread in 16-row bands, and resident CTAs per SM.
 #ifndef NETDSL_TILE16_BF16_VEC
-#define NETDSL_TILE16_BF16_VEC 8
+#define NETDSL_TILE16_BF16_VEC 4
+#endif
+#ifndef NETDSL_TILE_PREFETCH
+#define NETDSL_TILE_PREFETCH 1
 #endif
 #ifndef NETDSL_TILE_CTAS
 #define NETDSL_TILE_CTAS 2
 #endif
 template <class In, int kRows>
 struct TileShape {
-  // Columns per thread: 16-row bands 4 (8 for bfloat16: 16 bytes a row; float16 at 8 spills, its
-  // widening being an instruction the compiler hoists), 32-row bands 2; at most 64 words of x per
-  // thread, held in registers.
+  // Columns per thread: 16-row bands 4 (bfloat16 too: 8 bytes a row, so that two bands fit in the
+  // registers and the next loads while this one is worked on; 8 columns without that reach 89%),
+  // 32-row bands 2; at most 64 words of x per thread, held in registers.
   static constexpr int kVec = kRows == 16 ? (same_type<In, type::bfloat16> ? NETDSL_TILE16_BF16_VEC : 4) : 2;
   static constexpr int kWords = kVec * In::bits / 32;       // words of x per thread and row: 1, 2 or 4
+  static constexpr bool kPrefetch =  // two bands in registers (float16 and 32-row bands would spill)
+      NETDSL_TILE_PREFETCH && kRows == 16 && same_type<In, type::bfloat16>;
 };
 
 template <class T, int kVec>
@@ -192,16 +197,13 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
   const u32 lane = threadIdx.x & 31u;
   const u32 lanes_mask = (1u << lanes_shift) - 1u;  // 0 when kPerColumn
   const u32 stride = gridDim.x * blockDim.x;
-  // Warp-uniform loop (shuffles need every lane); a block's lanes are all active or all idle.
-  for (u32 base = (blockIdx.x * blockDim.x + threadIdx.x) & ~31u; base < items; base += stride) {
-    const u32 t = base + lane;
+  const u64 row_bytes = u64(cols) * (In::bits / 8);
+  // Item t's band into registers: rows row0.. of columns col0..; zeros past the last row.
+  auto load_band = [&](u32 t, u32 (&w)[kRows][kWords]) {
     const bool active = t < items;
     const u32 band = active ? t / groups : 0u, g = active ? t - band * groups : 0u;
-    const u32 row0 = band * block_rows, col0 = g * kVec;
-    const u32 nrows = active ? min(block_rows, rows - row0) : 0u;
-    u32 w[kRows][kWords];
-    const u64 row_bytes = u64(cols) * (In::bits / 8);
-    const u8* p = x + (u64(row0) * cols + col0) * (In::bits / 8);
+    const u32 row0 = band * block_rows, nrows = active ? min(block_rows, rows - row0) : 0u;
+    const u8* p = x + (u64(row0) * cols + g * kVec) * (In::bits / 8);
 #pragma unroll
     for (int r = 0; r < kRows; ++r, p += row_bytes) {  // one running address: few registers
       if (u32(r) < nrows) {
@@ -218,6 +220,27 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
 #pragma unroll
         for (int i = 0; i < kWords; ++i) w[r][i] = 0u;  // +0: leaves every amax as it is
       }
+    }
+  };
+  // Warp-uniform loop (shuffles need every lane); a block's lanes are all active or all idle. Where
+  // a band takes at most 32 registers, the next one is loaded before this one is worked on.
+  u32 base = (blockIdx.x * blockDim.x + threadIdx.x) & ~31u;
+  u32 w[kRows][kWords], ahead[kRows][kWords];
+  if constexpr (Shape::kPrefetch) load_band(base + lane, ahead);
+  for (; base < items; base += stride) {
+    const u32 t = base + lane;
+    const bool active = t < items;
+    const u32 band = active ? t / groups : 0u, g = active ? t - band * groups : 0u;
+    const u32 row0 = band * block_rows, col0 = g * kVec;
+    const u32 nrows = active ? min(block_rows, rows - row0) : 0u;
+    if constexpr (Shape::kPrefetch) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[r][i] = ahead[r][i];
+      load_band(base + stride + lane, ahead);
+    } else {
+      load_band(t, w);
     }
     auto value = [&](int r, int k) -> float {
       constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;

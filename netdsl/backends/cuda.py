@@ -427,7 +427,7 @@ def _tuning(name: str, default: int) -> int:
 
 
 _TILE_CTAS_PER_SM = _tuning("NETDSL_TILE_CTAS", 2)  # __launch_bounds__ of the tile kernel (2: up to 128 registers)
-_TILE16_BF16_VEC = _tuning("NETDSL_TILE16_BF16_VEC", 8)
+_TILE16_BF16_VEC = _tuning("NETDSL_TILE16_BF16_VEC", 4)
 
 
 def _grid(work_items: int, device: int, ctas_per_sm: int = _CTAS_PER_SM) -> tuple[int]:
