@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import statistics
@@ -464,7 +465,7 @@ def peak_memory(cp: Any) -> dict[str, Any]:
         BACKEND.fusion = fusion
         x = cuda.DeviceTensor(D.BFLOAT16, (65536, 4096), float_data(cp, 1 << 28, D.BFLOAT16))
         cp.cuda.Device().synchronize()
-        pool.free_all_blocks()  # only x is left in the pool
+        pool.free_all_blocks()  # only x is left in the pool (a fresh process: nothing else was allocated)
         base = pool.total_bytes()
         outputs = BACKEND.run_device(graph, {"x": x})
         cp.cuda.Device().synchronize()
@@ -477,6 +478,14 @@ def peak_memory(cp: Any) -> dict[str, Any]:
         pool.free_all_blocks()
     BACKEND.fusion = None
     return result
+
+
+def peak_memory_fresh() -> dict[str, Any]:
+    """peak_memory() in a fresh process: its pool holds nothing but what the network run allocates
+    (in this process the timing runs leave cached blocks behind, which the run's outputs would reuse)."""
+    process = subprocess.run([sys.executable, __file__, "--peak-memory-json"], capture_output=True, text=True,
+                             check=True, env=dict(os.environ))
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -507,7 +516,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=230.0, help="seconds; peers after it are skipped")
     parser.add_argument("--commit", default="")
     parser.add_argument("--defines", default="", help="kernel tuning macros, e.g. NETDSL_MIN_CTAS_PER_SM=3")
+    parser.add_argument("--peak-memory-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_memory_json:
+        print(json.dumps(peak_memory(cuda._cupy())))
+        return
     began = time.monotonic()
     deadline = began + args.budget
     if args.defines:
@@ -645,14 +658,14 @@ def main() -> None:
         print(extra[-1], flush=True)
     write(extra)
     try:
-        memory = peak_memory(cp)
+        memory = peak_memory_fresh()
         outs = memory["outputs"]
         extra += ["\n## Peak device memory, 2^28-element NVFP4 network\n",
                   "examples/nvfp4_bf16.net's layers on x: bfloat16[65536, 4096] (dynamic_quantize -> "
                   "dequantize scale -> dequantize data; outputs x_fp4, x_scale, x_dq), CuPy pool high-water mark: "
                   f"**fused {memory['fused']:.0f} MiB**, unfused {memory['unfused']:.0f} MiB, of which "
-                  f"{memory['base']:.0f} MiB were held before the run (the input x, {memory['input']:.0f} MiB, and "
-                  "the benchmark's own buffers). The run itself added "
+                  f"{memory['base']:.0f} MiB were held before the run (the input x, {memory['input']:.0f} MiB; "
+                  "measured in a fresh process). The run itself added "
                   f"**{memory['added_fused']:.0f} MiB fused** = the outputs "
                   + " + ".join(f"{k} {v:.0f}" for k, v in outs.items())
                   + f" = {sum(outs.values()):.0f} MiB: nothing else is live (the bfloat16 block scale, n/16 x 2 "
