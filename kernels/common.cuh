@@ -137,13 +137,16 @@ NETDSL_D float safe_reciprocal(float s) {
 // fp8 and fp4, and 4e8 random (s, x) over the guarded range, subnormal x and signed zeros included.
 // Returns true when it took the multiply path: then every q[j] is finite (|q| <= 2^100) and, where
 // amax is NaN-propagating (max_abs_nan16), no x[j] was NaN.
+// One element of it: RN(x / s) from r = RN(1/s), under quotient16's guard.
+NETDSL_D float quotient_fma(float x, float s, float r) {
+  const float p = mul_rn(x, r);
+  return __fmaf_rn(-r, __fmaf_rn(s, p, -x), p);  // signs arranged so that x = -0 gives -0
+}
+
 NETDSL_D bool quotient16(const float (&x)[16], float s, float r, float amax, float (&q)[16]) {
   if (mul_rn(amax, r) <= 0x1p100f) {  // false when r or the product is NaN or Inf
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const float p = mul_rn(x[j], r);
-      q[j] = __fmaf_rn(-r, __fmaf_rn(s, p, -x[j]), p);  // signs arranged so that x = -0 gives -0
-    }
+    for (int j = 0; j < 16; ++j) q[j] = quotient_fma(x[j], s, r);
     return true;
   }
 #pragma unroll

@@ -115,6 +115,23 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 // takes the column (or, through warp shuffles, the block) amax, writes the scales and the data: one
 // read of x. A last band of fewer rows (partial edge blocks) loads zeros past the end and stores
 // only its rows.
+// kWords words of x (4, 8 or 16 bytes) at p, or zeros (+0 leaves every amax as it is) when !in_range.
+template <int kWords>
+NETDSL_D void load_row(const u8* __restrict__ p, bool in_range, u32 (&w)[kWords]) {
+  if (!in_range) {
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) w[i] = 0u;
+  } else if constexpr (kWords == 4) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (kWords == 2) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = __ldg(reinterpret_cast<const u32*>(p));
+  }
+}
+
 // Tuning knobs (benchmarks/bench_gpu.py --defines; netdsl/backends/cuda.py reads the same values):
 // bfloat16 columns per thread in 16-row bands, and resident CTAs per SM.
 #ifndef NETDSL_TILE16_BF16_VEC
@@ -205,22 +222,7 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
     const u32 row0 = band * block_rows, nrows = active ? min(block_rows, rows - row0) : 0u;
     const u8* p = x + (u64(row0) * cols + g * kVec) * (In::bits / 8);
 #pragma unroll
-    for (int r = 0; r < kRows; ++r, p += row_bytes) {  // one running address: few registers
-      if (u32(r) < nrows) {
-        if constexpr (kWords == 4) {
-          const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
-          w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
-        } else if constexpr (kWords == 2) {
-          const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-          w[r][0] = v.x, w[r][1] = v.y;
-        } else {
-          w[r][0] = __ldg(reinterpret_cast<const u32*>(p));
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kWords; ++i) w[r][i] = 0u;  // +0: leaves every amax as it is
-      }
-    }
+    for (int r = 0; r < kRows; ++r, p += row_bytes) load_row(p, u32(r) < nrows, w[r]);  // one running address
   };
   // Warp-uniform loop (shuffles need every lane); a block's lanes are all active or all idle. Where
   // a band takes at most 32 registers, the next one is loaded before this one is worked on.
@@ -242,10 +244,7 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
     } else {
       load_band(t, w);
     }
-    auto value = [&](int r, int k) -> float {
-      constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;
-      return In::decode((w[r][(k * In::bits) / 32] >> ((k * In::bits) % 32)) & kMask);
-    };
+    auto value = [&](int r, int k) -> float { return unpack_value<In>(w[r], k); };
     // Column amax, NaN-propagating first (free NaN detection), NaN-ignoring where a NaN showed.
     float amax[kVec];
 #pragma unroll
@@ -320,10 +319,7 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
       for (int r = 0; r < kRows; ++r, e += cols) {
         float q[kVec];
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) {
-          const float v = value(r, k), pq = mul_rn(v, rcp[k]);
-          q[k] = __fmaf_rn(-rcp[k], __fmaf_rn(eff[k], pq, -v), pq);
-        }
+        for (int k = 0; k < kVec; ++k) q[k] = quotient_fma(value(r, k), eff[k], rcp[k]);
         if (u32(r) < nrows) store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, true));
       }
     } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide element by element
@@ -393,18 +389,9 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
     const u8* p = x + (u64(row0) * cols + col) * (In::bits / 8);
 #pragma unroll
     for (int r = 0; r < kPasses; ++r, p += rows_per_pass * row_bytes) {
-      if (col_in && u32(r) < group * block_passes && row0 + r * rows_per_pass < row_stop) {
-        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
-        w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
-      } else {
-#pragma unroll
-        for (int i = 0; i < kWords; ++i) w[r][i] = 0u;  // +0: leaves the amax as it is
-      }
+      load_row(p, col_in && u32(r) < group * block_passes && row0 + r * rows_per_pass < row_stop, w[r]);
     }
-    auto value = [&](int r, int k) -> float {
-      constexpr u32 kMask = In::bits == 32 ? 0xFFFFFFFFu : (1u << In::bits) - 1u;
-      return In::decode((w[r][(k * In::bits) / 32] >> ((k * In::bits) % 32)) & kMask);
-    };
+    auto value = [&](int r, int k) -> float { return unpack_value<In>(w[r], k); };
     // Each block's share of the thread, the NaN-propagating max first (free NaN detection), the
     // NaN-ignoring one again where a NaN showed; then the warp's max (non-negative floats, +Inf
     // included, order as their bits) into the block's shared word. Counters, not divisions, walk the
@@ -466,10 +453,7 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
         float q[kVec];
         if (fast) {  // Markstein's two FMAs (see quotient16); no NaN anywhere
 #pragma unroll
-          for (int k = 0; k < kVec; ++k) {
-            const float v = value(r, k), pq = mul_rn(v, rcp);
-            q[k] = __fmaf_rn(-rcp, __fmaf_rn(eff, pq, -v), pq);
-          }
+          for (int k = 0; k < kVec; ++k) q[k] = quotient_fma(value(r, k), eff, rcp);
         } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide
 #pragma unroll
           for (int k = 0; k < kVec; ++k) q[k] = quantize_value(value(r, k), eff);

@@ -413,13 +413,17 @@ NETDSL_D void pack16_nonan(const float (&v)[16], u32 (&w)[Chunk<T>::kWords]) {
   }
 }
 
+// Element k of values of type T packed in words (element k at bit k * bits), widened exactly.
+template <class T, int kWords>
+NETDSL_HD float unpack_value(const u32 (&w)[kWords], int k) {
+  constexpr u32 kMask = T::bits == 32 ? 0xFFFFFFFFu : (1u << T::bits) - 1u;
+  return T::decode((w[(k * T::bits) / 32] >> ((k * T::bits) % 32)) & kMask);
+}
+
 template <class T>
 NETDSL_HD void unpack16(const u32 (&w)[Chunk<T>::kWords], float (&v)[16]) {
-  constexpr u32 kMask = T::bits == 32 ? 0xFFFFFFFFu : (1u << T::bits) - 1u;
 #pragma unroll
-  for (int j = 0; j < 16; ++j) {
-    v[j] = T::decode((w[(j * T::bits) / 32] >> ((j * T::bits) % 32)) & kMask);
-  }
+  for (int j = 0; j < 16; ++j) v[j] = unpack_value<T>(w, j);
 }
 
 }  // namespace netdsl
