@@ -5,6 +5,8 @@
 Targets (issue 5): int8 per-tensor quantize within 3x of onnxruntime's QuantizeLinear (CPU provider,
 graph optimizations off); fp8 and fp4 quantize at least 3x faster than ``np.clip(x / s, ...)`` followed
 by ml_dtypes ``astype``. Times are medians of wall-clock runs (the backend call only, inputs prepared).
+int8 is measured twice where numba is installed: through the compiled loop, and with ``NETDSL_NUMBA=0``
+(NumPy only).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
+from netdsl.backends import compiled  # noqa: E402
 from netdsl.backends.numpy_backend import BACKEND  # noqa: E402
 
 
@@ -44,11 +47,15 @@ def median_time(function, repeat: int) -> float:
 SCALES = {"2^-7": "0.0078125", "1/127": "0.007874016"}
 
 
-def netdsl_quantize(x: np.ndarray, to_type: str, scale: str = SCALES["1/127"]):
+def netdsl_quantize(x: np.ndarray, to_type: str, scale: str = SCALES["1/127"], numba: str = "1"):
     net = netdsl.loads(f"input x : float32[{x.size}]\nconst s : float32[] = {scale}\n"
                        f"q = quantize(x, s, to_type={to_type})\noutput q\n")
     inputs = net.prepare_inputs({"x": x})
-    return lambda: BACKEND.run(net.graph, inputs)
+
+    def run():
+        os.environ["NETDSL_NUMBA"] = numba
+        return BACKEND.run(net.graph, inputs)
+    return run
 
 
 def ort_quantize_linear(x: np.ndarray, scale: str):
@@ -85,22 +92,30 @@ def main() -> None:
     x = np.random.default_rng(0).uniform(-1, 1, n).astype(np.float32)
     # netdsl's cases first, then the peers: onnxruntime's pool threads spin on after a call (and its sessions
     # live until collected), which would slow whatever runs next
-    cases = [("int8", name, scale) for name, scale in SCALES.items()]
-    cases += [(to_type, name, scale) for name, scale in SCALES.items() for to_type in ("fp8", "fp4")]
-    ours = [median_time(netdsl_quantize(x, to_type, scale), args.repeat) for to_type, _, scale in cases]
+    paths = (["1"] if compiled.kernel() is not None else []) + ["0"]
+    cases = [("int8", name, scale, path) for name, scale in SCALES.items() for path in paths]
+    cases += [(to_type, name, scale, "1") for name, scale in SCALES.items() for to_type in ("fp8", "fp4")]
+    ours = [median_time(netdsl_quantize(x, to_type, scale, path), args.repeat) for to_type, _, scale, path in cases]
     rows = []
-    for (to_type, name, scale), time_ours in zip(cases, ours):
+    for (to_type, name, scale, path), time_ours in zip(cases, ours):
         if to_type == "int8":
             peer_name, peer, target = "onnxruntime QuantizeLinear", ort_quantize_linear(x, scale), "within 3x (>= 0.33)"
         else:
             bound, dtype = (448, ml_dtypes.float8_e4m3fn) if to_type == "fp8" else (6, ml_dtypes.float4_e2m1fn)
             peer_name, peer, target = "np.clip(x / s) + ml_dtypes astype", naive(x, bound, dtype, scale), ">= 3x"
         time_peer = median_time(peer, args.repeat)
-        rows.append((f"{to_type} per-tensor quantize, scale {name}", time_ours, peer_name, time_peer,
+        how = "" if to_type != "int8" else " (compiled loop)" if path == "1" else " (NumPy only)"
+        rows.append((f"{to_type} per-tensor quantize, scale {name}{how}", time_ours, peer_name, time_peer,
                      time_peer / time_ours, target))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
                             check=False).stdout.strip()
+    try:
+        from importlib.metadata import version
+        numba = f"numba {version('numba')}"
+    except Exception:
+        numba = "no numba"
     lines = [f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
+             f"{numba}; "
              f"{datetime.date.today()}; commit {commit}; 2^{args.log2_size} float32 elements, median of {args.repeat}",
              "", "| op | netdsl (ms) | peer | peer (ms) | speed vs peer | target |", "|---|---|---|---|---|---|"]
     for op, ours, peer_name, peer, ratio, target in rows:

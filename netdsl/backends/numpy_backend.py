@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from netdsl.backends import Backend
+from netdsl.backends import Backend, compiled
 from netdsl.ir import Graph
 from netdsl.ops import dequantize, dynamic_quantize, quantize
 from netdsl.ops.dynamic_quantize import DynamicPlan
@@ -93,7 +93,8 @@ def _run_pieces(shape: tuple[int, ...], block: tuple[int, ...], aligned: tuple[b
 
 
 def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
-    """Quantize or Dequantize, piece by piece."""
+    """Quantize or Dequantize, piece by piece (per-tensor int8/int4 Quantize through the compiled loop
+    where numba is installed)."""
     def run(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
         x, scale = args[0], args[1]
         granularity = plan.granularity
@@ -101,7 +102,11 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
         scale = scale.reshape(scale_shape)
         out = np.empty(x.shape, plan.to_type.storage)
 
+        fused = reference is quantize.reference and scale.size == 1
+
         def work(box: Box) -> None:
+            if fused and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
+                return
             reference(x[box], scale[_scale_box(box, block, scale_shape)], block, plan.to_type, out=out[box])
 
         _run_pieces(x.shape, block, tuple(c > 1 for c in scale_shape), work)
