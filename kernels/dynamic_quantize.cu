@@ -28,6 +28,17 @@ struct NVFP4 {
     const u32 code = type::fp8::encode(amax / 6.0f / dqs);
     return {code, mul_rn(type::fp8::decode(code), dqs)};
   }
+  // make() without its divisions, given rdqs = RN(1/dqs): for amax in [2^-96, 2^96] and dqs in
+  // [2^-32, 2^32], amax / 6 (at least 2^-99) is Markstein's quotient_fma, exact, and so is its quotient
+  // by dqs wherever that is at least 2^-100 (normal, with an exact residual): everywhere the fp8 code
+  // can depend on its bits (below 2^-10 every value is code 0). Elsewhere (amax 0, Inf, extreme
+  // scales) the divisions. The quotient is never NaN here: no NaN fix-up in the conversion.
+  NETDSL_D static BlockScale make(float amax, float dqs, float rdqs) {
+    if (!(amax >= 0x1p-96f && amax <= 0x1p96f && dqs >= 0x1p-32f && dqs <= 0x1p32f)) return make(amax, dqs);
+    constexpr float kRcp6 = 1.0f / 6.0f;  // RN(1/6)
+    const u32 code = type::fp8::encode2_nonan(quotient_fma(quotient_fma(amax, 6.0f, kRcp6), dqs, rdqs), 0.0f) & 0xFFu;
+    return {code, mul_rn(type::fp8::decode(code), dqs)};
+  }
 };
 
 struct MXFP8 {
@@ -51,6 +62,13 @@ struct FloatScale {
 };
 using FloatFP8 = FloatScale<type::fp8, 448>;
 using FloatInt8 = FloatScale<type::int8, 127>;
+
+// Mode::make, through NVFP4's division-free form where it has one (rdqs = RN(1/dqs)).
+template <class Mode>
+NETDSL_D BlockScale make_scale(float amax, float dqs, float rdqs) {
+  if constexpr (same_type<Mode, NVFP4>) return NVFP4::make(amax, dqs, rdqs);
+  else return Mode::make(amax, dqs);
+}
 
 template <class T>
 NETDSL_D void store_scale(u8* __restrict__ p, u32 i, u32 stored) {
@@ -154,14 +172,19 @@ struct TileShape {
       NETDSL_TILE_PREFETCH && kRows == 16 && same_type<In, type::bfloat16>;
 };
 
+// kVec values of type T (encode_vec's bits) stored at p.
 template <class T, int kVec>
-NETDSL_D void store_bits(u8* __restrict__ base, u64 element, u64 bits) {
+NETDSL_D void store_vec(u8* __restrict__ p, u64 bits) {
   constexpr int kBits = kVec * T::bits;
-  u8* p = base + element * T::bits / 8u;
   if constexpr (kBits == 64) *reinterpret_cast<uint2*>(p) = make_uint2(u32(bits), u32(bits >> 32));
   else if constexpr (kBits == 32) *reinterpret_cast<u32*>(p) = u32(bits);
   else if constexpr (kBits == 16) *reinterpret_cast<u16*>(p) = u16(bits);
   else *p = u8(bits);
+}
+
+template <class T, int kVec>
+NETDSL_D void store_bits(u8* __restrict__ base, u64 element, u64 bits) {
+  store_vec<T, kVec>(base + element * T::bits / 8u, bits);
 }
 
 // kVec values of one row encoded into kVec * bits bits (element k at bit k * bits).
@@ -173,7 +196,7 @@ NETDSL_D u64 encode_vec(const float (&q)[kVec], bool nan_free) {
       u32 word = 0u;
 #pragma unroll
       for (int k = 0; k < kVec; ++k) word += type::fp4::encode_high_nonan(q[k]) >> (28 - 4 * k);
-      return kVec == 8 ? word : word & ((1u << (4 * kVec)) - 1u);
+      return word;  // encode_high_nonan's bits below 28 are zero: no mask needed
     }
   }
   if constexpr (same_type<T, type::int8> && kVec % 4 == 0) {
@@ -215,44 +238,63 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
   const u32 lanes_mask = (1u << lanes_shift) - 1u;  // 0 when kPerColumn
   const u32 stride = gridDim.x * blockDim.x;
   const u64 row_bytes = u64(cols) * (In::bits / 8);
-  // Item t's band into registers: rows row0.. of columns col0..; zeros past the last row.
-  auto load_band = [&](u32 t, u32 (&w)[kRows][kWords]) {
+  const float rdqs = 1.0f / dqs;
+  // Item t: its band and thread column (one division, shared by the load and the work).
+  struct Item {
+    u32 band, g, row0, nrows;
+  };
+  auto item_of = [&](u32 t) -> Item {
     const bool active = t < items;
     const u32 band = active ? t / groups : 0u, g = active ? t - band * groups : 0u;
-    const u32 row0 = band * block_rows, nrows = active ? min(block_rows, rows - row0) : 0u;
-    const u8* p = x + (u64(row0) * cols + g * kVec) * (In::bits / 8);
+    const u32 row0 = band * block_rows;
+    return {band, g, row0, active ? min(block_rows, rows - row0) : 0u};
+  };
+  // An item's band into registers: rows row0.. of its columns; zeros past the last row.
+  auto load_band = [&](const Item& it, u32 (&w)[kRows][kWords]) {
+    const u8* p = x + (u64(it.row0) * cols + it.g * kVec) * (In::bits / 8);
 #pragma unroll
-    for (int r = 0; r < kRows; ++r, p += row_bytes) load_row(p, u32(r) < nrows, w[r]);  // one running address
+    for (int r = 0; r < kRows; ++r, p += row_bytes) load_row(p, u32(r) < it.nrows, w[r]);  // one running address
   };
   // Warp-uniform loop (shuffles need every lane); a block's lanes are all active or all idle. Where
   // a band takes at most 32 registers, the next one is loaded before this one is worked on.
   u32 base = (blockIdx.x * blockDim.x + threadIdx.x) & ~31u;
   u32 w[kRows][kWords], ahead[kRows][kWords];
-  if constexpr (Shape::kPrefetch) load_band(base + lane, ahead);
+  Item next = item_of(base + lane);
+  if constexpr (Shape::kPrefetch) load_band(next, ahead);
   for (; base < items; base += stride) {
-    const u32 t = base + lane;
-    const bool active = t < items;
-    const u32 band = active ? t / groups : 0u, g = active ? t - band * groups : 0u;
-    const u32 row0 = band * block_rows, col0 = g * kVec;
-    const u32 nrows = active ? min(block_rows, rows - row0) : 0u;
+    const Item it = next;
+    const bool active = it.nrows != 0u;
+    const u32 band = it.band, g = it.g, row0 = it.row0, col0 = g * kVec, nrows = it.nrows;
     if constexpr (Shape::kPrefetch) {
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
 #pragma unroll
         for (int i = 0; i < kWords; ++i) w[r][i] = ahead[r][i];
-      load_band(base + stride + lane, ahead);
+      next = item_of(base + stride + lane);
+      load_band(next, ahead);
     } else {
-      load_band(t, w);
+      load_band(it, w);
+      next = item_of(base + stride + lane);
     }
     auto value = [&](int r, int k) -> float { return unpack_value<In>(w[r], k); };
     // Column amax, NaN-propagating first (free NaN detection), NaN-ignoring where a NaN showed.
     float amax[kVec];
+    if constexpr (In::bits == 16) {  // two columns a word: one packed max for two elements, unwidened
+      u32 m[kWords] = {};
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) {
-      float m = 0.0f;
+      for (int r = 0; r < kRows; ++r)
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) m = max_abs_nan(m, value(r, k));
-      amax[k] = m;
+        for (int i = 0; i < kWords; ++i) m[i] = max_abs_nan2<In>(m[i], w[r][i]);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) amax[k] = fabsf(unpack_value<In>(m, k));
+    } else {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        float m = 0.0f;
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) m = max_abs_nan(m, value(r, k));
+        amax[k] = m;
+      }
     }
     bool tile_nan = false;
 #pragma unroll
@@ -284,7 +326,7 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
       u32 stored[kVec];
 #pragma unroll
       for (int k = 0; k < kVec; ++k) {
-        const BlockScale bs = Mode::make(amax[k], dqs);
+        const BlockScale bs = make_scale<Mode>(amax[k], dqs, rdqs);
         eff[k] = bs.eff;
         stored[k] = bs.stored;
       }
@@ -301,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
         store_bits<ScaleT, kVec>(scale, first, bits);
       }
     } else {
-      const BlockScale bs = Mode::make(amax[0], dqs);
+      const BlockScale bs = make_scale<Mode>(amax[0], dqs, rdqs);
       if ((lane & lanes_mask) == 0u) {
         store_scale<typename Mode::Scale>(scale, band * (groups >> lanes_shift) + (g >> lanes_shift), bs.stored);
       }
@@ -314,13 +356,22 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
       fast &= mul_rn(amax[k], rcp[k]) <= 0x1p100f;  // the quotient16 guard; false for a zero scale
     }
     if (fast) {  // every quotient by Markstein's two FMAs (see quotient16); no NaN anywhere
-      u64 e = u64(row0) * cols + col0;
-#pragma unroll
-      for (int r = 0; r < kRows; ++r, e += cols) {
+      u8* out = data + (u64(row0) * cols + col0) * Data::bits / 8u;
+      const u64 out_row = u64(cols) * Data::bits / 8u;  // cols is a multiple of kVec: whole bytes
+      auto row_bits = [&](int r) -> u64 {
         float q[kVec];
 #pragma unroll
         for (int k = 0; k < kVec; ++k) q[k] = quotient_fma(value(r, k), eff[k], rcp[k]);
-        if (u32(r) < nrows) store_bits<Data, kVec>(data, e, encode_vec<Data, kVec>(q, true));
+        return encode_vec<Data, kVec>(q, true);
+      };
+      if (nrows == u32(kRows)) {  // a whole band: no row test
+#pragma unroll
+        for (int r = 0; r < kRows; ++r, out += out_row) store_vec<Data, kVec>(out, row_bits(r));
+      } else {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r, out += out_row) {
+          if (u32(r) < nrows) store_vec<Data, kVec>(out, row_bits(r));
+        }
       }
     } else {  // a NaN, a zero or extreme scale, or a huge quotient: divide element by element
 #pragma unroll

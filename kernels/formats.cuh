@@ -286,7 +286,7 @@ struct fp4 {
     const float e = float_of(bits_of(fmaxf(a, 1.0f)) & 0x7F800000u);
     return fma_rn(e, -0x1p22f, fma_rn(e, 0x1p22f, a));
   }
-  // encode(v) for v not NaN, placed in bits 28..31 (sign at 31): the rounded magnitude times 2^-126
+  // encode(v) for v not NaN, placed in bits 28..31 (sign at 31; bits 0..27 zero): the rounded magnitude times 2^-126
   // has the 3-bit code at bit 22 (decode's trick backwards).
   NETDSL_HD static u32 encode_high_nonan(float v) {
     return (bits_of(mul_rn(round_magnitude_nonan(v), 0x1p-126f)) << 6) | (bits_of(v) & 0x80000000u);
@@ -314,6 +314,20 @@ struct e8m0 {
 };
 
 }  // namespace type
+
+// Two 16-bit floats (T float16 or bfloat16) at a time: per half, max(|m|, |v|), or a NaN where
+// either is NaN; the sign bits are not meaningful (xorsign), read the magnitudes. Exact (a max), and
+// one instruction for two elements where widening and max_abs_nan take four.
+template <class T>
+NETDSL_D u32 max_abs_nan2(u32 m, u32 v) {
+  u32 r;
+  if constexpr (same_type<T, type::bfloat16>) {
+    asm("max.NaN.xorsign.abs.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(m), "r"(v));
+  } else {
+    asm("max.NaN.xorsign.abs.f16x2 %0, %1, %2;" : "=r"(r) : "r"(m), "r"(v));
+  }
+  return r;
+}
 
 // Two elements of one type into 2 * bits bits (lo first); fp8, float16 and bfloat16 convert
 // pairs in one instruction.

@@ -466,6 +466,42 @@ def test_dynamic_quantize(in_type, mode, shape, block, dqs) -> None:
         assert_same_bits(got_data, want_data, x, what + " data")
 
 
+def column_amax_input(in_type: dtypes.DType, rng: np.random.Generator) -> np.ndarray:
+    """16 rows, one column per amax: every positive finite value of a 16-bit type (float32: 2^18 random
+    bit patterns over every exponent), then +Inf, -Inf, a NaN among values, all NaN. Each column holds
+    its amax (either sign) in one row and smaller values of both signs in the others."""
+    if in_type.name == "float32":
+        amax = np.sort(rng.integers(0, 0x7F800000, 1 << 18, dtype=np.uint32)).view(np.float32)
+    else:
+        top = 0x7F80 if in_type.name == "bfloat16" else 0x7C00
+        amax = np.arange(0, top, dtype=np.uint16).view(in_type.storage).astype(np.float32)
+    amax = np.concatenate([amax, [np.inf, np.inf, 1.0, np.nan]]).astype(np.float32)
+    amax = np.concatenate([amax, np.ones(-amax.size % 4, np.float32)])
+    cols = amax.size
+    with np.errstate(invalid="ignore"):  # Inf * 0
+        x = amax * rng.uniform(0, 1, (16, cols)).astype(np.float32) * rng.choice([-1, 1], (16, cols))
+    x[np.arange(cols) % 16, np.arange(cols)] = amax * rng.choice([-1, 1], cols)
+    x[:, cols - 4] = np.abs(x[:, cols - 4])
+    x[3, cols - 3] = -np.inf
+    x[5, cols - 2] = np.nan
+    return cast(x, in_type)
+
+
+@gpu
+@pytest.mark.parametrize("in_type", FLOATS, ids=str)
+@pytest.mark.parametrize("dqs", [1.0, 0.75, 2.0**-20, 3.3e-5, 2.0**31, 6e9, 2.0**-33, 1e-30])
+def test_nvfp4_columns_take_every_amax(in_type, dqs) -> None:
+    """NVFP4 16x1 (the tile kernel, whose scales skip the divisions inside a guarded range): every amax
+    a 16-bit input can have, and every exponent of float32, at double-quant scales inside and outside
+    that range; scales and data bit for bit against the reference."""
+    x = column_amax_input(in_type, np.random.default_rng(seed("columns", in_type.name, dqs)))
+    want_data, want_scale = dynamic_quantize_op.reference(x, (16, 1), dtypes.FP4, dtypes.FP8, dqs)
+    got_data, got_scale = gpu_dynamic_quantize(x, (16, 1), dtypes.FP4, dtypes.FP8, dqs)
+    what = f"NVFP4 16x1 {in_type} dqs {dqs}"
+    assert_same_bits(got_scale, want_scale, None, what + " scale")
+    assert_same_bits(got_data, want_data, x, what + " data")
+
+
 def checked_example_x() -> np.ndarray:
     return (np.arange(48, dtype=np.float32).reshape(3, 16) / np.float32(24) - np.float32(1)).astype(np.float32)
 
