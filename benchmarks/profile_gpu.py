@@ -1,8 +1,10 @@
-"""Run a few kernels once each (after a warm-up) for a profiler such as Nsight Compute:
+r"""Run a few kernels twice each (the first round warms up) for a profiler such as Nsight Compute:
 
-    ncu --clock-control none -k regex:"rows_kernel|quantize_kernel" --launch-skip 3 \
-        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+    ncu --clock-control none --metrics smsp__thread_inst_executed.sum,gpu__time_duration.sum,\
+smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active \
         python3 benchmarks/profile_gpu.py
+
+(2^26 elements: thread instructions / 2^26 = instructions an element.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
         lambda: cuda.quantize(bf16, per_tensor, bf16.shape, dtypes.FP8),
         lambda: cuda.quantize(bf16, block16, (1, 16), dtypes.FP4),
         lambda: cuda.dynamic_quantize(bf16, (1, 16), dtypes.FP4, dtypes.FP8, 1.0),
+        lambda: cuda.dynamic_quantize(bf16, (16, 1), dtypes.FP4, dtypes.FP8, 1.0),
     ]
     for _ in range(2):  # the first round compiles and warms up
         for case in cases:
