@@ -34,7 +34,9 @@ def _quantize_integer(x: Any, factor: Any, multiply: Any, low: Any, high: Any, m
     """out[i] = the two's complement code of clamp(RNE(x[i] / scale), low, high) & mask; NaN -> 0.
     ``factor``: the scale, or (``multiply``) its exact reciprocal when the scale is a power of two."""
     for i in range(x.size):
-        # one IEEE float32 rounding either way (numba keeps float32 * / float32 in float32)
+        # the float32 product or quotient, correctly rounded (were numba to work in float64, rounding that
+        # to float32 gives the same bits: float64 holds the product exactly, and 53 >= 2 * 24 + 2 bits
+        # make a double-rounded quotient correct)
         q = np.float32(x[i] * factor) if multiply else np.float32(x[i] / factor)
         if q != q:
             out[i] = 0

@@ -102,10 +102,10 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
         scale = scale.reshape(scale_shape)
         out = np.empty(x.shape, plan.to_type.storage)
 
-        fused = reference is quantize.reference and scale.size == 1
+        per_tensor_quantize = reference is quantize.reference and scale.size == 1
 
         def work(box: Box) -> None:
-            if fused and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
+            if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
                 return
             reference(x[box], scale[_scale_box(box, block, scale_shape)], block, plan.to_type, out=out[box])
 
