@@ -3,24 +3,36 @@ against the NumPy path, bit for bit. numba is in the test extra: under CI=true a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import netdsl
 from netdsl.backends import compiled
+from tests.conftest import ROOT, python_path
 
 F32 = np.float32
 NAN_PAYLOAD = np.array([0x7FC00001, 0xFFC000AB, 0x7F800001], np.uint32).view(F32)  # quiet, negative, signalling
 
 
 @pytest.fixture
-def loop(monkeypatch, in_ci: bool):
-    """The compiled loop, taken for every piece size (and seen to be taken)."""
+def numba_kernel(in_ci: bool):
+    """The compiled loop; a skip without numba, a failure under CI=true."""
     kernel = compiled.kernel()
     if kernel is None:
         if in_ci:
             pytest.fail("CI=true but numba is not installed: the compiled CPU loop is not tested")
         pytest.skip("numba is not installed")
+    return kernel
+
+
+@pytest.fixture
+def loop(monkeypatch, numba_kernel):
+    """The compiled loop, taken for every piece size (and seen to be taken)."""
+    kernel = numba_kernel
     calls = []
 
     def spy(*args):
@@ -121,3 +133,35 @@ def test_taken_only_where_it_applies(loop, monkeypatch) -> None:  # each True be
     monkeypatch.setattr(compiled, "MIN_ELEMENTS", 64)
     monkeypatch.setenv("NETDSL_NUMBA", "1")
     assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), "int8", out)
+
+
+@pytest.mark.parametrize("setting,auto,want", [
+    (None, True, True), (None, False, False), ("auto", False, False), ("1", False, True), ("on", False, True),
+    ("0", True, False), ("off", True, False), ("false", False, False),
+])
+def test_numba_setting(monkeypatch, setting, auto: bool, want: bool) -> None:
+    if setting is None:
+        monkeypatch.delenv("NETDSL_NUMBA", raising=False)
+    else:
+        monkeypatch.setenv("NETDSL_NUMBA", setting)
+    with compiled.automatic(auto):
+        assert compiled.enabled() is want
+    assert compiled.AUTO is True
+
+
+@pytest.mark.parametrize("setting,loaded", [(None, False), ("1", True)])
+def test_command_line_loads_numba_only_when_told(numba_kernel, tmp_path, setting, loaded: bool) -> None:
+    """One run does not repay numba's load (about 0.4 s), so the CLI leaves the loop off unless
+    NETDSL_NUMBA=1."""
+    np.save(tmp_path / "x.npy", np.linspace(-300, 300, 1 << 17, dtype=F32))
+    (tmp_path / "q.net").write_text(f"input x : float32[{1 << 17}]\nconst s : float32[] = 2.0\n"
+                                    "q = quantize(x, s)\noutput q\n")
+    probe = ("import sys; from netdsl.cli import main; "
+             f"code = main(['run', {str(tmp_path / 'q.net')!r}, '--input', 'x=' + {str(tmp_path / 'x.npy')!r}, "
+             "'--backend', 'numpy']); print('numba' in sys.modules, code)")
+    env = {k: v for k, v in os.environ.items() if k != "NETDSL_NUMBA"}
+    env["PYTHONPATH"] = python_path(ROOT)
+    if setting is not None:
+        env["NETDSL_NUMBA"] = setting
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip().splitlines()[-1] == f"{loaded} 0"

@@ -8,14 +8,18 @@ written by hand and against each other).
 
 It is taken for contiguous pieces of at least :data:`MIN_ELEMENTS` elements: numba is imported, and the
 loop loaded from its on-disk cache (compiled on a machine's first use, about 1 s), on the first such
-piece in a process. ``NETDSL_NUMBA=0`` keeps every piece on NumPy.
+piece in a process. That load costs about 0.4 s, more than the loop saves in one run of any network (a
+2^28-element tensor: about 30 ms), so the command line, which runs a network once, leaves it off
+(:data:`AUTO` False) and the Python API, where runs repeat, turns it on. ``NETDSL_NUMBA=1`` turns it on
+everywhere, ``NETDSL_NUMBA=0`` off everywhere.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -48,9 +52,29 @@ def _quantize_integer(x: Any, factor: Any, multiply: Any, low: Any, high: Any, m
         out[i] = np.uint8(np.int32(np.rint(q)) & mask)
 
 
+#: whether the loop is used where $NETDSL_NUMBA says neither on nor off (the command line runs with it False)
+AUTO = True
+
+
+@contextmanager
+def automatic(on: bool) -> Iterator[None]:
+    """AUTO set to ``on`` for the duration."""
+    global AUTO
+    previous, AUTO = AUTO, on
+    try:
+        yield
+    finally:
+        AUTO = previous
+
+
 def enabled() -> bool:
-    """Whether $NETDSL_NUMBA allows the compiled loops (anything but 0/false/no/off)."""
-    return os.environ.get("NETDSL_NUMBA", "1").strip().lower() not in {"0", "false", "no", "off"}
+    """Whether the compiled loops are used: $NETDSL_NUMBA 1/true/yes/on or 0/false/no/off, else AUTO."""
+    setting = os.environ.get("NETDSL_NUMBA", "").strip().lower()
+    if setting in {"1", "true", "yes", "on"}:
+        return True
+    if setting in {"0", "false", "no", "off"}:
+        return False
+    return AUTO
 
 
 def _build() -> Callable[..., None] | None:
