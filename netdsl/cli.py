@@ -168,12 +168,11 @@ def write_atomically(path: str, write: Callable[[Any], object], binary: bool = T
 
 def _run(args: argparse.Namespace) -> int:
     network = _load(args.model)
-    from netdsl.backends import compiled, get_backend
+    from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
     inputs = _gather_inputs(network, args)
-    with compiled.automatic(False):  # one run: loading numba's loop would cost more than it saves
-        results = backend.run(network.graph, inputs)
+    results = backend.run(network.graph, inputs)
     types = network.outputs
     for name, array in results.items():
         print(format_output(name, array, types[name].dtype))

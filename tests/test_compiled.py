@@ -135,24 +135,34 @@ def test_taken_only_where_it_applies(loop, monkeypatch) -> None:  # each True be
     assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), "int8", out)
 
 
-@pytest.mark.parametrize("setting,auto,want", [
-    (None, True, True), (None, False, False), ("auto", False, False), ("1", False, True), ("on", False, True),
-    ("0", True, False), ("off", True, False), ("false", False, False),
-])
-def test_numba_setting(monkeypatch, setting, auto: bool, want: bool) -> None:
-    if setting is None:
+@pytest.mark.parametrize("value,want", [(None, "auto"), ("", "auto"), ("auto", "auto"), ("1", "on"), (" ON", "on"),
+                                        ("true", "on"), ("0", "off"), ("no", "off"), ("False", "off")])
+def test_numba_setting(monkeypatch, value, want: str) -> None:
+    if value is None:
         monkeypatch.delenv("NETDSL_NUMBA", raising=False)
     else:
-        monkeypatch.setenv("NETDSL_NUMBA", setting)
-    with compiled.automatic(auto):
-        assert compiled.enabled() is want
-    assert compiled.AUTO is True
+        monkeypatch.setenv("NETDSL_NUMBA", value)
+    assert compiled.setting() == want
+
+
+def test_auto_loads_after_the_break_even_work(monkeypatch) -> None:
+    """Unset, a process keeps to NumPy until it has quantized BREAK_EVEN_ELEMENTS elements that way."""
+    monkeypatch.delenv("NETDSL_NUMBA", raising=False)
+    monkeypatch.setattr(compiled, "_loaded", [])
+    monkeypatch.setattr(compiled, "_seen", [0])
+    monkeypatch.setattr(compiled, "BREAK_EVEN_ELEMENTS", 100)
+    assert [compiled._wanted(40) for _ in range(3)] == [False, False, True]
+    monkeypatch.setenv("NETDSL_NUMBA", "0")
+    assert not compiled._wanted(40)
+    monkeypatch.setenv("NETDSL_NUMBA", "1")
+    monkeypatch.setattr(compiled, "_seen", [0])
+    assert compiled._wanted(1)
 
 
 @pytest.mark.parametrize("setting,loaded", [(None, False), ("1", True)])
 def test_command_line_loads_numba_only_when_told(numba_kernel, tmp_path, setting, loaded: bool) -> None:
-    """One run does not repay numba's load (about 0.4 s), so the CLI leaves the loop off unless
-    NETDSL_NUMBA=1."""
+    """One run of a network does not repay numba's load (about 0.4 s): a process that quantized less than
+    BREAK_EVEN_ELEMENTS elements does not import numba, unless NETDSL_NUMBA=1."""
     np.save(tmp_path / "x.npy", np.linspace(-300, 300, 1 << 17, dtype=F32))
     (tmp_path / "q.net").write_text(f"input x : float32[{1 << 17}]\nconst s : float32[] = 2.0\n"
                                     "q = quantize(x, s)\noutput q\n")

@@ -6,20 +6,19 @@ round-to-nearest-even and the NaN rule in one pass, and releases the GIL, so the
 run it side by side. The bits are the NumPy path's (tests/test_compiled.py checks both against values
 written by hand and against each other).
 
-It is taken for contiguous pieces of at least :data:`MIN_ELEMENTS` elements: numba is imported, and the
-loop loaded from its on-disk cache (compiled on a machine's first use, about 1 s), on the first such
-piece in a process. That load costs about 0.4 s, more than the loop saves in one run of any network (a
-2^28-element tensor: about 30 ms), so the command line, which runs a network once, leaves it off
-(:data:`AUTO` False) and the Python API, where runs repeat, turns it on. ``NETDSL_NUMBA=1`` turns it on
-everywhere, ``NETDSL_NUMBA=0`` off everywhere.
+It is taken for contiguous pieces of at least :data:`MIN_ELEMENTS` elements. Loading it (numba's import
+and the loop from its on-disk cache; compiled on a machine's first use, about 1 s) costs about 0.4 s once
+per process, more than it saves in one run of any network (a 2^28-element tensor: about 30 ms). So by
+default a process loads it once it has quantized :data:`BREAK_EVEN_ELEMENTS` elements this way with
+NumPy, about as long as the load takes (the ski-rental rule: never much more than twice the better
+choice's time); ``NETDSL_NUMBA=1`` loads it at the first such piece, ``NETDSL_NUMBA=0`` never.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,29 +51,28 @@ def _quantize_integer(x: Any, factor: Any, multiply: Any, low: Any, high: Any, m
         out[i] = np.uint8(np.int32(np.rint(q)) & mask)
 
 
-#: whether the loop is used where $NETDSL_NUMBA says neither on nor off (the command line runs with it False)
-AUTO = True
+#: per-tensor int8/int4 elements quantized with NumPy before the loop is loaded, by default: about
+#: 0.4 s of NumPy work (0.2 ns an element on 2 cores), what the load costs
+BREAK_EVEN_ELEMENTS = 1 << 31
+_seen = [0]
 
 
-@contextmanager
-def automatic(on: bool) -> Iterator[None]:
-    """AUTO set to ``on`` for the duration."""
-    global AUTO
-    previous, AUTO = AUTO, on
-    try:
-        yield
-    finally:
-        AUTO = previous
+def setting() -> str:
+    """$NETDSL_NUMBA as "on" (1/true/yes/on), "off" (0/false/no/off) or "auto" (anything else, unset)."""
+    value = os.environ.get("NETDSL_NUMBA", "").strip().lower()
+    return "on" if value in {"1", "true", "yes", "on"} else "off" if value in {"0", "false", "no", "off"} else "auto"
 
 
-def enabled() -> bool:
-    """Whether the compiled loops are used: $NETDSL_NUMBA 1/true/yes/on or 0/false/no/off, else AUTO."""
-    setting = os.environ.get("NETDSL_NUMBA", "").strip().lower()
-    if setting in {"1", "true", "yes", "on"}:
-        return True
-    if setting in {"0", "false", "no", "off"}:
+def _wanted(elements: int) -> bool:
+    """Whether to use (loading if need be) the loop for a piece of ``elements``."""
+    mode = setting()
+    if mode == "off":
         return False
-    return AUTO
+    if mode == "on" or _loaded:
+        return True
+    with _lock:
+        _seen[0] += elements
+        return _seen[0] > BREAK_EVEN_ELEMENTS
 
 
 def _build() -> Callable[..., None] | None:
@@ -104,7 +102,7 @@ def quantize_per_tensor(x: np.ndarray, scale: np.ndarray, to_type_name: str, out
     """Quantize float32 ``x`` by the one-element ``scale`` into ``out`` (int8/int4 storage, ``x``'s
     shape); False (``out`` untouched) where the compiled loop does not apply."""
     if (to_type_name not in _BOUNDS or x.dtype != np.float32 or x.size < MIN_ELEMENTS or scale.size != 1
-            or not (x.flags.c_contiguous and out.flags.c_contiguous) or not enabled()):
+            or not (x.flags.c_contiguous and out.flags.c_contiguous) or not _wanted(x.size)):
         return False
     loop = kernel()
     if loop is None:
