@@ -187,12 +187,12 @@ def test_cupy_backend_unavailable_is_a_usage_error(model, capsys) -> None:
 
 
 def test_internal_error_exits_3(model, capsys, monkeypatch) -> None:
-    import netdsl.cli
+    import netdsl.cli.common
 
     def broken(path):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(netdsl.cli, "load", broken)
+    monkeypatch.setattr(netdsl.cli.common, "load", broken)
     code, _, err = run_cli("check", str(model), capsys=capsys)
     assert code == 3 and err == "netdsl: internal error: RuntimeError: boom (please report this)\n"
 

@@ -1,8 +1,4 @@
-"""The ``netdsl`` command line: check, run, convert (LANGUAGE.md section 3).
-
-Exit codes: 0 success; 1 model error (``FILE:LINE:COL: error: ...``); 2 usage error (one line: bad
-command line, missing file, input that doesn't fit, backend not available); 3 internal error.
-"""
+"""What the commands share: reading a model, gathering inputs, printing outputs, writing files."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays, dtypes
-from netdsl.diagnostics import ModelError, UsageError, one_line
+from netdsl.diagnostics import UsageError
 from netdsl.ir import TensorType
 from netdsl.model import Network, load
 
@@ -26,33 +22,7 @@ from netdsl.model import Network, load
 PRINT_LIMIT = 256
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse's own prints the usage too)
-        raise UsageError(message)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="netdsl", description="TensorRT-style quantization networks: check, run, convert.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    check = commands.add_parser("check", help="validate a model and print ok")
-    check.add_argument("model")
-    check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
-    run = commands.add_parser("run", help="check and execute a model")
-    run.add_argument("model")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
-    run.add_argument("--inputs", metavar="FILE.npz")
-    run.add_argument("--seed", type=int, default=1)
-    run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
-    run.add_argument("--save", metavar="OUT.npz")
-    run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
-    convert = commands.add_parser("convert", help="write a model in the other form")
-    convert.add_argument("model")
-    convert.add_argument("--to", choices=("net", "yaml"), required=True)
-    convert.add_argument("-o", "--output", metavar="FILE")
-    return parser
-
-
-def _load(path: str) -> Network:
+def load_model(path: str) -> Network:
     try:
         if not Path(path).is_file():
             raise UsageError(f"cannot read model '{path}': no such file")
@@ -89,7 +59,7 @@ def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
         raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
 
 
-def _gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
     if args.inputs:
         archive = _read_npy(args.inputs, "inputs file")
@@ -164,70 +134,3 @@ def write_atomically(path: str, write: Callable[[Any], object], binary: bool = T
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _run(args: argparse.Namespace) -> int:
-    network = _load(args.model)
-    from netdsl.backends import get_backend
-
-    backend = get_backend(args.backend)
-    inputs = _gather_inputs(network, args)
-    results = backend.run(network.graph, inputs)
-    types = network.outputs
-    for name, array in results.items():
-        print(format_output(name, array, types[name].dtype))
-    if args.save:
-        saved = {name: arrays.for_saving(array, types[name].dtype, args.codes) for name, array in results.items()}
-        try:
-            write_atomically(args.save, lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.save}': {error.strerror or error}") from None
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from netdsl.frontend.writer import write_model
-
-    network = _load(args.model)
-    target_dir = Path(args.output).parent if args.output else Path.cwd()
-    text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
-    if args.output:
-        try:
-            write_atomically(args.output, lambda stream: stream.write(text), binary=False)
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _build_parser().parse_args(argv)
-        if args.command == "check":
-            network = _load(args.model)
-            if args.verbose:
-                print(network.describe(), end="")
-            print("ok")
-            return 0
-        if args.command == "run":
-            return _run(args)
-        return _convert(args)
-    except ModelError as error:
-        for diagnostic in error.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return 1
-    except UsageError as error:
-        print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("netdsl: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the last resort: say it is ours, never a traceback
-        print(f"netdsl: internal error: {type(error).__name__}: {one_line(str(error))} (please report this)",
-              file=sys.stderr)
-        return 3
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The ``netdsl`` command line (docs/language.md, "Command line"): one module per command.
+
+Each command module defines ``add_parser(commands)`` (its sub-parser, help and options) and
+``run(args) -> int``; :data:`COMMANDS` lists them in the order ``netdsl -h`` shows.
+
+Exit codes: 0 success; 1 model error (``FILE:LINE:COL: error: ...``); 2 usage error (one line: bad
+command line, missing file, input that doesn't fit, backend not available); 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from netdsl.diagnostics import ModelError, UsageError, one_line
+
+#: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
+COMMANDS = ("check", "run", "convert")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own prints the usage too)
+        raise UsageError(message)
+
+
+def _command(name: str):
+    return importlib.import_module(f"netdsl.cli.{name}_command")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="netdsl", description="TensorRT-style quantization networks: check, run, convert.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        _command(name).add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _command(args.command).run(args)
+    except ModelError as error:
+        for diagnostic in error.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return 1
+    except UsageError as error:
+        print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netdsl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last resort: say it is ours, never a traceback
+        print(f"netdsl: internal error: {type(error).__name__}: {one_line(str(error))} (please report this)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``netdsl check MODEL [-v]``: validate a model and print ok."""
+
+from __future__ import annotations
+
+import argparse
+
+from netdsl.cli.common import load_model
+
+
+def add_parser(commands) -> None:
+    check = commands.add_parser("check", help="validate a model and print ok")
+    check.add_argument("model")
+    check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
+
+
+def run(args: argparse.Namespace) -> int:
+    network = load_model(args.model)
+    if args.verbose:
+        print(network.describe(), end="")
+    print("ok")
+    return 0

@@ -1,0 +1,33 @@
+"""``netdsl convert MODEL --to net|yaml [-o FILE]``: write a model in the other form."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from netdsl.cli.common import load_model, write_atomically
+from netdsl.diagnostics import UsageError
+
+
+def add_parser(commands) -> None:
+    convert = commands.add_parser("convert", help="write a model in the other form")
+    convert.add_argument("model")
+    convert.add_argument("--to", choices=("net", "yaml"), required=True)
+    convert.add_argument("-o", "--output", metavar="FILE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from netdsl.frontend.writer import write_model
+
+    network = load_model(args.model)
+    target_dir = Path(args.output).parent if args.output else Path.cwd()
+    text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
+    if args.output:
+        try:
+            write_atomically(args.output, lambda stream: stream.write(text), binary=False)
+        except OSError as error:
+            raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+    else:
+        sys.stdout.write(text)
+    return 0

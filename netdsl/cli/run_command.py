@@ -1,0 +1,41 @@
+"""``netdsl run MODEL ...``: check, then execute a model and print (and save) its outputs."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from netdsl import arrays
+from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically
+from netdsl.diagnostics import UsageError
+
+
+def add_parser(commands) -> None:
+    run = commands.add_parser("run", help="check and execute a model")
+    run.add_argument("model")
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    run.add_argument("--inputs", metavar="FILE.npz")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    run.add_argument("--save", metavar="OUT.npz")
+    run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
+
+
+def run(args: argparse.Namespace) -> int:
+    network = load_model(args.model)
+    from netdsl.backends import get_backend
+
+    backend = get_backend(args.backend)
+    inputs = gather_inputs(network, args)
+    results = backend.run(network.graph, inputs)
+    types = network.outputs
+    for name, array in results.items():
+        print(format_output(name, array, types[name].dtype))
+    if args.save:
+        saved = {name: arrays.for_saving(array, types[name].dtype, args.codes) for name, array in results.items()}
+        try:
+            write_atomically(args.save, lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
+        except OSError as error:
+            raise UsageError(f"cannot write '{args.save}': {error.strerror or error}") from None
+    return 0
