@@ -12,7 +12,7 @@ from netdsl.diagnostics import Loc
 from netdsl.dtypes import DType
 
 if TYPE_CHECKING:
-    from netdsl.ops import OpDef
+    from netdsl.ops.base import OpDef
 
 #: TensorRT's volume limit: every tensor holds at most 2^31 - 1 elements.
 MAX_VOLUME = 2**31 - 1

@@ -146,9 +146,11 @@ def test_dynamic_modes() -> None:
     struct, and a float-scale struct divides by the largest finite value of its data type."""
     assert set(abi.DYNAMIC_MODES) == {(output.name, scale.name) for output, scale in MODES}
     largest = {"fp8": float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max), "int8": float(np.iinfo(np.int8).max)}
+    modes = {(output.name, scale.name): mode for (output, scale), mode in MODES.items()}
     for (output, scale), struct in abi.DYNAMIC_MODES.items():
         data, scale_type, bound = _mode_types(struct)
         assert (data, scale_type) == (output, scale), struct
+        assert bound == modes[(output, scale)].bound, struct
         if bound is not None:
             assert bound == largest[output], struct
     assert set(abi.CTA_MODES) <= set(abi.DYNAMIC_MODES.values())

@@ -1,9 +1,5 @@
-"""The layers netdsl knows, one module each, and the registry that names them.
-
-Each op module holds the whole definition of its layer: the attribute schema (a frozen dataclass
-with TensorRT's names and defaults), the pure shape/type rule (``infer``), and the NumPy reference
-(``evaluate``). Nothing about CUDA or files.
-"""
+"""What every layer definition is made of: :class:`OpDef`, what its shape rule sees (:class:`Operand`,
+:class:`InferContext`), and the registry of ops by name (:data:`OPS`), which refuses a second op of a name."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from netdsl.diagnostics import Loc, OpError
+from netdsl.diagnostics import Loc
 from netdsl.ir import TensorType, Value
 
 
@@ -57,46 +53,13 @@ class OpDef:
         return f"<op {self.name}>"
 
 
+#: every op by its name (the name the languages write); filled as the op modules are imported
 OPS: dict[str, OpDef] = {}
 
 
 def register(op: OpDef) -> OpDef:
+    """Add ``op`` to :data:`OPS`; ValueError when an op of its name is there already."""
     if op.name in OPS:
         raise ValueError(f"op {op.name!r} is registered twice")
     OPS[op.name] = op
     return op
-
-
-def require_constant(operand: Operand, what: str) -> None:
-    if operand.value.kind != "const":
-        raise OpError(f"{what} must be a constant (a build-time tensor); '{operand.value.name}' is "
-                      f"{'a network input' if operand.value.kind == 'input' else 'computed by a layer'}",
-                      operand.slot)
-
-
-def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
-    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
-    of thousands of layers is a valid network."""
-    pending, seen = [value], set()
-    while pending:
-        current = pending.pop()
-        if current.kind == "const" or current.name in seen:
-            continue
-        if current.producer is None:
-            return False
-        seen.add(current.name)
-        pending.extend(values[name] for name in current.producer.inputs)
-    return True
-
-
-def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:
-    if not -rank <= axis < rank:
-        raise OpError(f"axis {axis} is out of range for a rank-{rank} input (allowed {-rank}..{rank - 1})", where)
-    return axis % rank
-
-
-def _import_ops() -> None:
-    from netdsl.ops import dequantize, dynamic_quantize, quantize  # noqa: F401  (they register themselves)
-
-
-_import_ops()

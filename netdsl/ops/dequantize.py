@@ -14,9 +14,8 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
-from netdsl.ops import InferContext, OpDef, register
-from netdsl.ops.granularity import expand
-from netdsl.ops.quantize import (
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
     ScalePlan,
@@ -27,6 +26,8 @@ from netdsl.ops.quantize import (
     resolve_scale,
     scaled_evaluate,
 )
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE
+from netdsl.ops.granularity import expand
 
 SCALE_TYPES = FLOAT_TYPES + (dtypes.E8M0,)
 
@@ -43,9 +44,9 @@ def dynamic_scale_source(value: Value, values: dict[str, Value]) -> bool:
     producer = value.producer
     if producer is None:
         return False
-    if producer.op.name == "dynamic_quantize":
+    if producer.op is DYNAMIC_QUANTIZE:
         return producer.outputs.index(value.name) == 1
-    if producer.op.name == "dequantize":
+    if producer.op is DEQUANTIZE:
         return dynamic_scale_source(values[producer.inputs[0]], values)
     return False
 

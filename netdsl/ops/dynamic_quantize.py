@@ -22,16 +22,34 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, normalize_axis, register, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, expand, resolve_block_shape
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import FLOAT_TYPES, check_type, require_constant
+from netdsl.ops.granularity import block_view, ceil_div, expand, normalize_axis, resolve_block_shape
 
-#: (output_type, scale_type) -> (mode, the block size the mode requires or None, dqs required)
-MODES: dict[tuple[DType, DType], tuple[str, int | None, bool]] = {
-    (dtypes.FP4, dtypes.FP8): ("NVFP4", 16, True),
-    (dtypes.FP8, dtypes.E8M0): ("MXFP8", 32, False),
-    (dtypes.FP8, dtypes.FLOAT32): ("float-scale", None, False),
-    (dtypes.INT8, dtypes.FLOAT32): ("float-scale", None, False),
+
+@dataclass(frozen=True)
+class DynamicMode:
+    """One dynamic quantization mode: its ``name``, the block size it requires (None: any block),
+    whether it takes a double-quantization scale (required then, and refused by every other mode), and
+    for a float scale the ``bound`` it divides the block amax by (the data type's largest value)."""
+
+    name: str
+    block_size: int | None
+    double_quant_scale: bool
+    bound: float | None = None
+
+
+NVFP4 = DynamicMode("NVFP4", 16, True)
+MXFP8 = DynamicMode("MXFP8", 32, False)
+FLOAT_SCALE_FP8 = DynamicMode("float-scale", None, False, 448.0)
+FLOAT_SCALE_INT8 = DynamicMode("float-scale", None, False, 127.0)
+
+#: (output_type, scale_type) -> the mode
+MODES: dict[tuple[DType, DType], DynamicMode] = {
+    (dtypes.FP4, dtypes.FP8): NVFP4,
+    (dtypes.FP8, dtypes.E8M0): MXFP8,
+    (dtypes.FP8, dtypes.FLOAT32): FLOAT_SCALE_FP8,
+    (dtypes.INT8, dtypes.FLOAT32): FLOAT_SCALE_INT8,
 }
 
 
@@ -46,7 +64,7 @@ class DynamicQuantizeAttrs:
 
 @dataclass(frozen=True)
 class DynamicPlan:
-    mode: str
+    mode: DynamicMode
     block: tuple[int, ...]
     scale_shape: tuple[int, ...]
     output_type: DType
@@ -55,7 +73,7 @@ class DynamicPlan:
 
     def describe(self) -> str:
         dqs = f", double_quant_scale {self.double_quant_scale!r}" if self.double_quant_scale is not None else ""
-        return f"{self.mode}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
+        return f"{self.mode.name}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
                f"scale {self.scale_type.name}{dqs}"
 
 
@@ -94,27 +112,28 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
     attrs = ctx.attrs
     pair = (attrs.output_type, attrs.scale_type)
     if pair not in MODES:
-        valid = "; ".join(f"{o.name}+{s.name} ({m})" for (o, s), (m, _, _) in MODES.items())
+        valid = "; ".join(f"{o.name}+{s.name} ({m.name})" for (o, s), m in MODES.items())
         raise OpError(f"output_type {attrs.output_type.name} with scale_type {attrs.scale_type.name} is not a "
                       f"dynamic quantization mode; valid: {valid}", "output_type")
-    mode, required_size, needs_dqs = MODES[pair]
+    mode = MODES[pair]
+    required_size, needs_dqs = mode.block_size, mode.double_quant_scale
     shape = x.type.shape
     block = _block(ctx, shape)
     if required_size is not None:
         blocked = [i for i, b in enumerate(block) if b != 1]
         where = "block_shape" if attrs.block_shape is not None else "block_size"
         if len(blocked) > 1:
-            raise OpError(f"{mode} blocks one dimension only; block [{', '.join(map(str, block))}] blocks "
+            raise OpError(f"{mode.name} blocks one dimension only; block [{', '.join(map(str, block))}] blocks "
                           f"{len(blocked)} (TensorRT: \"double_quant_scale must have scalar block_size\")", where)
         if not blocked or block[blocked[0]] != required_size or blocked[0] < len(shape) - 2:
-            raise OpError(f"{mode} needs blocks of {required_size} along the last or second-to-last axis, "
+            raise OpError(f"{mode.name} needs blocks of {required_size} along the last or second-to-last axis, "
                           f"got block [{', '.join(map(str, block))}]", where)
     dqs = ctx.operands.get("double_quant_scale")
     dqs_value = None
     if needs_dqs and dqs is None:
-        raise OpError(f"{mode} needs a double_quant_scale input (a one-element constant > 0)", None)
+        raise OpError(f"{mode.name} needs a double_quant_scale input (a one-element constant > 0)", None)
     if not needs_dqs and dqs is not None:
-        raise OpError(f"{mode} takes no double_quant_scale", "double_quant_scale")
+        raise OpError(f"{mode.name} takes no double_quant_scale", "double_quant_scale")
     if dqs is not None:
         require_constant(dqs, "double_quant_scale")
         check_type(dqs, FLOAT_TYPES, "double_quant_scale")
@@ -143,18 +162,18 @@ def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_t
     """Dynamic block quantization of ``x`` (float32/float16/bfloat16 storage): (data, scale)."""
     x32 = np.asarray(x, dtype=np.float32)
     amax = block_amax(x32, block)
-    mode = MODES[(output_type, scale_type)][0]
+    mode = MODES[(output_type, scale_type)]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if mode == "NVFP4":
+        if mode is NVFP4:
             dqs = np.float32(double_quant_scale)
             scale = dtypes.encode(amax / np.float32(6) / dqs, dtypes.FP8)
             effective = dtypes.decode(scale, dtypes.FP8) * dqs
-        elif mode == "MXFP8":
+        elif mode is MXFP8:
             scale = dtypes.e8m0_round_up(amax / np.float32(448))
             effective = dtypes.decode(scale, dtypes.E8M0)
         else:
-            bound = np.float32(448 if output_type == dtypes.FP8 else 127)
-            effective = scale = (amax / bound).astype(np.float32)
+            assert mode.bound is not None
+            effective = scale = (amax / np.float32(mode.bound)).astype(np.float32)
         per_element = expand(effective, block, x32.shape)
         quotient = x32 / per_element
     quotient[per_element == 0] = 0

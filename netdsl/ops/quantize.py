@@ -6,9 +6,7 @@ division; the rounding and saturation rules of the output type are :func:`netdsl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -16,10 +14,20 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, Operand, is_constant_rooted, register, require_constant
-from netdsl.ops.granularity import Granularity, expand, resolve
-
-FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import (
+    FLOAT_TYPES,
+    QUANTIZED_TYPES,
+    ScalePlan,
+    check_scale_values,
+    check_type,
+    check_zero_point,
+    names,
+    require_constant,
+    resolve_scale,
+    scaled_evaluate,
+)
+from netdsl.ops.granularity import expand
 
 
 @dataclass(frozen=True)
@@ -27,63 +35,6 @@ class QuantizeAttrs:
     axis: int | None = None
     to_type: DType = dtypes.INT8
     block_shape: tuple[int, ...] | None = None
-
-
-@dataclass(frozen=True)
-class ScalePlan:
-    """What the checker resolved for a Quantize or Dequantize layer."""
-
-    granularity: Granularity
-    to_type: DType
-
-    def describe(self) -> str:
-        return f"{self.granularity.describe()}, to {self.to_type.name}"
-
-
-def names(types) -> str:
-    return ", ".join(t.name for t in types)
-
-
-def check_type(operand: Operand, allowed, what: str) -> None:
-    if operand.type.dtype not in allowed:
-        raise OpError(f"{what} must be {names(allowed)}; '{operand.value.name}' is {operand.type.dtype.name}",
-                      operand.slot)
-
-
-def check_scale_values(scale: Operand) -> None:
-    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
-    assert scale.value.data is not None
-    values = dtypes.decode(scale.value.data, scale.type.dtype)
-    if not np.all(values > 0):
-        bad = values[~(values > 0)].flat[0]
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
-
-
-def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
-    zero_point = ctx.operands.get("zero_point")
-    if zero_point is None:
-        return
-    require_constant(zero_point, "the zero point")
-    scale = ctx.operands["scale"].type
-    check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
-    zp = zero_point.type
-    if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
-        raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
-                      "zero_point")
-    assert zero_point.value.data is not None
-    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
-        raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
-                      "zero_point")
-
-
-def resolve_scale(ctx: InferContext, data: Operand) -> Granularity:
-    attrs = ctx.attrs
-    scale = ctx.operands["scale"]
-    granularity = resolve(data.type.shape, scale.type.shape, attrs.axis, attrs.block_shape)
-    if granularity.kind == "per-channel" and not is_constant_rooted(data.value, ctx.values):
-        ctx.warn("TensorRT accepts a per-channel scale only on constant-rooted tensors (weights); "
-                 f"'{data.value.name}' is not", "scale")
-    return granularity
 
 
 def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
@@ -127,15 +78,6 @@ def normal_powers_of_two(scale: np.ndarray) -> bool:
         return (word & 0x7FFFFF) == 0 and 0 < (word >> 23) & 0xFF < 0xFF
     exponent = (bits >> 23) & 0xFF
     return bool(np.all((bits & 0x7FFFFF) == 0) and np.all((exponent > 0) & (exponent < 0xFF)))
-
-
-def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
-    """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
-    def evaluate(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
-        data, scale = args[0], args[1]
-        granularity = plan.granularity
-        return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
-    return evaluate
 
 
 evaluate = scaled_evaluate(reference)

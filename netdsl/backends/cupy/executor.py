@@ -21,9 +21,10 @@ from netdsl.backends.cupy.device import DeviceTensor
 from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, fusion_enabled
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.ir import Graph
+from netdsl.ops.common import ScalePlan
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan
-from netdsl.ops.quantize import QUANTIZE, ScalePlan
+from netdsl.ops.quantize import QUANTIZE
 
 
 @dataclass

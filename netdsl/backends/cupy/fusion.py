@@ -20,8 +20,9 @@ import os
 from dataclasses import dataclass
 
 from netdsl.ir import Graph, Node
+from netdsl.ops.common import ScalePlan
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.quantize import QUANTIZE, ScalePlan
+from netdsl.ops.quantize import QUANTIZE
 
 NODE, QUANTIZE_DEQUANTIZE, DEQUANTIZE_DOUBLE = "node", "quantize_dequantize", "dequantize_double"
 

@@ -23,6 +23,7 @@ from netdsl import dtypes
 from netdsl.backends.cupy import abi, device, dynamic, geometry
 from netdsl.backends.cupy.device import RAW_STORAGE, DeviceTensor, import_cupy, storage_length
 from netdsl.backends.cupy.loader import kernel
+from netdsl.ops.dynamic_quantize import MODES
 
 
 @dataclass(frozen=True)
@@ -243,15 +244,16 @@ def dynamic_quantize(
     launch: dynamic.DynamicLaunch | None = LAUNCHES.get(key)
     if launch is None:
         _check_type("dynamic_quantize input", x.dtype, abi.FLOAT_TYPES)
-        mode = abi.DYNAMIC_MODES.get((output_type.name, scale_type.name))
+        mode = MODES.get((output_type, scale_type))
         if mode is None:
             raise TypeError(f"dynamic_quantize: no mode with output {output_type} and scale {scale_type}")
-        if (mode == "NVFP4") != (double_quant_scale is not None):
+        if mode.double_quant_scale != (double_quant_scale is not None):
             raise ValueError("dynamic_quantize: double_quant_scale is required for NVFP4 and allowed for no other mode")
+        struct = abi.DYNAMIC_MODES[(output_type.name, scale_type.name)]
         block = tuple(int(b) for b in block)
         if len(block) != len(x.shape) or any(b < 1 for b in block):
             raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
-        launch = LAUNCHES.remember(key, dynamic.choose(x, block, mode, on_device))
+        launch = LAUNCHES.remember(key, dynamic.choose(x, block, struct, on_device))
     cupy = import_cupy()
     nscales = math.prod(launch.scale_shape)
     scale = DeviceTensor(scale_type, launch.scale_shape, cupy.empty(nscales, dtype=RAW_STORAGE[scale_type.name]))

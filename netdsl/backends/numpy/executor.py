@@ -20,8 +20,9 @@ from netdsl.backends import Backend
 from netdsl.backends.numpy import compiled
 from netdsl.ir import Graph
 from netdsl.ops import dequantize, dynamic_quantize, quantize
+from netdsl.ops.base import OpDef
+from netdsl.ops.common import ScalePlan
 from netdsl.ops.dynamic_quantize import DynamicPlan
-from netdsl.ops.quantize import ScalePlan
 
 #: elements per piece: near-cache-sized, and long enough per NumPy call for the threads to run in parallel
 #: (each call hands the GIL over twice; at 2^17 the hand-offs cost more than the cache saves)
@@ -93,9 +94,9 @@ def _run_pieces(shape: tuple[int, ...], block: tuple[int, ...], aligned: tuple[b
         pass
 
 
-def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
-    """Quantize or Dequantize, piece by piece (per-tensor int8/int4 Quantize through the compiled loop
-    where numba is installed)."""
+def _scaled(op: OpDef, reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
+    """Quantize or Dequantize (``op``, whose NumPy reference is ``reference``), piece by piece (per-tensor
+    int8/int4 Quantize through the compiled loop where numba is installed)."""
     def run(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
         x, scale = args[0], args[1]
         granularity = plan.granularity
@@ -103,7 +104,7 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
         scale = scale.reshape(scale_shape)
         out = np.empty(x.shape, plan.to_type.storage)
 
-        per_tensor_quantize = reference is quantize.reference and scale.size == 1
+        per_tensor_quantize = op is quantize.QUANTIZE and scale.size == 1
 
         def work(box: Box) -> None:
             if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
@@ -115,8 +116,8 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
     return run
 
 
-BACKEND.impl(quantize.QUANTIZE)(_scaled(quantize.reference))
-BACKEND.impl(dequantize.DEQUANTIZE)(_scaled(dequantize.reference))
+for _op, _reference in ((quantize.QUANTIZE, quantize.reference), (dequantize.DEQUANTIZE, dequantize.reference)):
+    BACKEND.impl(_op)(_scaled(_op, _reference))
 
 
 @BACKEND.impl(dynamic_quantize.DYNAMIC_QUANTIZE)

@@ -1,0 +1,110 @@
+"""The rules Quantize and Dequantize share (and DynamicQuantize where it applies): type checks, where a
+scale may come from, scale values, zero points, and the scale's granularity.
+
+Each raises :class:`~netdsl.diagnostics.OpError` naming the slot or keyword that is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.diagnostics import OpError
+from netdsl.dtypes import DType
+from netdsl.ir import Value
+from netdsl.ops.base import InferContext, Operand
+from netdsl.ops.granularity import Granularity, resolve
+
+FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """What the checker resolved for a Quantize or Dequantize layer."""
+
+    granularity: Granularity
+    to_type: DType
+
+    def describe(self) -> str:
+        return f"{self.granularity.describe()}, to {self.to_type.name}"
+
+
+def names(types: Iterable[DType]) -> str:
+    return ", ".join(t.name for t in types)
+
+
+def check_type(operand: Operand, allowed: tuple[DType, ...], what: str) -> None:
+    if operand.type.dtype not in allowed:
+        raise OpError(f"{what} must be {names(allowed)}; '{operand.value.name}' is {operand.type.dtype.name}",
+                      operand.slot)
+
+
+def require_constant(operand: Operand, what: str) -> None:
+    if operand.value.kind != "const":
+        raise OpError(f"{what} must be a constant (a build-time tensor); '{operand.value.name}' is "
+                      f"{'a network input' if operand.value.kind == 'input' else 'computed by a layer'}",
+                      operand.slot)
+
+
+def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
+    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
+    of thousands of layers is a valid network."""
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        if current.kind == "const" or current.name in seen:
+            continue
+        if current.producer is None:
+            return False
+        seen.add(current.name)
+        pending.extend(values[name] for name in current.producer.inputs)
+    return True
+
+
+def check_scale_values(scale: Operand) -> None:
+    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
+    assert scale.value.data is not None
+    values = dtypes.decode(scale.value.data, scale.type.dtype)
+    if not np.all(values > 0):
+        bad = values[~(values > 0)].flat[0]
+        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+
+
+def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
+    zero_point = ctx.operands.get("zero_point")
+    if zero_point is None:
+        return
+    require_constant(zero_point, "the zero point")
+    scale = ctx.operands["scale"].type
+    check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
+    zp = zero_point.type
+    if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
+        raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
+                      "zero_point")
+    assert zero_point.value.data is not None
+    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
+        raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
+                      "zero_point")
+
+
+def resolve_scale(ctx: InferContext, data: Operand) -> Granularity:
+    attrs = ctx.attrs
+    scale = ctx.operands["scale"]
+    granularity = resolve(data.type.shape, scale.type.shape, attrs.axis, attrs.block_shape)
+    if granularity.kind == "per-channel" and not is_constant_rooted(data.value, ctx.values):
+        ctx.warn("TensorRT accepts a per-channel scale only on constant-rooted tensors (weights); "
+                 f"'{data.value.name}' is not", "scale")
+    return granularity
+
+
+def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
+    """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
+    def evaluate(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
+        data, scale = args[0], args[1]
+        granularity = plan.granularity
+        return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+    return evaluate
