@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import netdsl
+from netdsl import settings
 from netdsl.backends.cupy import BACKEND as CUPY
-from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, fusion_enabled, schedule
+from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, schedule
 from netdsl.backends.numpy import BACKEND as NUMPY
 
 GPU_OK, GPU_REASON = CUPY.available()
@@ -131,7 +132,7 @@ output y
 def test_fusion_switch(monkeypatch) -> None:
     graph = netdsl.loads(PAIR).graph
     monkeypatch.setenv("NETDSL_FUSION", "0")
-    assert not fusion_enabled()
+    assert not settings.fusion()
     assert [step.kind for step in CUPY.schedule(graph)] == [NODE, NODE]
     monkeypatch.setenv("NETDSL_FUSION", "1")
     assert [step.kind for step in CUPY.schedule(graph)] == [QUANTIZE_DEQUANTIZE]

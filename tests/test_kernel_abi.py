@@ -13,6 +13,7 @@ import pytest
 
 from netdsl import dtypes
 from netdsl.backends.cupy import abi, dynamic, geometry
+from netdsl.ops import dequantize
 from netdsl.ops.dynamic_quantize import MODES
 from netdsl.resources import resource_dir
 
@@ -83,15 +84,17 @@ def _kind_name(enumerator: str, prefix: str) -> str:
 
 
 def test_scale_kinds() -> None:
+    """ScaleKind (common.cuh) is DType.scale_kind, defined for exactly the types Dequantize takes as scales."""
     kinds = {_kind_name(key, "kScale"): value for key, value in enum("ScaleKind").items()}
-    assert kinds == abi.SCALE_KINDS
-    assert set(abi.SCALE_KINDS) == set(abi.DEQUANTIZE_SCALE_TYPES)
+    assert kinds == {t.name: t.scale_kind for t in dtypes.DTYPES.values() if t.scale_kind is not None}
+    assert set(kinds) == {t.name for t in dequantize.SCALE_TYPES}
 
 
 def test_code_kinds() -> None:
+    """CodeKind (dequantize.cu) is DType.code_kind, defined for exactly the quantized types."""
     kinds = {_kind_name(key, "kCode"): value for key, value in enum("CodeKind").items()}
-    assert kinds == abi.CODE_KINDS
-    assert set(abi.CODE_KINDS) == set(abi.QUANTIZED_TYPES)
+    assert kinds == {t.name: t.code_kind for t in dtypes.DTYPES.values() if t.code_kind is not None}
+    assert set(kinds) == set(abi.QUANTIZED_TYPES)
 
 
 def test_map_modes() -> None:

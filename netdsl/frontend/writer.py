@@ -55,9 +55,9 @@ def _relocate(source: LoadRef, source_dir: Path, target_dir: Path) -> LoadRef:
 def value_texts(data: np.ndarray, dtype: dtypes.DType) -> list[str]:
     """Each element of a constant's storage array as the exact literal the front ends read back."""
     flat = np.asarray(data).reshape(-1)
-    if dtype.name in ("int8", "int4"):
+    if dtype.is_integer:
         return [str(int(v)) for v in flat.astype(np.int64)]
-    if dtype.name == "e8m0":
+    if dtype == dtypes.E8M0:
         return [_special_text(v) or _power_of_two_text(v) for v in dtypes.decode(flat, dtype).tolist()]
     if not dtype.is_float:  # fp8, fp4: dyadic values whose float64 repr is exact
         return [_special_text(v) or repr(v) for v in dtypes.decode(flat, dtype).astype(np.float64).tolist()]

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from netdsl import settings
 from netdsl.backends import Backend
 from netdsl.backends.cupy import device, launch
 from netdsl.backends.cupy.device import DeviceTensor
-from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, fusion_enabled
+from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.ir import Graph
 from netdsl.ops.common import ScalePlan
@@ -59,7 +60,7 @@ class CupyBackend(Backend):
 
     def schedule(self, graph: Graph) -> Schedule:
         """The steps this backend runs for ``graph`` (cached per graph and fusion setting)."""
-        fusion = fusion_enabled() if self.fusion is None else self.fusion
+        fusion = settings.fusion() if self.fusion is None else self.fusion
         state = self._state(graph)
         steps = state.schedules.get(fusion)
         if steps is None:

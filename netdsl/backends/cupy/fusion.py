@@ -9,14 +9,13 @@ it imports without CuPy), two patterns fused into one kernel each without changi
   y = round_to(to_type, fl32(float32(q) * S)) with S = round_to(sf's type, fl32(decode(code) * dqs)),
   sf never stored.
 
-Set ``NETDSL_FUSION=0`` (or ``BACKEND.fusion = False``) to run every node on its own: the bits are the
-same either way (tests/test_gpu_fusion.py). Each step lists the tensors dead after it, so that the
-executor frees every intermediate after its last use.
+Set ``NETDSL_FUSION=0`` (:mod:`netdsl.settings`; or ``BACKEND.fusion = False``) to run every node on its
+own: the bits are the same either way (tests/test_gpu_fusion.py). Each step lists the tensors dead after
+it, so that the executor frees every intermediate after its last use.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from netdsl.ir import Graph, Node
@@ -43,18 +42,6 @@ class Step:
     def names(self) -> tuple[str, ...]:
         """The covered layers by their (first) output names, e.g. ('q', 'y') for a fused pair."""
         return tuple(node.outputs[0] for node in self.nodes)
-
-
-_FUSION_WORDS: dict[str, bool] = {}  # $NETDSL_FUSION's text -> its meaning (read every run, parsed once)
-
-
-def fusion_enabled() -> bool:
-    """False when $NETDSL_FUSION is 0/false/no/off."""
-    text = os.environ.get("NETDSL_FUSION", "1")
-    enabled = _FUSION_WORDS.get(text)
-    if enabled is None:
-        enabled = _FUSION_WORDS[text] = text.strip().lower() not in ("0", "false", "no", "off")
-    return enabled
 
 
 def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:

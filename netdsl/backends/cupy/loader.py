@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netdsl import settings
 from netdsl.backends.cupy import abi
 from netdsl.backends.cupy.device import current, import_cupy
 from netdsl.resources import resource_dir
@@ -65,14 +66,6 @@ class Module:
         return self.module.get_function(self.mangled[name])
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: $NETDSL_KERNEL_CACHE, else $XDG_CACHE_HOME/netdsl/kernels."""
-    configured = os.environ.get("NETDSL_KERNEL_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
-
-
 #: kernels per NVRTC program: a file's instantiations compile in parts, which precompile() builds in
 #: parallel processes (quantize.cu alone holds 144)
 PART_SIZE = 24
@@ -100,7 +93,7 @@ def _cache_paths(file: str, part: int, on_device: int) -> tuple[Path, Path]:
     fingerprint = [kernel_source(file), *abi.compile_options(), *parts(file)[part], arch, repr(nvrtc.getVersion()),
                    cupy.__version__]
     key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
-    cubin_path = cache_dir() / f"{file}-{part}-{key}.cubin"
+    cubin_path = settings.kernel_cache() / f"{file}-{part}-{key}.cubin"
     return cubin_path, cubin_path.with_suffix(".json")
 
 

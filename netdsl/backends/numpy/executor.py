@@ -107,7 +107,7 @@ def _scaled(op: OpDef, reference: Callable[..., np.ndarray]) -> Callable[[ScaleP
         per_tensor_quantize = op is quantize.QUANTIZE and scale.size == 1
 
         def work(box: Box) -> None:
-            if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
+            if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, plan.to_type, out[box]):
                 return
             reference(x[box], scale[_scale_box(box, block, scale_shape)], block, plan.to_type, out=out[box])
 
