@@ -7,7 +7,8 @@ import argparse
 import numpy as np
 
 from netdsl import arrays
-from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically
+from netdsl.atomic import write_atomically
+from netdsl.cli.common import format_output, gather_inputs, load_model
 from netdsl.diagnostics import UsageError
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from netdsl import settings
+from netdsl.atomic import write_atomically
 from netdsl.backends.cupy import abi
 from netdsl.backends.cupy.device import current, import_cupy
+from netdsl.diagnostics import UsageError
 from netdsl.resources import resource_dir
 
 
@@ -150,10 +152,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """Best effort: a cache that cannot be written only costs a recompilation next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError:
+        write_atomically(path, lambda stream: stream.write(data))
+    except (OSError, UsageError):
         pass
 
 
