@@ -8,17 +8,17 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import check
+from netdsl.check import CheckedGraph, check, print_graph
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, print_graph
 
 
 class Network:
-    """A parsed and checked network. ``warnings`` holds the checker's located warnings."""
+    """A parsed and checked network: ``graph`` is the checked graph (every tensor typed, every layer
+    resolved); ``warnings`` holds the checker's located warnings."""
 
-    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+    def __init__(self, graph: CheckedGraph, warnings: list[Diagnostic]):
         self.graph = graph
         self.warnings = warnings
 
@@ -83,10 +83,10 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    if not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics) if not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    return Network(graph, diagnostics.sorted())
+    assert checked is not None
+    return Network(checked, diagnostics.sorted())
 
 
 def load(path: str | Path) -> Network:

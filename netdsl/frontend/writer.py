@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.ir import Graph, LoadRef, Node, Value, attr_items, format_attr
+from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.ir import LoadRef, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
 
@@ -31,7 +32,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PLAIN_YAML_STRING = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 
 
-def write_model(graph: Graph, to: str, source_dir: Path, target_dir: Path) -> str:
+def write_model(graph: CheckedGraph, to: str, source_dir: Path, target_dir: Path) -> str:
     """``graph`` as ``.net`` text (``to="net"``) or YAML (``to="yaml"``), to be read from ``target_dir``;
     ``load()`` paths in ``graph`` are relative to ``source_dir``."""
     if to not in FORMATS:
@@ -129,13 +130,13 @@ def literal_text(value: Value) -> str:
 # --- the two forms ---------------------------------------------------------------------------------
 
 
-def _network_name(graph: Graph) -> str | None:
+def _network_name(graph: CheckedGraph) -> str | None:
     """The name to write, or None where it isn't a valid name (a default taken from a file stem such as
     ``my-model``): then the written file's own stem names it again."""
     return graph.name if _NAME.fullmatch(graph.name) else None
 
 
-def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
     lines = []
     name = _network_name(graph)
     if name is not None:
@@ -182,7 +183,7 @@ def _yaml_constant(value: Value, paths: Callable[[LoadRef], LoadRef]) -> str:
     return f'{{type: "{value.type}", value: {literal_text(value)}}}'
 
 
-def _yaml_layer(node: Node) -> list[str]:
+def _yaml_layer(node: CheckedNode) -> list[str]:
     lines = [f"  - op: {node.op.name}",
              f"    inputs: [{', '.join(node.inputs)}]",
              f"    outputs: [{', '.join(node.outputs)}]"]
@@ -190,7 +191,7 @@ def _yaml_layer(node: Node) -> list[str]:
     return lines
 
 
-def _write_yaml(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+def _write_yaml(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
     lines = []
     name = _network_name(graph)
     if name is not None:

@@ -6,9 +6,9 @@ Each raises :class:`~netdsl.diagnostics.OpError` naming the slot or keyword that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,9 +22,20 @@ from netdsl.ops.granularity import Granularity, resolve
 FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
 
 
+class ScaleAttrs(Protocol):
+    """The attributes Quantize and Dequantize share."""
+
+    @property
+    def axis(self) -> int | None: ...
+
+    @property
+    def block_shape(self) -> tuple[int, ...] | None: ...
+
+
 @dataclass(frozen=True)
-class ScalePlan:
-    """What the checker resolved for a Quantize or Dequantize layer."""
+class ScaleResolution:
+    """What the checker resolved for a Quantize or Dequantize layer: how its scale maps onto the data,
+    and the output type."""
 
     granularity: Granularity
     to_type: DType
@@ -50,10 +61,10 @@ def require_constant(operand: Operand, what: str) -> None:
                       operand.slot)
 
 
-def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
+def is_constant_rooted(value: Value, values: Mapping[str, Value]) -> bool:
     """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
     of thousands of layers is a valid network."""
-    pending, seen = [value], set()
+    pending, seen = [value], set[str]()
     while pending:
         current = pending.pop()
         if current.kind == "const" or current.name in seen:
@@ -74,7 +85,7 @@ def check_scale_values(scale: Operand) -> None:
         raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
 
 
-def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
+def check_zero_point(ctx: InferContext[object], quantized_type: DType) -> None:
     zero_point = ctx.operands.get("zero_point")
     if zero_point is None:
         return
@@ -91,7 +102,7 @@ def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
                       "zero_point")
 
 
-def resolve_scale(ctx: InferContext, data: Operand) -> Granularity:
+def resolve_scale(ctx: InferContext[ScaleAttrs], data: Operand) -> Granularity:
     attrs = ctx.attrs
     scale = ctx.operands["scale"]
     granularity = resolve(data.type.shape, scale.type.shape, attrs.axis, attrs.block_shape)
@@ -101,10 +112,10 @@ def resolve_scale(ctx: InferContext, data: Operand) -> Granularity:
     return granularity
 
 
-def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
+def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScaleResolution, list[Any]], list[Any]]:
     """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
-    def evaluate(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
+    def evaluate(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
         data, scale = args[0], args[1]
-        granularity = plan.granularity
-        return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
+        granularity = resolution.granularity
+        return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, resolution.to_type)]
     return evaluate

@@ -6,6 +6,7 @@ float32 multiply followed by a cast does, which is what TensorRT computes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from netdsl.ops.base import InferContext, OpDef, register
 from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
-    ScalePlan,
+    ScaleResolution,
     check_scale_values,
     check_type,
     check_zero_point,
@@ -39,7 +40,7 @@ class DequantizeAttrs:
     block_shape: tuple[int, ...] | None = None
 
 
-def dynamic_scale_source(value: Value, values: dict[str, Value]) -> bool:
+def dynamic_scale_source(value: Value, values: Mapping[str, Value]) -> bool:
     """A DynamicQuantize scale output, directly or through a Dequantize of one (the NVFP4 pattern)."""
     producer = value.producer
     if producer is None:
@@ -51,7 +52,7 @@ def dynamic_scale_source(value: Value, values: dict[str, Value]) -> bool:
     return False
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
+def infer(ctx: InferContext[DequantizeAttrs]) -> tuple[list[TensorType], ScaleResolution]:
     q, scale = ctx.operands["input"], ctx.operands["scale"]
     check_type(q, QUANTIZED_TYPES, "dequantize's input")
     if q.type.rank == 0:
@@ -68,7 +69,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
         raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, q.type.dtype)
     granularity = resolve_scale(ctx, q)
-    return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type)
+    return [TensorType(to_type, q.type.shape)], ScaleResolution(granularity, to_type)
 
 
 def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,

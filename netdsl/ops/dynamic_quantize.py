@@ -15,6 +15,7 @@ Where the effective scale is 0, the data is +0 (TensorRT-LLM's kernels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,10 @@ class DynamicQuantizeAttrs:
 
 
 @dataclass(frozen=True)
-class DynamicPlan:
+class DynamicResolution:
+    """What the checker resolved for a DynamicQuantize layer: the mode, the full-rank block, the scale's
+    shape, the two output types and the double-quantization scale's value."""
+
     mode: DynamicMode
     block: tuple[int, ...]
     scale_shape: tuple[int, ...]
@@ -77,7 +81,7 @@ class DynamicPlan:
                f"scale {self.scale_type.name}{dqs}"
 
 
-def _block(ctx: InferContext, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _block(ctx: InferContext[DynamicQuantizeAttrs], shape: tuple[int, ...]) -> tuple[int, ...]:
     attrs = ctx.attrs
     rank = len(shape)
     one_d = attrs.axis is not None or attrs.block_size is not None
@@ -106,7 +110,7 @@ def _block(ctx: InferContext, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(attrs.block_size if i == axis else 1 for i in range(rank))
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
+def infer(ctx: InferContext[DynamicQuantizeAttrs]) -> tuple[list[TensorType], DynamicResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "dynamic_quantize's input")
     attrs = ctx.attrs
@@ -145,8 +149,8 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
         if not dqs_value > 0:
             raise OpError(f"double_quant_scale must be > 0, got {dqs_value}", "double_quant_scale")
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
-    plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
-    return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan
+    resolution = DynamicResolution(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
+    return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], resolution
 
 
 def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
@@ -154,7 +158,8 @@ def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
     magnitude = np.abs(x32)
     magnitude[np.isnan(magnitude)] = 0
     view = block_view(magnitude, block, 0.0)
-    return view.max(axis=tuple(range(1, view.ndim, 2)), initial=np.float32(0))
+    amax: np.ndarray = view.max(axis=tuple(range(1, view.ndim, 2)), initial=np.float32(0))
+    return amax
 
 
 def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_type: DType,
@@ -180,10 +185,10 @@ def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_t
     return dtypes.encode(quotient, output_type), scale
 
 
-def evaluate(plan: DynamicPlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
+def evaluate(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
     x = args[0]
-    assert x is not None
-    return list(reference(x, plan.block, plan.output_type, plan.scale_type, plan.double_quant_scale))
+    return list(reference(x, resolution.block, resolution.output_type, resolution.scale_type,
+                          resolution.double_quant_scale))
 
 
 DYNAMIC_QUANTIZE = register(OpDef(

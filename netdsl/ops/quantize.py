@@ -18,7 +18,7 @@ from netdsl.ops.base import InferContext, OpDef, register
 from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
-    ScalePlan,
+    ScaleResolution,
     check_scale_values,
     check_type,
     check_zero_point,
@@ -37,7 +37,7 @@ class QuantizeAttrs:
     block_shape: tuple[int, ...] | None = None
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
+def infer(ctx: InferContext[QuantizeAttrs]) -> tuple[list[TensorType], ScaleResolution]:
     x, scale = ctx.operands["input"], ctx.operands["scale"]
     check_type(x, FLOAT_TYPES, "quantize's input")
     if x.type.rank == 0:
@@ -50,7 +50,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, to_type)
     granularity = resolve_scale(ctx, x)
-    return [TensorType(to_type, x.type.shape)], ScalePlan(granularity, to_type)
+    return [TensorType(to_type, x.type.shape)], ScaleResolution(granularity, to_type)
 
 
 def reference(x: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netdsl.ir import Graph, Node
-from netdsl.ops.common import ScalePlan
+from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.quantize import QUANTIZE
 
@@ -33,7 +33,7 @@ class Step:
     after it (no later step reads them and they are not graph outputs)."""
 
     kind: str  # NODE, QUANTIZE_DEQUANTIZE or DEQUANTIZE_DOUBLE
-    nodes: tuple[Node, ...]
+    nodes: tuple[CheckedNode, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     free: tuple[str, ...] = ()
@@ -44,7 +44,14 @@ class Step:
         return tuple(node.outputs[0] for node in self.nodes)
 
 
-def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:
+def scale_resolution(node: CheckedNode) -> ScaleResolution:
+    """The resolution of a Quantize or Dequantize layer."""
+    resolution = node.resolution
+    assert isinstance(resolution, ScaleResolution), node.op
+    return resolution
+
+
+def _consumers(graph: CheckedGraph) -> dict[str, list[tuple[int, int]]]:
     """tensor -> [(node index, input slot)] for every layer input that reads it."""
     uses: dict[str, list[tuple[int, int]]] = {}
     for index, node in enumerate(graph.nodes):
@@ -53,7 +60,7 @@ def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:
     return uses
 
 
-def _only_use(graph: Graph, uses: dict[str, list[tuple[int, int]]], name: str, index: int, slot: int) -> bool:
+def _only_use(graph: CheckedGraph, uses: dict[str, list[tuple[int, int]]], name: str, index: int, slot: int) -> bool:
     return name not in graph.outputs and uses.get(name, []) == [(index, slot)]
 
 
@@ -61,7 +68,7 @@ def _only_use(graph: Graph, uses: dict[str, list[tuple[int, int]]], name: str, i
 Schedule = tuple[Step, ...]
 
 
-def schedule(graph: Graph, fusion: bool = True) -> Schedule:
+def schedule(graph: CheckedGraph, fusion: bool = True) -> Schedule:
     """The checked graph's nodes as steps, with the fusable patterns fused (see the module docstring).
 
     A fused step takes the place of the later node, so everything it reads has been computed by then.
@@ -79,10 +86,10 @@ def schedule(graph: Graph, fusion: bool = True) -> Schedule:
             first = producer.get(data)
             if (first is not None and first not in absorbed and nodes[first].op is QUANTIZE
                     and _only_use(graph, uses, data, index, 0)):
-                q_plan: ScalePlan = nodes[first].plan
-                dq_plan: ScalePlan = node.plan
-                if (q_plan.granularity.block == dq_plan.granularity.block
-                        and q_plan.granularity.scale_shape == dq_plan.granularity.scale_shape):
+                q_granularity = scale_resolution(nodes[first]).granularity
+                dq_granularity = scale_resolution(node).granularity
+                if (q_granularity.block == dq_granularity.block
+                        and q_granularity.scale_shape == dq_granularity.scale_shape):
                     x, q_scale = nodes[first].inputs[0], nodes[first].inputs[1]
                     absorbed.add(first)
                     fused[index] = Step(QUANTIZE_DEQUANTIZE, (nodes[first], node), (x, q_scale, scale),
@@ -91,7 +98,7 @@ def schedule(graph: Graph, fusion: bool = True) -> Schedule:
             first = producer.get(scale)
             if (first is not None and first not in absorbed and first not in fused and nodes[first].op is DEQUANTIZE
                     and _only_use(graph, uses, scale, index, 1)
-                    and nodes[first].plan.granularity.kind == "per-tensor"):
+                    and scale_resolution(nodes[first]).granularity.kind == "per-tensor"):
                 codes, codes_scale = nodes[first].inputs[0], nodes[first].inputs[1]
                 absorbed.add(first)
                 fused[index] = Step(DEQUANTIZE_DOUBLE, (nodes[first], node), (data, codes, codes_scale),
