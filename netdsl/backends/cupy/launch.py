@@ -123,6 +123,42 @@ def _elementwise(file: str, name: Callable[[int], str], shape: tuple[int, ...], 
                              device.words(indexing.words), np.uint32(n), np.uint32(indexing.chunk_step))
 
 
+@dataclass(frozen=True)
+class _ScaledOp:
+    """Quantize or Dequantize as its launcher sees it: the kernel file, the instantiation name, and the
+    types of its input, scale and output."""
+
+    name: str
+    file: str
+    kernel_name: Callable[[str, str, int], str]
+    input_types: tuple[dtypes.DType, ...]
+    scale_types: tuple[dtypes.DType, ...]
+    output_types: tuple[dtypes.DType, ...]
+
+
+_QUANTIZE = _ScaledOp("quantize", "quantize.cu", abi.quantize_name, dtypes.FLOAT_TYPES, dtypes.FLOAT_TYPES,
+                      dtypes.QUANTIZED_TYPES)
+_DEQUANTIZE = _ScaledOp("dequantize", "dequantize.cu", abi.dequantize_name, dtypes.QUANTIZED_TYPES, SCALE_TYPES,
+                        dtypes.FLOAT_TYPES)
+
+
+def _scaled(op: _ScaledOp, x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...],
+            to_type: dtypes.DType) -> DeviceTensor:
+    on_device = device.current()
+    key = (op.name, x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
+    launch = LAUNCHES.get(key)
+    if launch is None:
+        _check_type(f"{op.name} input", x.dtype, op.input_types)
+        _check_type(f"{op.name} scale", scale.dtype, op.scale_types)
+        _check_type(f"{op.name} to_type", to_type, op.output_types)
+        block = _check_block(x, scale, block)
+        name = functools.partial(op.kernel_name, x.dtype.name, to_type.name)
+        launch = LAUNCHES.remember(key, _elementwise(op.file, name, x.shape, block, to_type, on_device,
+                                                     (_scale_kind(scale.dtype),)))
+    (kind,) = launch.kinds
+    return launch.run((x.data, scale.data, kind, launch.words))
+
+
 def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
     """q = saturate(round_half_even(x / scale)) in ``to_type`` (int8, int4, fp8, fp4).
 
@@ -130,19 +166,7 @@ def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_ty
     IEEE float32 (docs/semantics.md, "Quantize"). A zero scale gives +0 data (only DynamicQuantize's
     effective scales are ever 0).
     """
-    on_device = device.current()
-    key = ("quantize", x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
-    launch = LAUNCHES.get(key)
-    if launch is None:
-        _check_type("quantize input", x.dtype, dtypes.FLOAT_TYPES)
-        _check_type("quantize scale", scale.dtype, dtypes.FLOAT_TYPES)
-        _check_type("quantize to_type", to_type, dtypes.QUANTIZED_TYPES)
-        block = _check_block(x, scale, block)
-        name = functools.partial(abi.quantize_name, x.dtype.name, to_type.name)
-        launch = LAUNCHES.remember(key, _elementwise("quantize.cu", name, x.shape, block, to_type, on_device,
-                                                     (_scale_kind(scale.dtype),)))
-    (kind,) = launch.kinds
-    return launch.run((x.data, scale.data, kind, launch.words))
+    return _scaled(_QUANTIZE, x, scale, block, to_type)
 
 
 def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
@@ -150,19 +174,7 @@ def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_
 
     q: int8/int4/fp8/fp4; scale: float32/float16/bfloat16 or e8m0; to_type: float32/float16/bfloat16.
     """
-    on_device = device.current()
-    key = ("dequantize", q.dtype.name, q.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
-    launch = LAUNCHES.get(key)
-    if launch is None:
-        _check_type("dequantize input", q.dtype, dtypes.QUANTIZED_TYPES)
-        _check_type("dequantize scale", scale.dtype, SCALE_TYPES)
-        _check_type("dequantize to_type", to_type, dtypes.FLOAT_TYPES)
-        block = _check_block(q, scale, block)
-        name = functools.partial(abi.dequantize_name, q.dtype.name, to_type.name)
-        launch = LAUNCHES.remember(key, _elementwise("dequantize.cu", name, q.shape, block, to_type, on_device,
-                                                     (_scale_kind(scale.dtype),)))
-    (kind,) = launch.kinds
-    return launch.run((q.data, scale.data, kind, launch.words))
+    return _scaled(_DEQUANTIZE, q, scale, block, to_type)
 
 
 def quantize_dequantize(
