@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
-from netdsl.ir import Value
-from netdsl.ops.base import InferContext, Operand
+from netdsl.ir import TensorType, Value
+from netdsl.ops.base import InferContext, OpDef, Operand
 from netdsl.ops.granularity import Granularity, resolve
 
 FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
@@ -112,10 +112,18 @@ def resolve_scale(ctx: InferContext[ScaleAttrs], data: Operand) -> Granularity:
     return granularity
 
 
-def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScaleResolution, list[Any]], list[Any]]:
-    """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
+A = TypeVar("A", bound=ScaleAttrs)
+
+
+def scaled_op(name: str, attrs: type[A], infer: Callable[[InferContext[A]], tuple[list[TensorType], ScaleResolution]],
+              reference: Callable[..., np.ndarray]) -> OpDef[A, ScaleResolution]:
+    """Quantize or Dequantize: the two share their keywords (axis, to_type, block_shape), their tensors
+    (input, scale, optional zero_point) and their evaluation: ``reference`` on the normalised block scale."""
     def evaluate(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
         data, scale = args[0], args[1]
         granularity = resolution.granularity
         return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, resolution.to_type)]
-    return evaluate
+
+    return OpDef(name=name, attrs=attrs, attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
+                 inputs=("input", "scale", "zero_point"), required_inputs=2, outputs=("output",), infer=infer,
+                 evaluate=evaluate)

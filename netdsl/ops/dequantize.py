@@ -15,7 +15,7 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
-from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.base import InferContext, register
 from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
@@ -25,7 +25,7 @@ from netdsl.ops.common import (
     check_zero_point,
     names,
     resolve_scale,
-    scaled_evaluate,
+    scaled_op,
 )
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE
 from netdsl.ops.granularity import expand
@@ -84,16 +84,4 @@ def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type:
     return dtypes.encode(q32, to_type, out=out, overwrite=True)
 
 
-evaluate = scaled_evaluate(reference)
-
-
-DEQUANTIZE = register(OpDef(
-    name="dequantize",
-    attrs=DequantizeAttrs,
-    attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
-    inputs=("input", "scale", "zero_point"),
-    required_inputs=2,
-    outputs=("output",),
-    infer=infer,
-    evaluate=evaluate,
-))
+DEQUANTIZE = register(scaled_op("dequantize", DequantizeAttrs, infer, reference))

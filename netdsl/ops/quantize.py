@@ -14,7 +14,7 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.base import InferContext, register
 from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
@@ -25,7 +25,7 @@ from netdsl.ops.common import (
     names,
     require_constant,
     resolve_scale,
-    scaled_evaluate,
+    scaled_op,
 )
 from netdsl.ops.granularity import expand
 
@@ -80,16 +80,4 @@ def normal_powers_of_two(scale: np.ndarray) -> bool:
     return bool(np.all((bits & 0x7FFFFF) == 0) and np.all((exponent > 0) & (exponent < 0xFF)))
 
 
-evaluate = scaled_evaluate(reference)
-
-
-QUANTIZE = register(OpDef(
-    name="quantize",
-    attrs=QuantizeAttrs,
-    attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
-    inputs=("input", "scale", "zero_point"),
-    required_inputs=2,
-    outputs=("output",),
-    infer=infer,
-    evaluate=evaluate,
-))
+QUANTIZE = register(scaled_op("quantize", QuantizeAttrs, infer, reference))
