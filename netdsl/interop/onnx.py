@@ -229,7 +229,9 @@ class _Import:
                 for output in node.output:  # defined but untyped: later layers report nothing more
                     if output and output not in self.graph.values:
                         self.graph.values[output] = Value(output, "layer", node_loc(self.file, index, node))
+        self.unread_inputs()
         self.outputs(kept)
+        self.in_model_order()
         unknown = sorted(set(self.input_shapes) - self.used_shapes)
         if unknown:
             self.diagnostics.error(NodeLoc(self.file, 0, 0), f"--input-shape names '{unknown[0]}', which is "
@@ -511,6 +513,29 @@ class _Import:
             attrs = {"block_shape": tuple(int(b) for b in attributes["block_shape"]), **types}
         return names, attrs
 
+    def in_model_order(self) -> None:
+        """Inputs and constants listed as the model lists them (graph inputs, initializers, Constant nodes)."""
+        graph = self.model.graph
+        order = [v.name for v in graph.input] + [t.name for t in graph.initializer] + \
+            [o for n in graph.node if n.op_type == "Constant" for o in n.output]
+        rank = {name: i for i, name in reversed(list(enumerate(order)))}
+        values = self.graph.values
+        first = sorted((n for n in values if values[n].kind != "layer"), key=lambda n: rank.get(n, len(rank)))
+        self.graph.values = {**{n: values[n] for n in first}, **values}
+
+    def unread_inputs(self) -> None:
+        """A graph input that no node reads stays a network input (netdsl then warns that it is unused)."""
+        for value in self.model.graph.input:
+            if value.name in self.initializers or value.name in self.consumers or value.name in self.graph.values:
+                continue
+            loc = NodeLoc(self.file, 0, 0, f"input '{value.name}'")
+            try:
+                self.graph.values[value.name] = Value(value.name, "input", loc, type=self.input_type(value.name, loc))
+            except OnnxModelError as error:
+                self.diagnostics.warning(loc, f"left out: no node reads it, and {error.message}")
+                continue
+            self.diagnostics.warning(loc, f"input '{value.name}' is not used")
+
     # --- outputs ---------------------------------------------------------------------------------------
 
     def outputs(self, kept: list[tuple[int, Any]]) -> None:
@@ -586,3 +611,144 @@ def import_model(path: str | Path, diagnostics: Diagnostics,
         return None
     return _Import(model, str(path), dict(input_shapes or {}), diagnostics).run(path.stem)
 
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Export:
+    graph: Graph
+    nodes: list[Any] = field(default_factory=list)
+    initializers: list[Any] = field(default_factory=list)
+    opset: int = 10
+    trt: bool = False
+    names: set[str] = field(default_factory=set)
+
+    def run(self) -> Any:
+        onnx = require_onnx()
+        helper = onnx.helper
+        graph = self.graph
+        self.names = set(graph.values)
+        for value in graph.constants:
+            self.initializers.append(onnx.numpy_helper.from_array(np.asarray(value.data), value.name))
+        for index, node in enumerate(graph.nodes):
+            {"quantize": self.scaled, "dequantize": self.scaled, "dynamic_quantize": self.dynamic}[node.op.name](
+                index, node)
+
+        def info(name: str) -> Any:
+            tensor_type = graph.values[name].type
+            assert tensor_type is not None
+            return helper.make_tensor_value_info(name, ONNX_TYPES[tensor_type.dtype], list(tensor_type.shape))
+
+        outputs = set(graph.outputs)
+        layer_outputs = [name for node in graph.nodes for name in node.outputs if name not in outputs]
+        onnx_graph = helper.make_graph(self.nodes, graph.name, [info(v.name) for v in graph.inputs],
+                                       [info(name) for name in graph.outputs], self.initializers,
+                                       value_info=[info(name) for name in layer_outputs])
+        opsets = [helper.make_opsetid("", self.opset)] + ([helper.make_opsetid(TRT_DOMAIN, 1)] if self.trt else [])
+        model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="netdsl",
+                                  ir_version=helper.find_min_ir_version_for(opsets, ignore_unknown=True))
+        return model
+
+    def fresh(self, base: str) -> str:
+        name, suffix = base, 2
+        while name in self.names:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        self.names.add(name)
+        return name
+
+    def type_of(self, name: str) -> DType:
+        tensor_type = self.graph.values[name].type
+        assert tensor_type is not None
+        return tensor_type.dtype
+
+    def scaled(self, index: int, node: Node) -> None:
+        """Quantize / Dequantize: default-domain QuantizeLinear / DequantizeLinear at the lowest opset that
+        expresses the layer; TRT_BlockQuantize / TRT_BlockDequantize for blocks ONNX can't express as
+        TensorRT's parser reads them (more than one blocked dimension, one not among the last two, or a
+        partial edge block)."""
+        onnx = require_onnx()
+        is_dq = node.op.name == "dequantize"
+        plan = node.plan
+        granularity = plan.granularity
+        data_name, scale_name = node.inputs[0], node.inputs[1]
+        data_type, scale_type = self.type_of(data_name), self.type_of(scale_name)
+        shape = self.graph.values[data_name].type.shape  # type: ignore[union-attr]
+        quantized = data_type if is_dq else plan.to_type
+        blocked = [i for i, b in enumerate(granularity.block) if granularity.scale_shape[i] > 1 and b > 1] \
+            if granularity.kind == "block" else []
+        standard = granularity.kind != "block" or (len(blocked) == 1 and blocked[0] >= len(shape) - 2
+                                                    and shape[blocked[0]] % granularity.block[blocked[0]] == 0)
+        name = f"{node.outputs[0]}"
+        if not standard:
+            self.trt = True
+            self.opset = max(self.opset, 19 if quantized == dtypes.FP8 else 10)
+            block_shape = node.attrs.block_shape if node.attrs.block_shape is not None else granularity.block
+            self.nodes.append(onnx.helper.make_node(
+                "TRT_BlockDequantize" if is_dq else "TRT_BlockQuantize", [data_name, scale_name], node.outputs,
+                name=name, domain=TRT_DOMAIN, output_dtype=ONNX_TYPES[plan.to_type], block_shape=list(block_shape)))
+            return
+        opset = 10
+        attributes: dict[str, Any] = {}
+        if granularity.kind == "per-channel":
+            opset, attributes["axis"] = 13, granularity.axis
+        floats = {data_type, scale_type, plan.to_type} - {quantized}
+        if quantized != dtypes.INT8 or floats != {dtypes.FLOAT32}:
+            opset = max(opset, 19)
+        if quantized == dtypes.INT4 or granularity.kind == "block":
+            opset = max(opset, 21)
+        if granularity.kind == "block":
+            (axis,) = blocked
+            attributes["axis"], attributes["block_size"] = axis, granularity.block[axis]
+        if quantized == dtypes.FP4:
+            opset = max(opset, 23)
+        inputs = [data_name, scale_name]
+        if is_dq:
+            if scale_type == dtypes.E8M0:
+                opset = max(opset, 24)
+                attributes["output_dtype"] = ONNX_TYPES[plan.to_type]
+            elif plan.to_type != scale_type:
+                opset = max(opset, 23)
+                attributes["output_dtype"] = ONNX_TYPES[plan.to_type]
+        else:
+            if data_type != scale_type:
+                opset = max(opset, 23)
+            # the zero point fixes the quantized type in every opset (ONNX's default is UINT8, TensorRT's INT8)
+            zero_point = self.fresh(f"{node.outputs[0]}.zero_point")
+            zeros = np.zeros(self.graph.values[scale_name].type.shape, quantized.storage)  # type: ignore[union-attr]
+            self.initializers.append(onnx.numpy_helper.from_array(zeros, zero_point))
+            inputs.append(zero_point)
+        self.opset = max(self.opset, opset)
+        self.nodes.append(onnx.helper.make_node("DequantizeLinear" if is_dq else "QuantizeLinear", inputs,
+                                                node.outputs, name=name, **attributes))
+
+    def dynamic(self, index: int, node: Node) -> None:
+        """DynamicQuantize: TensorRT's own ops (no standard op computes block scales from the data):
+        TRT_FP4DynamicQuantize / TRT_MXFP8DynamicQuantize for the 1-D NVFP4 / MXFP8 forms, as ModelOpt
+        exports them, else TRT_DynamicQuantize with block_shape."""
+        onnx = require_onnx()
+        self.trt = True
+        attrs, plan = node.attrs, node.plan
+        one_d = attrs.block_shape is None
+        if one_d and plan.mode == "NVFP4":
+            made = onnx.helper.make_node("TRT_FP4DynamicQuantize", node.inputs, node.outputs, name=node.outputs[0],
+                                         domain=TRT_DOMAIN, axis=attrs.axis, block_size=attrs.block_size,
+                                         scale_type=ONNX_TYPES[dtypes.FP8])
+        elif one_d and plan.mode == "MXFP8":
+            made = onnx.helper.make_node("TRT_MXFP8DynamicQuantize", node.inputs, node.outputs,
+                                         name=node.outputs[0], domain=TRT_DOMAIN, axis=attrs.axis,
+                                         block_size=attrs.block_size)
+        else:
+            made = onnx.helper.make_node("TRT_DynamicQuantize", node.inputs, node.outputs, name=node.outputs[0],
+                                         domain=TRT_DOMAIN, block_shape=list(attrs.block_shape or plan.block),
+                                         output_type=ONNX_TYPES[plan.output_type],
+                                         scale_type=ONNX_TYPES[plan.scale_type])
+        self.nodes.append(made)
+
+
+def export_model(graph: Graph) -> Any:
+    """A checked netdsl graph as an ONNX ModelProto (docs/onnx.md, "Export"), valid for onnx.checker."""
+    model = _Export(graph).run()
+    require_onnx().checker.check_model(model)
+    return model
