@@ -14,10 +14,10 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import oracle
 import pytest
 
 import netdsl
-import oracle
 from netdsl import arrays
 from netdsl.cli import main as cli_main
 
