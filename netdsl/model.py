@@ -89,10 +89,15 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     return Network(graph, diagnostics.sorted())
 
 
-def load(path: str | Path) -> Network:
-    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file. Raises ModelError (and OSError when the
-    file can't be read)."""
+def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Network:
+    """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
+    docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic). Raises ModelError (and
+    OSError when the file can't be read; UsageError when ONNX support is not installed)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, input_shapes or {})
+    if input_shapes:
+        raise ValueError("input_shapes is for ONNX models (their symbolic dimensions)")
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
         text = path.read_text(encoding="utf-8")
@@ -100,3 +105,15 @@ def load(path: str | Path) -> Network:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
     return loads(text, format=format, base_dir=path.parent, filename=str(path))
+
+
+def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
+    from netdsl.interop.onnx import import_model
+
+    diagnostics = Diagnostics()
+    graph = import_model(path, diagnostics, input_shapes)
+    if graph is not None and not diagnostics.errors:
+        check(graph, diagnostics)
+    diagnostics.raise_if_errors()
+    assert graph is not None
+    return Network(graph, diagnostics.sorted())

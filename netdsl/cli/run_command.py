@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from netdsl import arrays
-from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically
+from netdsl.cli.common import add_input_shape_option, format_output, gather_inputs, load_model, write_atomically
 from netdsl.diagnostics import UsageError
 
 
@@ -20,10 +20,11 @@ def add_parser(commands) -> None:
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     run.add_argument("--save", metavar="OUT.npz")
     run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
+    add_input_shape_option(run)
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
