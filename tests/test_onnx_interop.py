@@ -382,6 +382,16 @@ def test_unsupported_op_in_the_kept_part(tmp_path, capsys) -> None:
                    "by quantization layers from those\n")
 
 
+def test_an_unknown_trt_quantization_op_is_an_error(tmp_path, capsys) -> None:
+    nodes = [helper.make_node("TRT_FP4QDQ", ["w"], ["w_qdq"], name="wq", domain="trt", block_size=16),
+             helper.make_node("QuantizeLinear", ["w_qdq", "s"], ["q"], name="q")]
+    path = make_model(tmp_path / "m.onnx", nodes, [], [info("q", I8, (2, 16))],
+                      [const("w", np.ones((2, 16), np.float32)), const("s", np.float32(1))], trt=True)
+    code, _, err = cli("check", str(path), capsys=capsys)
+    assert code == 1 and err.startswith(f"{path}: node 'wq' (TRT_FP4QDQ): error: TRT_FP4QDQ is not a quantization "
+                                        "op TensorRT's parser reads (ModelOpt's placeholder")
+
+
 def test_a_layer_rule_error_names_the_node(tmp_path, capsys) -> None:
     nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["y"], name="dq")]
     path = make_model(tmp_path / "m.onnx", nodes, [], [info("y", F, (4,))],

@@ -221,6 +221,13 @@ class _Import:
         self.value_types = self._value_types(onnx)
         kept = [(i, n) for i, n in enumerate(graph.node) if n.op_type in LAYERS and n.domain in ("", "ai.onnx",
                                                                                                  TRT_DOMAIN)]
+        for index, node in enumerate(graph.node):
+            if node.domain == TRT_DOMAIN and node.op_type not in LAYERS and ("Quant" in node.op_type
+                                                                            or "QDQ" in node.op_type):
+                hint = " (ModelOpt's placeholder: its NVFP4QuantExporter replaces it by DequantizeLinear " \
+                       "layers; export with it first)" if node.op_type == "TRT_FP4QDQ" else ""
+                self.diagnostics.error(node_loc(self.file, index, node), f"{node.op_type} is not a quantization "
+                                       f"op TensorRT's parser reads{hint}")
         for index, node in kept:
             try:
                 self.layer(index, node)
@@ -415,7 +422,9 @@ class _Import:
         if "axis" in attributes:
             attrs["axis"] = int(attributes["axis"])
         elif scale_type is not None and scale_type.rank == 1 and scale_type.volume > 1:
-            attrs["axis"] = 1  # ONNX's default, which a per-channel scale needs written out in netdsl
+            # the parser's default (ONNX's), which a per-channel scale needs written out in netdsl; a model
+            # older than opset 13 (which had no axis) gets 0
+            attrs["axis"] = 1 if self.opset >= 13 else 0
         if kind.block_shape:
             if "block_shape" not in attributes:
                 raise OnnxModelError(loc, "TRT_BlockQuantize/TRT_BlockDequantize need a block_shape attribute")
