@@ -20,6 +20,7 @@ import pytest
 import netdsl
 from netdsl import arrays
 from netdsl.cli import main as cli_main
+from tests.conftest import backends
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -458,7 +459,8 @@ def _kept_values(path: Path, net, feeds: dict) -> dict:
     return dict(zip(names, ort_session(extended).run(names, feeds)))
 
 
-def test_onnxruntime_quantize_static_conv_net(tmp_path) -> None:
+@pytest.mark.parametrize("backend", backends())
+def test_onnxruntime_quantize_static_conv_net(backend: str, tmp_path) -> None:
     """onnxruntime's quantize_static(QuantFormat.QDQ, int8 symmetric) of a small conv net: every Q/DQ
     tensor netdsl computes has onnxruntime's bits, and onnx.reference agrees."""
     path = FIXTURES / "conv_qdq.onnx"
@@ -467,13 +469,14 @@ def test_onnxruntime_quantize_static_conv_net(tmp_path) -> None:
     x = np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype(np.float32)
     (tmp_path / "m.onnx").write_bytes(path.read_bytes())
     expected = _kept_values(tmp_path / "m.onnx", net, {"input": x})
-    ours = net.run({v.name: expected[v.name] for v in net.graph.inputs}, backend="numpy")
+    ours = net.run({v.name: expected[v.name] for v in net.graph.inputs}, backend=backend)
     assert ours and all(same_bits(ours[name], expected[name]) for name in ours)
     reference = ReferenceEvaluator(at_least(onnx.load(path), 19)).run(list(ours), {"input": x})
     assert all(same_bits(ours[name], value) for name, value in zip(ours, reference))
 
 
-def test_modelopt_nvfp4_export_fixture() -> None:
+@pytest.mark.parametrize("backend", backends())
+def test_modelopt_nvfp4_export_fixture(backend: str) -> None:
     """The graph ModelOpt's NVFP4 export writes for a Linear layer (see make_fixtures.py): the weight as
     DQ(w_f4, DQ(sw_f8, sw_f32), axis=-1, block_size=16), the activation through trt::TRT_FP4DynamicQuantize
     and two trt::DequantizeLinear; netdsl's weight has onnx.reference's bits."""
@@ -483,7 +486,7 @@ def test_modelopt_nvfp4_export_fixture() -> None:
     assert kinds == ["dequantize", "dequantize", "dequantize", "dequantize", "dynamic_quantize"]
     (weight_dq,) = [n for n in net.graph.nodes if n.inputs[0] == "linear.weight_f4"]
     x = np.random.default_rng(5).standard_normal((2, 32)).astype(np.float32)
-    ours = net.run({v.name: x for v in net.graph.inputs}, backend="numpy")
+    ours = net.run({v.name: x for v in net.graph.inputs}, backend=backend)
     model = onnx.load(path)
     weight_only = helper.make_model(helper.make_graph(
         [n for n in model.graph.node if n.domain == "" and n.op_type == "DequantizeLinear"], "w", [],
