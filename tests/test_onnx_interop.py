@@ -342,6 +342,24 @@ def test_an_unknown_symbolic_dimension_is_an_error_naming_it(tmp_path, capsys) -
     assert cli("check", str(model), "--input-shape", "x:3,8", capsys=capsys)[0] == 0
     code, _, err = cli("check", str(model), "--input-shape", "x:3,x", capsys=capsys)
     assert code == 2 and err == "netdsl: error: --input-shape takes NAME:D0,D1,... with non-negative integers, got 'x:3,x'\n"
+    code, _, err = cli("check", str(model), "--input-shape", "y:3,8", capsys=capsys)
+    assert code == 2 and err == ("netdsl: error: --input-shape names 'y', which is neither a graph input nor an "
+                                 "input of the kept part; those are x, /model/relu/Relu_output_0\n")
+    code, _, err = cli("check", str(EXAMPLES / "quantize.net"), "--input-shape", "x:3,8", capsys=capsys)
+    assert code == 2 and err == ("netdsl: error: --input-shape is for ONNX models (a .net or .yaml model declares "
+                                 "its shapes)\n")
+
+
+def test_import_and_export_usage_errors(tmp_path, capsys) -> None:
+    code, _, err = cli("import", str(EXAMPLES / "quantize.net"), "-o", str(tmp_path / "q.net"), capsys=capsys)
+    assert code == 2 and err.startswith("netdsl: error: import reads an .onnx model")
+    code, _, err = cli("export", str(EXAMPLES / "quantize.net"), "-o", str(tmp_path / "q.txt"), capsys=capsys)
+    assert code == 2 and err == f"netdsl: error: export writes an .onnx file, not '{tmp_path / 'q.txt'}'\n"
+    onnx_path = tmp_path / "q.onnx"
+    assert cli("export", str(EXAMPLES / "quantize.net"), "-o", str(onnx_path), capsys=capsys)[0] == 0
+    code, _, err = cli("import", str(onnx_path), "-o", str(tmp_path / "q.txt"), capsys=capsys)
+    assert code == 2 and err == f"netdsl: error: import writes a .net or .yaml model, not '{tmp_path / 'q.txt'}'\n"
+    assert not (tmp_path / "q.txt").exists()
 
 
 # --- bad files: message and exit code --------------------------------------------------------------------

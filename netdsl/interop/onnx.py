@@ -203,6 +203,8 @@ class _Import:
     #: the types the kept layers' outputs will have (the checker computes them again): what an op's
     #: defaults depend on (a DequantizeLinear's output type is its scale's type)
     layer_types: dict[str, TensorType] = field(default_factory=dict)
+    #: the tensors kept layers read as data from outside the kept part (the network inputs)
+    data_inputs: list[str] = field(default_factory=list)
 
     def run(self, name: str) -> Graph:
         onnx = require_onnx()
@@ -241,9 +243,10 @@ class _Import:
         self.in_model_order()
         unknown = sorted(set(self.input_shapes) - self.used_shapes)
         if unknown:
-            self.diagnostics.error(NodeLoc(self.file, 0, 0), f"--input-shape names '{unknown[0]}', which is "
-                                   f"neither a graph input nor an input of the kept part; those are "
-                                   f"{', '.join(v.name for v in self.graph.inputs) or 'none'}")
+            names = [v.name for v in self.model.graph.input if v.name not in self.initializers] + \
+                [n for n in self.data_inputs if n not in {v.name for v in self.model.graph.input}]
+            raise UsageError(f"--input-shape names '{unknown[0]}', which is neither a graph input nor an input of "
+                             f"the kept part; those are {', '.join(names) or 'none'}")
         return self.graph
 
     def _value_types(self, onnx: Any) -> dict[str, Any]:
@@ -287,6 +290,7 @@ class _Import:
                                           f"'{node.name or '#' + str(index)}' ({node.op_type}), which netdsl does "
                                           f"not run: a {role} must be an initializer, a Constant node's output, or "
                                           f"computed by quantization layers from those")
+            self.data_inputs.append(name)
             value = Value(name, "input", loc, type=self.input_type(name, loc))
         self.graph.values[name] = value
         return value
