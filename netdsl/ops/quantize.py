@@ -50,13 +50,18 @@ def check_type(operand: Operand, allowed, what: str) -> None:
                       operand.slot)
 
 
-def check_scale_values(scale: Operand) -> None:
-    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
+def check_scale_values(scale: Operand, slot: str = "scale") -> None:
+    """Every constant scale value must be finite and > 0 after rounding to its type (NaN, +-Inf, zero and
+    negative values are rejected: a finite value that overflowed the type on rounding too)."""
     assert scale.value.data is not None
     values = dtypes.decode(scale.value.data, scale.type.dtype)
-    if not np.all(values > 0):
-        bad = values[~(values > 0)].flat[0]
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+    good = np.isfinite(values) & (values > 0)
+    if not np.all(good):
+        bad = values[~good].flat[0]
+        rounded = f" ({scale.value.overflow} rounded to {scale.type.dtype.name})" \
+            if np.isinf(bad) and scale.value.overflow is not None else ""
+        raise OpError(f"every {slot} value must be finite and > 0; '{scale.value.name}' holds {bad}{rounded}",
+                      slot)
 
 
 def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
