@@ -23,7 +23,7 @@ from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
 from netdsl.ops import InferContext, OpDef, normalize_axis, register, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, expand, resolve_block_shape
+from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, resolve_block_shape
 from netdsl.ops.quantize import FLOAT_TYPES, check_scale_values, check_type
 
 #: (output_type, scale_type) -> (mode, the block size the mode requires or None, dqs required)
@@ -124,6 +124,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
         check_scale_values(dqs, "double_quant_scale")
         assert dqs.value.data is not None
         dqs_value = float(dtypes.decode(dqs.value.data, dqs.type.dtype).reshape(()))
+    block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
     plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan
