@@ -199,7 +199,7 @@ def mutate_npz(rng: random.Random, arrays: dict[str, np.ndarray]) -> bytes:
         key = rng.choice(list(members))
         members[key] = mutate_npy(rng, arrays[key[:-4]])
     elif choice < 0.45:
-        members[rng.choice(["allow_pickle", "file", "../x.npy", "x", "\x00.npy", "a" * 300 + ".npy", "x.npy/"])] = \
+        members[rng.choice(["allow_pickle", "file", "../x.npy", "x", "a\x01.npy", "a" * 300 + ".npy", "x.npy/"])] = \
             rng.choice([b"", b"not an npy", npy_bytes(np.zeros(3))])
     data = npz_bytes(rng, members, compressed=rng.random() < 0.5)
     return mutate_bytes(rng, data) if choice >= 0.3 or rng.random() < 0.3 else data
