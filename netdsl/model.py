@@ -56,12 +56,21 @@ class Network:
                 raise ValueError(f"input '{name}' {error}") from None
         return prepared
 
-    def run(self, inputs: dict[str, Any], backend: str = "auto") -> dict[str, np.ndarray]:
-        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs)."""
+    def run(self, inputs: dict[str, Any], backend: str = "auto",
+            memory_limit: int | str | None = "auto") -> dict[str, np.ndarray]:
+        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs).
+
+        ``memory_limit``: a run whose estimated peak is over it raises ``MemoryError`` (a
+        ``netdsl.memory.MemoryLimitError``) before anything is allocated; "auto" (the default) is the
+        memory available now, None or "none" no limit, else bytes or a size such as "8G"
+        (docs/reliability.md, "Memory")."""
+        from netdsl import memory
         from netdsl.backends import get_backend
 
         prepared = self.prepare_inputs(inputs)
-        return get_backend(backend).run(self.graph, prepared)
+        executor = get_backend(backend)
+        memory.check(self.graph, executor.name, memory_limit, inputs_held=True)
+        return executor.run(self.graph, prepared)
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
