@@ -58,15 +58,19 @@ def check_type(operand: Operand, allowed, what: str) -> None:
                       operand.slot)
 
 
-def check_scale_values(scale: Operand, values: dict[str, Value]) -> None:
-    """Every value of a constant-rooted scale must be > 0 (NaN and non-positive values are rejected), a
-    folded scale's values too."""
+def check_scale_values(scale: Operand, values: dict[str, Value], slot: str = "scale") -> None:
+    """Every value of a constant-rooted scale (a folded scale's values too) must be finite and > 0 after
+    rounding to its type (NaN, +-Inf, zero and negative values are rejected: a finite value that
+    overflowed the type on rounding too)."""
     decoded = dtypes.decode(constant_data(scale.value, values), scale.type.dtype)
-    good = decoded > 0
+    good = np.isfinite(decoded) & (decoded > 0)
     if not np.all(good):
         bad = decoded[~good].flat[0]
+        rounded = f" ({scale.value.overflow} rounded to {scale.type.dtype.name})" \
+            if np.isinf(bad) and scale.value.overflow is not None else ""
         folded = " (folded: the value its layers compute from constants)" if scale.value.kind != "const" else ""
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}{folded}", "scale")
+        raise OpError(f"every {slot} value must be finite and > 0; '{scale.value.name}' holds {bad}{rounded}"
+                      f"{folded}", slot)
 
 
 def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
