@@ -416,7 +416,7 @@ def test_a_layer_rule_error_names_the_node(tmp_path, capsys) -> None:
     path = make_model(tmp_path / "m.onnx", nodes, [], [info("y", F, (4,))],
                       [const("s", np.float32(-1)), const("w", np.array([1, 2, 3, 4], np.int8))], opset=13)
     code, _, err = cli("check", str(path), capsys=capsys)
-    assert code == 1 and err == f"{path}: node 'dq' (DequantizeLinear): error: every scale value must be > 0; 's' holds -1.0\n"
+    assert code == 1 and err == f"{path}: node 'dq' (DequantizeLinear): error: every scale value must be finite and > 0; 's' holds -1.0\n"
 
 
 def _external(tmp_path: Path, location: str) -> Path:
