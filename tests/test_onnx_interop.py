@@ -20,6 +20,7 @@ import pytest
 import netdsl
 from netdsl import arrays
 from netdsl.cli import main as cli_main
+from netdsl.diagnostics import UsageError
 from tests.conftest import backends
 
 onnx = pytest.importorskip("onnx")
@@ -235,6 +236,22 @@ def test_modelopt_nvfp4_activation_pattern(tmp_path) -> None:
     y = netdsl.load(path).run({"x": x}, backend="numpy")["y"]
     data, scale = oracle.dynamic_quantize(x, np.float32(0.01), axis=1, block_size=16)
     assert np.array_equal(np.asarray(y, np.float64), oracle.dequantize(data, oracle.dequantize(scale, np.float32(0.01))))
+
+
+def test_modelopt_mxfp8_activation_pattern(tmp_path) -> None:
+    """ModelOpt's MXFP8 export (export_onnx.py, export_mxfp8): trt::TRT_MXFP8DynamicQuantize, then
+    trt::TRT_MXFP8DequantizeLinear of its data by its e8m0 scale, output_dtype the input's type."""
+    x = ((np.arange(128, dtype=np.float32).reshape(2, 64) - 50) / 3).astype(np.float16)
+    nodes = [helper.make_node("TRT_MXFP8DynamicQuantize", ["x"], ["x_f8", "sx_ui8"], name="dynq", domain="trt",
+                              axis=-1, block_size=32, output_dtype=FP8),
+             helper.make_node("TRT_MXFP8DequantizeLinear", ["x_f8", "sx_ui8"], ["y"], name="dq", domain="trt",
+                              axis=-1, block_size=32, output_dtype=F16)]
+    path = make_model(tmp_path / "m.onnx", nodes, [info("x", F16, x.shape)], [info("y", F16, x.shape)], trt=True)
+    net = netdsl.load(path)
+    assert str(net.outputs["y"]) == "float16[2, 64]"
+    data, scale = oracle.dynamic_quantize(x, axis=-1, block_size=32, output_type="fp8", scale_type="e8m0")
+    expected = oracle.dequantize(data, scale, "float16", block_shape=[1, 32])
+    assert np.array_equal(np.asarray(net.run({"x": x}, backend="numpy")["y"], np.float64), expected)
 
 
 def test_trt_op_defaults(tmp_path) -> None:
@@ -459,6 +476,8 @@ def test_without_the_onnx_package_a_one_line_usage_error(tmp_path, capsys, monke
     code, _, err = cli("export", str(EXAMPLES / "quantize.net"), "-o", str(tmp_path / "q.onnx"), capsys=capsys)
     assert code == 2 and err == 'netdsl: error: ONNX files need the onnx package: pip install "netdsl[onnx]"\n'
     assert not (tmp_path / "q.onnx").exists()
+    with pytest.raises(UsageError, match=r'ONNX files need the onnx package: pip install "netdsl\[onnx\]"'):
+        netdsl.load(path)
 
 
 # --- real producers: the committed fixtures (tests/fixtures/onnx/make_fixtures.py) ----------------------
