@@ -117,7 +117,7 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except OSError:
-        raise
+        raise  # the file can't be opened: the caller's usage error
     except Exception as error:  # noqa: BLE001 - protobuf's decode errors have no common public base
         diagnostics.error(whole, f"not a readable ONNX model ({_first_line(error)})")
         return None
@@ -128,7 +128,7 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             try:
-                _confined(path.parent, {e.key: e.value for e in tensor.external_data}.get("location", ""))
+                _check_confined(path.parent, {e.key: e.value for e in tensor.external_data}.get("location", ""))
             except ValueError as error:
                 diagnostics.error(NodeLoc(file, 0, 0, f"initializer '{tensor.name}'"), str(error))
                 failed = True
@@ -149,19 +149,17 @@ def _all_tensors(model: Any) -> list[Any]:
     return tensors
 
 
-def _confined(folder: Path, location: str) -> Path:
-    """An external-data file named by ``location``, which must stay inside the model's folder: a relative
-    path without ``..``, not reaching outside through a symbolic link."""
+def _check_confined(folder: Path, location: str) -> None:
+    """An external-data file named by ``location`` must stay inside the model's folder: a relative path
+    without ``..``, not reaching outside through a symbolic link (ValueError otherwise)."""
     if not location:
         raise ValueError("its external data names no file")
     relative = Path(location)
     if relative.is_absolute() or location.startswith(("/", "\\")) or ".." in relative.parts:
         raise ValueError(f"its external data '{location}' is outside the model's folder (an absolute path or "
                          "'..'); external data must stay beside the model")
-    target = (folder / relative).resolve()
-    if not target.is_relative_to(folder.resolve()):
+    if not (folder / relative).resolve().is_relative_to(folder.resolve()):
         raise ValueError(f"its external data '{location}' leads outside the model's folder (a symbolic link)")
-    return target
 
 
 def _first_line(error: BaseException) -> str:
