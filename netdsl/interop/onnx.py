@@ -124,6 +124,9 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     if not model.HasField("graph") or (model.ir_version == 0 and not model.graph.node):
         diagnostics.error(whole, "not an ONNX model (no graph)")
         return None
+    if not _texts_are_text(model):
+        diagnostics.error(whole, "not a readable ONNX model (a name or op type is not UTF-8 text)")
+        return None
     failed = False
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -140,6 +143,20 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
         diagnostics.error(whole, f"cannot read its external data ({_first_line(error)})")
         return None
     return model
+
+
+def _texts_are_text(model: Any) -> bool:
+    """protobuf hands a string field that is not UTF-8 over as bytes: every name the import reads is str."""
+    graph = model.graph
+    texts = [t.name for t in graph.initializer] + [v.name for v in list(graph.input) + list(graph.output)]
+    texts += [o.domain for o in model.opset_import]
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        texts += [value.name, *(d.dim_param for d in value.type.tensor_type.shape.dim)]
+    for tensor in graph.initializer:
+        texts += [text for entry in tensor.external_data for text in (entry.key, entry.value)]
+    for node in graph.node:
+        texts += [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+    return all(isinstance(text, str) for text in texts)
 
 
 def _all_tensors(model: Any) -> list[Any]:
@@ -369,7 +386,7 @@ class _Import:
     def layer(self, index: int, node: Any) -> None:
         loc = node_loc(self.file, index, node)
         kind = LAYERS[node.op_type]
-        attributes = {a.name: _attribute(a) for a in node.attribute}
+        attributes = _attributes(node, loc)
         inputs = list(node.input)
         while inputs and not inputs[-1]:
             inputs.pop()
@@ -422,7 +439,7 @@ class _Import:
                                       "(asymmetric UINT8 is for DLA only)")
         attrs: dict[str, Any] = {}
         if "axis" in attributes:
-            attrs["axis"] = int(attributes["axis"])
+            attrs["axis"] = attributes["axis"]
         elif scale_type is not None and scale_type.rank == 1 and scale_type.volume > 1:
             # the parser's default (ONNX's), which a per-channel scale needs written out in netdsl; a model
             # older than opset 13 (which had no axis) gets 0
@@ -430,7 +447,7 @@ class _Import:
         if kind.block_shape:
             if "block_shape" not in attributes:
                 raise OnnxModelError(loc, "TRT_BlockQuantize/TRT_BlockDequantize need a block_shape attribute")
-            attrs["block_shape"] = tuple(int(b) for b in attributes["block_shape"])
+            attrs["block_shape"] = tuple(attributes["block_shape"])
         output_dtype = attributes.get("output_dtype")
         if output_dtype is not None and output_dtype not in ELEMENT_TYPES:
             raise OnnxModelError(loc, f"output_dtype {type_name(output_dtype)} is not a type TensorRT quantizes to")
@@ -501,12 +518,12 @@ class _Import:
             scale_type = ELEMENT_TYPES.get(attributes.get("scale_type", 17))
             if scale_type != dtypes.FP8:
                 raise OnnxModelError(loc, "scale_type must be FP8 (FLOAT8E4M3FN)")
-            attrs = {"axis": int(attributes.get("axis", 1)), "block_size": int(attributes.get("block_size", 16)),
+            attrs = {"axis": attributes.get("axis", 1), "block_size": attributes.get("block_size", 16),
                      "output_type": dtypes.FP4, "scale_type": dtypes.FP8}
         elif kind.dynamic == "mxfp8":
             if len(inputs) != 1:
                 raise OnnxModelError(loc, f"TRT_MXFP8DynamicQuantize takes 1 input, {len(inputs)} are given")
-            attrs = {"axis": int(attributes.get("axis", -1)), "block_size": int(attributes.get("block_size", 32)),
+            attrs = {"axis": attributes.get("axis", -1), "block_size": attributes.get("block_size", 32),
                      "output_type": dtypes.FP8, "scale_type": dtypes.E8M0}
         else:
             if len(inputs) > 2:
@@ -521,7 +538,7 @@ class _Import:
                 if code not in ELEMENT_TYPES:
                     raise OnnxModelError(loc, f"{key} {type_name(code)} is not a netdsl type")
                 types[key] = ELEMENT_TYPES[code]
-            attrs = {"block_shape": tuple(int(b) for b in attributes["block_shape"]), **types}
+            attrs = {"block_shape": tuple(attributes["block_shape"]), **types}
         return names, attrs
 
     def in_model_order(self) -> None:
@@ -593,18 +610,24 @@ class _Uint8Codes:
 _UINT8_CODES: Any = _Uint8Codes()
 
 
-def _attribute(attribute: Any) -> Any:
-    if attribute.type == 1:  # FLOAT
-        return attribute.f
-    if attribute.type == 2:  # INT
-        return attribute.i
-    if attribute.type == 3:  # STRING
-        return attribute.s.decode("utf-8", "replace")
-    if attribute.type == 7:  # INTS
-        return list(attribute.ints)
-    if attribute.type == 6:  # FLOATS
-        return list(attribute.floats)
-    return None
+#: the attributes the quantization importers read, and their ONNX attribute types (AttributeProto INT, INTS)
+_INT_ATTRIBUTES = ("axis", "block_size", "saturate", "output_dtype", "scale_type", "output_type", "precision")
+_INTS_ATTRIBUTES = ("block_shape",)
+
+
+def _attributes(node: Any, loc: NodeLoc) -> dict[str, Any]:
+    """The node's attributes that the importers read, checked for their types (others are not read)."""
+    attributes: dict[str, Any] = {}
+    for attribute in node.attribute:
+        if attribute.name in _INT_ATTRIBUTES:
+            if attribute.type != 2:  # INT
+                raise OnnxModelError(loc, f"attribute '{attribute.name}' must be an integer (INT)")
+            attributes[attribute.name] = int(attribute.i)
+        elif attribute.name in _INTS_ATTRIBUTES:
+            if attribute.type != 7:  # INTS
+                raise OnnxModelError(loc, f"attribute '{attribute.name}' must be a list of integers (INTS)")
+            attributes[attribute.name] = [int(v) for v in attribute.ints]
+    return attributes
 
 
 def _without_defaults(attrs_type: type, attrs: dict[str, Any]) -> dict[str, Any]:
