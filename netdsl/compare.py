@@ -137,7 +137,7 @@ def _exact(array: np.ndarray, dtype: DType) -> np.ndarray:
     values = array.astype(np.float64)
     exact = dtypes.representable(values, dtype)
     if not exact.all():
-        raise ComparisonError(f"holds {values[~exact].flat[0]!r}, which {dtype.name} cannot represent exactly "
+        raise ComparisonError(f"holds {_g(values[~exact].flat[0])}, which {dtype.name} cannot represent exactly "
                               f"(give exact values or raw uint8 codes)")
     if dtype.name == "e8m0":
         return dtypes.e8m0_round_up(np.where(np.isnan(values), np.nan, np.abs(values)).astype(np.float32))
@@ -384,13 +384,12 @@ def _histogram_codes(distance: np.ndarray, nan: int) -> list[tuple[str, int]]:
     rows: list[tuple[str, int]] = []
     zero = int((distance == 0).sum())
     rows += [("0 (+0/-0)", zero)] if zero else []
-    low = 1
+    low, high = 1, 1  # bins 1, 2, 3-4, 5-8, ...: (2^(k-1), 2^k]
     while distance.size and low <= distance.max():
-        high = 2 * low - 1 if low > 1 else 1
         count = int(((distance >= low) & (distance <= high)).sum())
         if count:
             rows.append((str(low) if low == high else f"{low}-{high}", count))
-        low = high + 1
+        low, high = high + 1, 2 * high
     return rows + ([("NaN vs number", nan)] if nan else [])
 
 
