@@ -129,15 +129,15 @@ def load_case(path: str | Path) -> Case:
     return Case(path, raw["source"], inputs, expected, atol)
 
 
-def feed(case: Case, network: Any) -> dict[str, np.ndarray]:
-    """The case's input values as arrays the network takes: int8 for int8/int4 inputs, float32 otherwise
+def feed(values: dict[str, np.ndarray], network: Any) -> dict[str, np.ndarray]:
+    """A case's input ``values`` as arrays the network takes: int8 for int8/int4 inputs, float32 otherwise
     (exact for every value of the narrow types; float32 inputs rounded to nearest even, as TensorRT's
     examples round their float64 NumPy arrays)."""
     arrays = {}
-    for name, values in case.inputs.items():
+    for name, value in values.items():
         tensor_type = network.inputs.get(name)
         integer = tensor_type is not None and tensor_type.dtype.name in ("int8", "int4")
-        arrays[name] = values.astype(np.int8 if integer else np.float32)
+        arrays[name] = value.astype(np.int8 if integer else np.float32)
     return arrays
 
 

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--case gives the inputs: leave out --input and --inputs")
         try:
             case = load_case(args.case)
-            inputs = network.prepare_inputs(feed(case, network))
+            inputs = network.prepare_inputs(feed(case.inputs, network))
         except CaseError as error:
             raise UsageError(str(error)) from None
         except ValueError as error:

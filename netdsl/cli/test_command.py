@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             case = load_case(path)
             network = load(case.model_path())
-            inputs = network.prepare_inputs(feed(case, network))
+            inputs = network.prepare_inputs(feed(case.inputs, network))
             outputs = backend.run(network.graph, inputs)
             got = {name: outputs[name] for name in case.expected if name in outputs}
             report = compare_outputs(case.expected, got, network.outputs, case.atol, network=network,
