@@ -7,6 +7,7 @@ nothing to compare)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -359,3 +360,24 @@ def test_test_usage_errors(tmp_path, capsys):
     assert code == 2 and "no such file or folder" in err
     code, _, err = cli(capsys, "test", tmp_path)
     assert code == 2 and "no case files" in err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("source: s\nexpected: {y: {values: [1.0]}}\nmodel: m.net\n", "unknown key(s) model"),
+    ("expected: {y: {values: [1.0]}}\n", "'source' must say where"),
+    ("source: s\n", "checks no output"),
+    ("source: s\nexpected: {y: {values: [1.0], atol: big}}\n", "atol must be a number"),
+    ("source: s\nexpected: {y: {values: [1.0], atol: -1.0}}\n", "atol must be >= 0"),
+    ("source: s\nexpected: {y: {values: [[1.0], 2.0]}}\n", "not an array of numbers"),
+    ("source: s\nexpected: {y: {values: {load: missing.npy}}}\n", "no such file"),
+    ("source: s\nexpected: {y: {values: {file: a.npy}}}\n", "an array is a nested list or {load: FILE.npy}"),
+    ("source: s\ninputs: [1, 2]\nexpected: {y: {values: [1.0]}}\n", "inputs: expected a mapping"),
+    ("source: [unclosed\n", "not a YAML case file"),
+])
+def test_case_format_errors(tmp_path, text, message):
+    from netdsl.cases import CaseError, load_case
+
+    path = tmp_path / "c.case.yaml"
+    path.write_text(text)
+    with pytest.raises(CaseError, match=re.escape(message)):
+        load_case(path)
