@@ -381,3 +381,16 @@ def test_case_format_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(CaseError, match=re.escape(message)):
         load_case(path)
+
+
+def test_the_api_names():
+    assert netdsl.compare_outputs is compare_outputs and netdsl.Report.__name__ == "Report"
+
+
+def test_readme_first_command_runs_the_doc_example(capsys, monkeypatch):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    command = readme.split("```sh\n", 1)[1].split("\n", 1)[0].split("&&")[-1].split()
+    assert command[:2] == ["netdsl", "test"]
+    monkeypatch.chdir(EXAMPLES.parent)
+    code, out, _ = cli(capsys, *command[1:])
+    assert code == 0 and "pass " in out and "TensorRT operator docs" in out
