@@ -269,6 +269,7 @@ def test_cli_json_nan_as_string(model, tmp_path, capsys):
     (["--load-outputs", "REF", "--backend", "numpy", "--backend", "numpy"], "compare with one of"),
     (["--backend", "numpy", "--backend", "numpy", "--backend", "numpy"], "give one backend, or two"),
     (["--load-outputs", "missing.npz"], "cannot read reference outputs 'missing.npz': no such file"),
+    (["--backend", "numpy", "--backend", "numpy", "--codes"], "--codes says how the --load-outputs file"),
 ])
 def test_cli_usage_errors(model, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

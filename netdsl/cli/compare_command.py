@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--backend: give one backend, or two to compare them")
     if sum(sources) != 1:
         raise UsageError("compare with one of: --load-outputs REF, --case FILE, or --backend A --backend B")
+    if args.codes and not args.load_outputs:
+        raise UsageError("--codes says how the --load-outputs file holds quantized outputs; give --load-outputs")
     network = load_model(args.model)
     atol = parse_tolerances(args.atol, "--atol", network.outputs)
     rtol = parse_tolerances(args.rtol, "--rtol", network.outputs)
