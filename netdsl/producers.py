@@ -35,23 +35,23 @@ FP8_MIN_SUBNORMAL, FP8_MIN_NORMAL = F32(2.0**-9), F32(2.0**-6)
 
 
 def evaluate(graph: Graph, inputs: dict[str, np.ndarray], replaced: dict[str, np.ndarray] | None = None,
-             start: int = 0, env: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+             env: dict[str, np.ndarray] | None = None, nodes: list[int] | None = None) -> dict[str, np.ndarray]:
     """Every tensor of ``graph`` (name -> storage array) for storage ``inputs``, by each layer's NumPy
-    reference. ``replaced`` overrides the outputs of layers; ``start``/``env`` continue an earlier
-    evaluation from node ``start``."""
+    reference. ``replaced`` overrides outputs of layers; ``env`` and ``nodes`` (indices in graph order)
+    continue an earlier evaluation with only those layers."""
     values: dict[str, np.ndarray] = dict(env) if env is not None else dict(inputs)
     if env is None:
         for constant in graph.constants:
             assert constant.data is not None
             values[constant.name] = constant.data
     replaced = replaced or {}
-    for node in graph.nodes[start:]:
+    for k in range(len(graph.nodes)) if nodes is None else nodes:
+        node = graph.nodes[k]
         if all(name in replaced for name in node.outputs):
             values.update((name, replaced[name]) for name in node.outputs)
             continue
         results = node.op.evaluate(node.plan, [values[name] for name in node.inputs])
         values.update(zip(node.outputs, results))
-        values.update((name, replaced[name]) for name in node.outputs if name in replaced)
     return values
 
 
@@ -416,19 +416,21 @@ def explain(graph: Graph, env: dict[str, np.ndarray], output: str, mismatch: np.
     ``still_differs(candidate)`` is the comparison's mismatch mask of a candidate output (storage)."""
     total = int(mismatch.sum())
     explained_any = np.zeros_like(mismatch)
+    upstream = _upstream(graph, output)
+    layers = [Layer(graph.nodes[k], [_decoded(graph, env, name) for name in graph.nodes[k].inputs], env, graph)
+              for k in upstream]
     causes = []
     for rule in RULES:
         explained = np.zeros_like(mismatch)
-        for k in _upstream(graph, output):
-            node = graph.nodes[k]
-            layer = Layer(node, [_decoded(graph, env, name) for name in node.inputs], env, graph)
+        for position, layer in enumerate(layers):
             if layer.mode not in rule.modes or not rule.applies(layer):
                 continue
             with np.errstate(all="ignore"):
                 outputs = rule.run(layer)
             if outputs is None:
                 continue
-            candidate = evaluate(graph, {}, dict(zip(node.outputs, outputs)), start=k, env=env)[output]
+            replaced = dict(zip(layer.node.outputs, outputs))
+            candidate = evaluate(graph, {}, replaced, env, upstream[position:])[output]
             explained |= mismatch & ~still_differs(candidate)
         count = int(explained.sum())
         if count:

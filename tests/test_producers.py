@@ -266,3 +266,22 @@ def test_scale_output_shows_the_block_amax():
     net, got = run(MXFP8, x)
     report = compare_outputs({"scale": np.array([[0x67]], np.uint8)}, got, net.outputs, network=net, inputs={"x": x})
     assert report.outputs[0].first[0].behind == {"amax": float(F32(2.95093305e-05))}
+
+
+def test_cli_names_the_class(tmp_path, capsys):
+    from netdsl.cli import main
+
+    (tmp_path / "m.net").write_text(nvfp4("7.3 / 2688"))
+    x = block(hexf("0x1.1ba83cp-6"), size=16)
+    np.savez(tmp_path / "in.npz", x=x)
+    np.savez(tmp_path / "ref.npz", scale=np.array([[0x38]], np.uint8))
+    code = main([str(a) for a in ("compare", tmp_path / "m.net", "--inputs", tmp_path / "in.npz", "--load-outputs",
+                                  tmp_path / "ref.npz", "--json", tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 1 and "why: one division (ModelOpt NVFP4): explains 1 of 1 mismatches" in out
+    import json
+
+    scale = json.loads((tmp_path / "r.json").read_text())["outputs"][0]
+    assert scale["causes"] == [{"class": "one-division", "title": "one division", "who": "ModelOpt NVFP4",
+                                "explains": 1, "of": 1, "what": "mismatches"}]
+    assert scale["unexplained"] == 0
