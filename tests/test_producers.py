@@ -9,6 +9,8 @@ from the peer's documented rule in a few lines of NumPy."""
 
 from __future__ import annotations
 
+import json
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -279,8 +281,6 @@ def test_cli_names_the_class(tmp_path, capsys):
                                   tmp_path / "ref.npz", "--json", tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert code == 1 and "why: one division (ModelOpt NVFP4): explains 1 of 1 mismatches" in out
-    import json
-
     scale = json.loads((tmp_path / "r.json").read_text())["outputs"][0]
     assert scale["causes"] == [{"class": "one-division", "title": "one division", "who": "ModelOpt NVFP4",
                                 "explains": 1, "of": 1, "what": "mismatches"}]
