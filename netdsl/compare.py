@@ -429,9 +429,9 @@ def compare_one(name: str, expected: Side, got: Side, dtype: DType, shape: tuple
     if _is_coded(dtype) and expected.codes is not None and got.codes is not None:
         ranks = value_ranks(dtype.name)
         distance = np.abs(ranks[expected.codes] - ranks[got.codes])
-        if numbers.any() and distance[numbers].max() > 0:
-            report.max_code_distance, report.max_code_distance_index = _argmax(distance.astype(np.float64), numbers)
-            report.max_code_distance = int(report.max_code_distance)  # type: ignore[arg-type]
+        largest, where = _argmax(distance.astype(np.float64), numbers)
+        if largest:
+            report.max_code_distance, report.max_code_distance_index = int(largest), where
         if report.mismatches:
             report.histogram = _histogram_codes(distance[mismatch & numbers], int((mismatch & ~numbers).sum()))
     elif report.mismatches:
