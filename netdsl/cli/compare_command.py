@@ -9,7 +9,15 @@ import json
 import math
 from typing import Any
 
-from netdsl.cli.common import add_input_options, gather_inputs, load_model, read_tensors, write_atomically
+from netdsl import memory
+from netdsl.cli.common import (
+    add_input_options,
+    add_input_shape_option,
+    gather_inputs,
+    load_model,
+    read_tensors,
+    write_atomically,
+)
 from netdsl.diagnostics import UsageError
 
 EXAMPLES = """examples:
@@ -27,8 +35,9 @@ def add_parser(commands) -> None:
                     "NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage or "
                     "nothing to compare.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="the model (.net, .yaml)")
+    parser.add_argument("model", help="the model (.net, .yaml, .onnx)")
     add_input_options(parser)
+    add_input_shape_option(parser)
     parser.add_argument("--backend", action="append", choices=("auto", "numpy", "cupy"),
                         help="the backend to run (default auto); give it twice to compare two backends")
     parser.add_argument("--load-outputs", metavar="REF",
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("compare with one of: --load-outputs REF, --case FILE, or --backend A --backend B")
     if args.codes and not args.load_outputs:
         raise UsageError("--codes says how the --load-outputs file holds quantized outputs; give --load-outputs")
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
     atol = parse_tolerances(args.atol, "--atol", network.outputs)
     rtol = parse_tolerances(args.rtol, "--rtol", network.outputs)
     if args.case:
@@ -96,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         inputs = gather_inputs(network, args)
     backend = get_backend(backends[-1])
+    memory.check(network.graph, backend.name, inputs_held=True)  # the inputs are read already
     got = backend.run(network.graph, inputs)
     got_label = f"netdsl {args.model} on {backend.name}"
     if len(backends) == 2:
         first = get_backend(backends[0])
+        memory.check(network.graph, first.name, inputs_held=True)
         expected, expected_label = first.run(network.graph, inputs), f"netdsl {args.model} on {first.name}"
     elif args.load_outputs:
         expected, expected_label = read_tensors(args.load_outputs, "reference outputs"), args.load_outputs
