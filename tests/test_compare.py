@@ -395,3 +395,13 @@ def test_readme_first_command_runs_the_doc_example(capsys, monkeypatch):
     monkeypatch.chdir(EXAMPLES.parent)
     code, out, _ = cli(capsys, *command[1:])
     assert code == 0 and "pass " in out and "TensorRT operator docs" in out
+
+
+def test_case_beside_an_onnx_model(tmp_path, capsys):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    assert cli(capsys, "export", EXAMPLES / "quantize.net", "-o", tmp_path / "quantize.onnx")[0] == 0
+    shutil.copy(EXAMPLES / "quantize.case.yaml", tmp_path)
+    code, out, _ = cli(capsys, "test", tmp_path)
+    assert code == 0 and "out: max error 0.00787 (atol 0.01)" in out
+    code, out, _ = cli(capsys, "compare", tmp_path / "quantize.onnx", "--case", tmp_path / "quantize.case.yaml")
+    assert code == 0 and "all 9 within" in out
