@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from netdsl.diagnostics import Diagnostics, Loc, OpError
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value, attr_items, format_attr
 from netdsl.ops.base import InferContext, OpDef, Operand
-from netdsl.ops.common import ScaleResolution
+from netdsl.ops.common import ScaleResolution, is_constant_rooted
 from netdsl.ops.dequantize import DequantizeAttrs
 from netdsl.ops.dynamic_quantize import DynamicQuantizeAttrs, DynamicResolution
 from netdsl.ops.quantize import QuantizeAttrs
@@ -27,41 +29,21 @@ Resolution = ScaleResolution | DynamicResolution
 LayerAttrs = QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs
 
 
-@dataclass(frozen=True, eq=False)
-class CheckedNode:
-    """A layer that passed its shape rule: the layer as written (``node``), its op, and what the rule
-    resolved (``resolution``, which the backends run). The layer's fields read through."""
+@dataclass(eq=False)
+class CheckedNode(Node):
+    """A layer that passed its shape rule: the layer as written, its op a registered OpDef and its
+    attributes its op's, and what the rule resolved (``resolution``, which the backends run)."""
 
-    node: Node
     op: OpDef[Any, Any]
     attrs: LayerAttrs
     resolution: Resolution
-
-    @property
-    def inputs(self) -> list[str]:
-        return self.node.inputs
-
-    @property
-    def outputs(self) -> list[str]:
-        return self.node.outputs
-
-    @property
-    def loc(self) -> Loc:
-        return self.node.loc
-
-    @property
-    def input_locs(self) -> list[Loc]:
-        return self.node.input_locs
-
-    @property
-    def attr_locs(self) -> dict[str, Loc]:
-        return self.node.attr_locs
 
 
 @dataclass(frozen=True, eq=False)
 class CheckedGraph:
     """A graph that passed the checker: ``values`` holds every tensor typed (a layer output as a typed
-    copy of the graph's value), ``nodes`` every layer checked, in order."""
+    copy of the graph's value, whose ``producer`` is the CheckedNode), ``nodes`` every layer checked, in
+    order."""
 
     name: str
     file: str
@@ -78,6 +60,12 @@ class CheckedGraph:
         assert tensor_type is not None  # a checked graph types every tensor
         return tensor_type
 
+    def producer(self, name: str) -> CheckedNode | None:
+        """The checked layer that computes tensor ``name`` (None for an input or a constant)."""
+        producer = self.values[name].producer
+        assert producer is None or isinstance(producer, CheckedNode)
+        return producer
+
 
 def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
     """Type every layer output and resolve every layer; errors and warnings go to ``diagnostics``.
@@ -85,6 +73,10 @@ def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
     values: dict[str, Value] = dict(graph.values)
     nodes: list[CheckedNode] = []
     failed = False
+
+    def fold(value: Value) -> np.ndarray:
+        return _fold(value, values)
+
     for node in graph.nodes:
         inputs = [values[name] for name in node.inputs]
         if any(v.type is None for v in inputs):
@@ -94,7 +86,7 @@ def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
         if not isinstance(op, OpDef):
             raise TypeError(f"layer {node.outputs} has op {op!r}, not a netdsl.ops.base.OpDef")
         operands = {slot: Operand(slot, value, loc) for slot, value, loc in zip(op.inputs, inputs, node.input_locs)}
-        context: InferContext[Any] = InferContext(node.attrs, operands, values, [])
+        context: InferContext[Any] = InferContext(node.attrs, operands, values, [], fold)
         try:
             types, resolution = op.infer(context)
         except OpError as error:
@@ -104,19 +96,54 @@ def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
         finally:
             for message, where in context.warnings:
                 diagnostics.warning(_locate(node, where), message)
+        assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs)
+        checked = CheckedNode(op, node.inputs, node.outputs, node.attrs, node.loc, node.input_locs, node.attr_locs,
+                              resolution)
+        nodes.append(checked)
         for name, tensor_type in zip(node.outputs, types):
-            values[name] = dataclasses.replace(graph.values[name], type=tensor_type)
+            values[name] = dataclasses.replace(graph.values[name], type=tensor_type, producer=checked)
             if tensor_type.volume > MAX_VOLUME:
                 failed = True
                 diagnostics.error(graph.values[name].loc, f"'{name}' would be {tensor_type}, "
                                   f"{tensor_type.volume} elements, over TensorRT's limit of 2^31-1")
-        assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs)
-        nodes.append(CheckedNode(node, op, node.attrs, resolution))
     if failed:
         return None
     return CheckedGraph(graph.name, graph.file, values, tuple(nodes), tuple(graph.outputs), tuple(graph.output_locs),
                         tuple(v for v in values.values() if v.kind == "input"),
                         tuple(v for v in values.values() if v.kind == "const"))
+
+
+def _fold(value: Value, values: Mapping[str, Value]) -> np.ndarray:
+    """The values (storage form) of constant-rooted layer output ``value``: its layers run, in order,
+    with their NumPy references, exactly the bits a run gives (TensorRT folds them at build time). Each
+    folded value is kept on its (typed, checker-owned) ``Value``, as ``folded``."""
+    order: list[Node] = []  # the producers to run, each after the producers of its inputs
+    pending: list[tuple[Value, bool]] = [(value, False)]
+    queued: set[str] = set()
+    ordered: set[int] = set()
+    while pending:
+        current, expanded = pending.pop()
+        node = current.producer
+        if current.kind == "const" or current.folded is not None or node is None:
+            continue
+        if expanded:
+            if id(node) not in ordered:
+                ordered.add(id(node))
+                order.append(node)
+            continue
+        if current.name in queued:
+            continue
+        queued.add(current.name)
+        pending.append((current, True))
+        pending.extend((values[name], False) for name in node.inputs)
+    for node in order:
+        assert isinstance(node, CheckedNode)  # a typed value's producer
+        arguments = [values[name].data if values[name].kind == "const" else values[name].folded
+                     for name in node.inputs]
+        for name, result in zip(node.outputs, node.op.evaluate(node.resolution, arguments)):
+            values[name].folded = result
+    assert value.folded is not None, f"'{value.name}' is not constant-rooted"
+    return value.folded
 
 
 def _locate(node: Node, where: str | None) -> Loc:
@@ -131,7 +158,8 @@ def _locate(node: Node, where: str | None) -> Loc:
 
 def print_graph(graph: CheckedGraph, resolutions: bool = True) -> str:
     """A deterministic, human-readable listing of a checked graph (``netdsl check -v``), each layer
-    followed by what the checker resolved for it unless ``resolutions`` is False."""
+    followed by what the checker resolved for it unless ``resolutions`` is False; a layer computed only
+    from constants says ``folded`` (TensorRT computes it at build time, docs/semantics.md)."""
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
         lines.append(f"  input  {value.name} : {value.type}")
@@ -145,6 +173,8 @@ def print_graph(graph: CheckedGraph, resolutions: bool = True) -> str:
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")
         if resolutions:
-            lines.append(f"         # {node.resolution.describe()}")
+            folded = "folded; " if all(is_constant_rooted(graph.values[name], graph.values)
+                                       for name in node.inputs) else ""
+            lines.append(f"         # {folded}{node.resolution.describe()}")
     lines.append(f"  output {', '.join(graph.outputs)}")
     return "\n".join(lines) + "\n"

@@ -54,7 +54,11 @@ class Value:
     type: TensorType | None = None  # None only for a layer output whose layer failed to check
     data: np.ndarray | None = None  # a constant's values, in the dtype's storage form
     source: LoadRef | None = None  # a constant loaded from a file
+    overflow: str | None = None  # a constant's first finite value that rounded to +-Inf in its type, as written
     producer: Node | None = None
+    #: a constant-rooted layer output's values (storage form), computed by the checker where a rule needs
+    #: them (a scale's values); TensorRT computes them at build time, with the same bits
+    folded: np.ndarray | None = None
 
 
 class OpSchema(Protocol):

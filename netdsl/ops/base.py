@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+
 from netdsl.diagnostics import Loc
 from netdsl.ir import TensorType, Value
 
@@ -42,13 +44,15 @@ class Operand:
 @dataclass(frozen=True)
 class InferContext(Generic[A]):
     """What a shape rule sees: the layer's attributes, its operands by slot (optional slots left out when
-    not given), every typed tensor of the graph so far (to follow where an operand comes from), and a
-    list to add warnings to."""
+    not given), every typed tensor of the graph so far (to follow where an operand comes from), a list
+    to add warnings to, and ``fold``: the values (storage form) of a constant-rooted tensor, which the
+    checker computes as TensorRT does at build time (ops.common.constant_data)."""
 
     attrs: A
     operands: dict[str, Operand]
     values: Mapping[str, Value]
     warnings: list[tuple[str, str | None]]
+    fold: Callable[[Value], np.ndarray]
 
     def warn(self, message: str, where: str | None = None) -> None:
         self.warnings.append((message, where))

@@ -54,16 +54,23 @@ def check_type(operand: Operand, allowed: tuple[DType, ...], what: str) -> None:
                       operand.slot)
 
 
-def require_constant(operand: Operand, what: str) -> None:
-    if operand.value.kind != "const":
-        raise OpError(f"{what} must be a constant (a build-time tensor); '{operand.value.name}' is "
-                      f"{'a network input' if operand.value.kind == 'input' else 'computed by a layer'}",
-                      operand.slot)
+def require_constant(operand: Operand, what: str, values: Mapping[str, Value]) -> None:
+    """``operand`` must be constant-rooted (docs/semantics.md, "Build-time constants")."""
+    if not is_constant_rooted(operand.value, values):
+        raise OpError(f"{what} must be a constant or computed only from constants (a build-time tensor); "
+                      f"'{operand.value.name}' is {provenance(operand.value)}", operand.slot)
+
+
+def provenance(value: Value) -> str:
+    """Where a tensor that is not constant-rooted comes from, for a message."""
+    if value.kind == "input":
+        return "a network input"
+    return "computed by a layer from a network input"
 
 
 def is_constant_rooted(value: Value, values: Mapping[str, Value]) -> bool:
-    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
-    of thousands of layers is a valid network."""
+    """A constant, or computed only from constants (TensorRT folds it at build time: weights and their
+    scales). A walk, not a recursion: a chain of thousands of layers is a valid network."""
     pending, seen = [value], set[str]()
     while pending:
         current = pending.pop()
@@ -76,28 +83,44 @@ def is_constant_rooted(value: Value, values: Mapping[str, Value]) -> bool:
     return True
 
 
-def check_scale_values(scale: Operand) -> None:
-    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
-    assert scale.value.data is not None
-    values = dtypes.decode(scale.value.data, scale.type.dtype)
-    if not np.all(values > 0):
-        bad = values[~(values > 0)].flat[0]
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+def constant_data(value: Value, ctx: InferContext[object]) -> np.ndarray:
+    """The values (storage form) of a constant-rooted tensor: a constant's data, or a layer output folded
+    by running its layers with their NumPy references: exactly the bits a run gives, as TensorRT's
+    build-time folding does (the checker does the folding and keeps the values on the tensor's
+    ``folded``)."""
+    if value.kind == "const":
+        assert value.data is not None
+        return value.data
+    return ctx.fold(value)
+
+
+def check_scale_values(scale: Operand, ctx: InferContext[object], slot: str = "scale") -> None:
+    """Every value of a constant-rooted scale (a folded scale's values too) must be finite and > 0 after
+    rounding to its type (NaN, +-Inf, zero and negative values are rejected: a finite value that
+    overflowed the type on rounding too)."""
+    decoded = dtypes.decode(constant_data(scale.value, ctx), scale.type.dtype)
+    good = np.isfinite(decoded) & (decoded > 0)
+    if not np.all(good):
+        bad = decoded[~good].flat[0]
+        rounded = f" ({scale.value.overflow} rounded to {scale.type.dtype.name})" \
+            if np.isinf(bad) and scale.value.overflow is not None else ""
+        folded = " (folded: the value its layers compute from constants)" if scale.value.kind != "const" else ""
+        raise OpError(f"every {slot} value must be finite and > 0; '{scale.value.name}' holds {bad}{rounded}"
+                      f"{folded}", slot)
 
 
 def check_zero_point(ctx: InferContext[object], quantized_type: DType) -> None:
     zero_point = ctx.operands.get("zero_point")
     if zero_point is None:
         return
-    require_constant(zero_point, "the zero point")
+    require_constant(zero_point, "the zero point", ctx.values)
     scale = ctx.operands["scale"].type
     check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
     zp = zero_point.type
     if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
         raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
                       "zero_point")
-    assert zero_point.value.data is not None
-    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
+    if np.any(dtypes.decode(constant_data(zero_point.value, ctx), zp.dtype) != 0):
         raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
                       "zero_point")
 

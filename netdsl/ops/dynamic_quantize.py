@@ -24,8 +24,8 @@ from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
 from netdsl.ops.base import InferContext, OpDef, register
-from netdsl.ops.common import FLOAT_TYPES, check_type, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, expand, normalize_axis, resolve_block_shape
+from netdsl.ops.common import FLOAT_TYPES, check_scale_values, check_type, constant_data, require_constant
+from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, normalize_axis, resolve_block_shape
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class DynamicResolution:
     """What the checker resolved for a DynamicQuantize layer: the mode, the full-rank block, the scale's
     shape, the two output types and the double-quantization scale's value."""
 
-    mode: DynamicMode
+    mode: str  # the DynamicMode's name
     block: tuple[int, ...]
     scale_shape: tuple[int, ...]
     output_type: DType
@@ -77,7 +77,7 @@ class DynamicResolution:
 
     def describe(self) -> str:
         dqs = f", double_quant_scale {self.double_quant_scale!r}" if self.double_quant_scale is not None else ""
-        return f"{self.mode.name}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
+        return f"{self.mode}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
                f"scale {self.scale_type.name}{dqs}"
 
 
@@ -139,17 +139,16 @@ def infer(ctx: InferContext[DynamicQuantizeAttrs]) -> tuple[list[TensorType], Dy
     if not needs_dqs and dqs is not None:
         raise OpError(f"{mode.name} takes no double_quant_scale", "double_quant_scale")
     if dqs is not None:
-        require_constant(dqs, "double_quant_scale")
+        require_constant(dqs, "double_quant_scale", ctx.values)
         check_type(dqs, FLOAT_TYPES, "double_quant_scale")
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
-        assert dqs.value.data is not None
-        dqs_value = float(dtypes.decode(dqs.value.data, dqs.type.dtype).reshape(()))
-        if not dqs_value > 0:
-            raise OpError(f"double_quant_scale must be > 0, got {dqs_value}", "double_quant_scale")
+        check_scale_values(dqs, ctx, "double_quant_scale")
+        dqs_value = float(dtypes.decode(constant_data(dqs.value, ctx), dqs.type.dtype).reshape(()))
+    block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
-    resolution = DynamicResolution(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
+    resolution = DynamicResolution(mode.name, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], resolution
 
 

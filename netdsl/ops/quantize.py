@@ -43,8 +43,8 @@ def infer(ctx: InferContext[QuantizeAttrs]) -> tuple[list[TensorType], ScaleReso
     if x.type.rank == 0:
         raise OpError("quantize's input must not be a scalar", "input")
     check_type(scale, FLOAT_TYPES, "quantize's scale")
-    require_constant(scale, "quantize's scale")
-    check_scale_values(scale)
+    require_constant(scale, "quantize's scale", ctx.values)
+    check_scale_values(scale, ctx)
     to_type = ctx.attrs.to_type
     if to_type not in QUANTIZED_TYPES:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
