@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def _largest(graph: Graph, size) -> tuple[str, TensorType, int]:
 
 def _numpy_scratch(node: Node, graph: Graph, workers: int) -> int:
     """The scratch the NumPy backend's workers hold while running ``node``."""
-    from netdsl.backends.numpy_backend import pieces
+    from netdsl.backends.numpy.executor import pieces
 
     x = _typed(graph, node.inputs[0])
     if node.op.name == "dynamic_quantize":
@@ -152,7 +153,9 @@ def estimate_cupy(graph: Graph) -> Estimate:
     """The CuPy backend's peak device memory for a run of ``graph``, following its step schedule (with
     fusion as the backend runs it): the inputs and constants, each step's outputs until their last use,
     a DynamicQuantize's block buffers."""
-    from netdsl.backends.cupy_backend import BACKEND, fusion_enabled, plan_graph
+    from netdsl.backends.cupy.executor import BACKEND
+    from netdsl.backends.cupy.fusion import fusion_enabled
+    from netdsl.backends.cupy.fusion import schedule as plan_graph
 
     fusion = fusion_enabled() if BACKEND.fusion is None else BACKEND.fusion
     live = sum(device_bytes(_typed(graph, v.name)) for v in graph.values.values() if v.kind in ("input", "const"))
@@ -200,31 +203,61 @@ def available_host() -> int | None:
 
 def available_device() -> int | None:
     """The current GPU's free memory, counting what CuPy's pool holds unused."""
-    from netdsl.backends import cuda
+    from netdsl.backends.cupy.device import import_cupy
 
     try:
-        cupy = cuda._cupy()
+        cupy = import_cupy()
         free = int(cupy.cuda.runtime.memGetInfo()[0])
         return free + int(cupy.get_default_memory_pool().free_bytes())
     except Exception:  # noqa: BLE001 - no answer means no check, never a failed run
         return None
 
 
-def check(graph: Graph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False) -> Estimate:
+#: runs whose estimated peak is below this are not measured against the memory available: asking the system
+#: costs more than such a run (a MemoryError is still exit 2)
+SMALL_RUN = 64 << 20
+
+_ESTIMATES: dict[tuple[int, str, bool, bool, bool | None], tuple[weakref.ref[Graph], list[Estimate]]] = {}
+
+
+def _estimates(graph: Graph, backend: str, inputs_held: bool, host: bool) -> list[Estimate]:
+    """The estimates of a run (cached per graph: a checked graph is not edited afterwards)."""
+    fusion = None
+    if backend == "cupy":
+        from netdsl.backends.cupy.executor import BACKEND
+        from netdsl.backends.cupy.fusion import fusion_enabled
+
+        fusion = fusion_enabled() if BACKEND.fusion is None else BACKEND.fusion
+    key = (id(graph), backend, inputs_held, host, fusion)
+    cached = _ESTIMATES.get(key)
+    if cached is not None and cached[0]() is graph:
+        return cached[1]
+    if backend == "cupy":
+        estimates = ([estimate_host_of_gpu_run(graph, inputs_held)] if host else []) + [estimate_cupy(graph)]
+    else:
+        estimates = [estimate_numpy(graph, inputs_held)]
+    if len(_ESTIMATES) > 256:
+        _ESTIMATES.clear()
+    _ESTIMATES[key] = (weakref.ref(graph), estimates)
+    return estimates
+
+
+def check(graph: Graph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False,
+          host: bool = True) -> Estimate:
     """Refuse (MemoryLimitError) a run of ``graph`` on ``backend`` ("numpy" or "cupy") whose estimated peak
     is over ``limit``: bytes, a size text (:func:`parse_size`, ValueError if it isn't one), None or "none"
     (no limit), or "auto" (what is available now, plus what the run holds already). With "cupy" the host
-    (inputs, constants, outputs) and the device are both checked. Returns the last estimate."""
+    (inputs, constants, outputs; unless ``host`` is False: device arrays in and out) and the device are both
+    checked. Returns the last estimate."""
     if isinstance(limit, str) and limit != "auto":
         limit = parse_size(limit)
-    if backend == "cupy":
-        estimates = [estimate_host_of_gpu_run(graph, inputs_held), estimate_cupy(graph)]
-    else:
-        estimates = [estimate_numpy(graph, inputs_held)]
+    estimates = _estimates(graph, backend, inputs_held, host)
     for estimate in estimates:
         if limit is None:
             break
         if limit == "auto":
+            if estimate.peak < SMALL_RUN:
+                continue
             room = available_host() if estimate.where == "host memory" else available_device()
             if room is None:
                 continue

@@ -59,6 +59,7 @@ class _Lowering:
         graph = Graph(default_name, self.module.file)
         self.graph = graph
         outputs: list[ast.Name] = []
+        aliases: list[ast.AliasStmt] = []
         for index, statement in enumerate(statements):
             try:
                 if isinstance(statement, ast.NetworkStmt):
@@ -74,6 +75,8 @@ class _Lowering:
                     self.layer(statement)
                 elif isinstance(statement, ast.OutputStmt):
                     outputs.extend(statement.names)
+                elif isinstance(statement, ast.AliasStmt):
+                    aliases.append(statement)
             except _LoweringError as error:
                 self.diagnostics.error(error.loc, error.message)
                 if isinstance(statement, (ast.InputStmt, ast.ConstStmt)) and statement.name.name not in graph.values:
@@ -85,7 +88,36 @@ class _Lowering:
         for value in graph.inputs:
             if value.name not in self.used and value.name not in graph.outputs:
                 self.diagnostics.warning(value.loc, f"input '{value.name}' is not used")
+        self.rename(aliases)
         return graph
+
+    def rename(self, aliases: list[ast.AliasStmt]) -> None:
+        """Give every aliased tensor its original name (after every use is resolved by the written one)."""
+        graph, renames = self.graph, {}
+        taken = {}
+        for alias in aliases:
+            written, original = alias.name.name, alias.original.value
+            if written not in graph.values:
+                self.diagnostics.error(alias.name.loc, f"alias of an unknown tensor '{written}'"
+                                       + did_you_mean(written, graph.values))
+            elif written in renames:
+                self.diagnostics.error(alias.name.loc, f"'{written}' is already aliased")
+            elif original in taken or (original in graph.values and original not in renames):
+                self.diagnostics.error(alias.original.loc, f"'{original}' already names a tensor")
+            elif not original:
+                self.diagnostics.error(alias.original.loc, "an alias needs a non-empty name")
+            else:
+                renames[written] = original
+                taken[original] = written
+        if not renames:
+            return
+        graph.values = {renames.get(name, name): value for name, value in graph.values.items()}
+        for name, value in graph.values.items():
+            value.name = name
+        for node in graph.nodes:
+            node.inputs = [renames.get(name, name) for name in node.inputs]
+            node.outputs = [renames.get(name, name) for name in node.outputs]
+        graph.outputs = [renames.get(name, name) for name in graph.outputs]
 
     # --- names -----------------------------------------------------------------------------------
 
