@@ -26,6 +26,7 @@ far above any case's time on a loaded machine) and starts another.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import gc
 import io
@@ -244,17 +245,41 @@ def mutate_safetensors(rng: random.Random, arrays: dict[str, np.ndarray]) -> byt
     return safetensors_file(header, payload)
 
 
+def polygraphy_json(arrays: dict[str, np.ndarray]) -> bytes:
+    """Polygraphy's JSON for a feed dict (``save_json`` of a list of one dict): each array an .npy in
+    base64; netdsl's own writer where it has one (``netdsl.files``), else this layout by hand."""
+    try:
+        from netdsl import dtypes, files
+    except ImportError:
+        files = None
+    if files is not None and hasattr(files, "write_tensors"):
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / "w.json"
+            files.write_tensors(target, arrays, {k: dtypes.FLOAT32 for k in arrays}, kind="inputs")
+            return target.read_bytes()
+    encoded = {k: {"array": base64.b64encode(npy_bytes(v)).decode(), "polygraphy_class": "ndarray"}
+               for k, v in arrays.items()}
+    return json.dumps([encoded], indent=4).encode()
+
+
 def mutate_json(rng: random.Random, arrays: dict[str, np.ndarray]) -> bytes:
-    """Polygraphy-style JSON of arrays ({"name": {"array": ..., "dtype": ...}}), mutated."""
-    document: Any = {k: {"values": v.tolist(), "dtype": str(v.dtype), "shape": list(v.shape)}
-                     for k, v in arrays.items()}
+    """Polygraphy JSON, mutated: its text, its structure, or the .npy inside an array's base64."""
+    text = polygraphy_json(arrays)
     choice = rng.random()
-    if choice < 0.3:
-        document = rng.choice([[], None, 1e400, "x", {"x": None}, [[[[]]]], {"x": {"values": [1] * 3}}])
-    text = json.dumps(document, allow_nan=True)
-    if choice > 0.6:
-        return mutate_bytes(rng, text.encode())
-    return text.replace("1.0", rng.choice(["1e999", "NaN", "[", "\"a\"", "-"])).encode()
+    if choice < 0.35:
+        return mutate_bytes(rng, text)
+    document = json.loads(text)
+    if choice < 0.7:
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: base64.b64encode(mutate_npy(rng, next(iter(arrays.values())))).decode()
+                        if k == "array" else walk(v) for k, v in node.items()}
+            return [walk(item) for item in node] if isinstance(node, list) else node
+        return json.dumps(walk(document)).encode()
+    replacement = rng.choice([[], None, 1e400, "x", {"x": None}, [[[[]]]], [{"x": {"array": "!!"}}],
+                              [{"x": {"array": "", "polygraphy_class": "ndarray"}}], {"lst": 1},
+                              [{"x": {"polygraphy_class": "LazyArray", "values": None}}]])
+    return json.dumps(replacement, allow_nan=True).encode()
 
 
 #: format -> (file suffix, writer of a mutated file of name -> array)
