@@ -428,9 +428,9 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
     mutated = rng.random() < 0.2
     text = source.read_text()
     model.write_bytes(mutate_text(rng, text, source.suffix == ".yaml") if mutated else text.encode())
-    paths = [str(model)] * 6 + [str(folder / "missing.net"), str(folder), "", "/dev/null", str(folder / DATA[0].name),
+    paths = [str(model)] * 30 + [str(folder / "missing.net"), str(folder), "", "/dev/null", str(folder / DATA[0].name),
                                 "-", "/", "a" * 5000, "\x7f", str(folder / "model.net\x00")]
-    argv = [rng.choice(["check", "run", "convert", "run", "check", "frobnicate", "-h", "--version", "RUN"])]
+    argv = [rng.choice(["check", "run", "convert"] * 3 + ["frobnicate", "-h", "--version", "RUN"])]
     argv.append(rng.choice(paths))
     options = [["--seed", rng.choice(["0", "1", "-1", "99999999999999999999999", "x", "1e3"])],
                ["--backend", rng.choice(["numpy", "auto", "cupy", "tpu", ""])],
@@ -439,11 +439,12 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
                ["--inputs", rng.choice([str(folder / p.name) for p in DATA] + ["/dev/null", str(folder), ""])],
                ["--save", rng.choice([str(folder / "o.npz"), "", str(folder), str(model), "/dev/full",
                                       str(folder / ("o" * 300 + ".npz")), str(folder / "no" / "o.npz")])],
-               ["--codes"], ["-v"], ["--to", rng.choice(["net", "yaml", "onnx", ""])],
+               ["--memory-limit", rng.choice(SIZES)], ["-v"], ["--to", rng.choice(["net", "yaml", "onnx", ""])],
                ["-o", rng.choice([str(folder / "o.net"), str(folder), "", str(model)])],
-               ["--memory-limit", rng.choice(SIZES)], ["--bogus"], ["-q"], [rng.choice(paths)]]
-    for _ in range(rng.randint(0, 5)):
-        argv += rng.choice(options)
+               ["--codes"], ["--bogus"], ["-q"], [rng.choice(paths)]]
+    fitting = {"run": range(0, 6), "check": [6], "convert": [7, 7, 8]}.get(argv[0], range(len(options)))
+    for _ in range(rng.randint(0, 4)):  # mostly options of the command, a stray one now and then
+        argv += options[rng.choice(fitting)] if rng.random() < 0.85 else rng.choice(options)
     if argv[0] == "run" and "--memory-limit" not in argv:
         argv += ["--memory-limit", "1G"]
     if argv[0] == "run" and "--backend" not in argv:
