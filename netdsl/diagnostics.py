@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Loc:
     """A 1-based position in a model file."""
 
@@ -24,7 +24,7 @@ class Loc:
         return f"{one_line(self.file)}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
     loc: Loc
     severity: str  # "error" | "warning"

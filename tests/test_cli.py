@@ -205,7 +205,7 @@ def test_python_dash_m_and_no_traceback(tmp_path) -> None:
                             env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"{path}:1:20: error: unexpected end of file")
+    assert result.stderr.startswith(f"{path}:1:18: error: '[' is never closed")
 
 
 def test_large_output_prints_summary(tmp_path, capsys) -> None:

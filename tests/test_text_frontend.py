@@ -16,13 +16,20 @@ def first_error(text: str) -> str:
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("input x : float32[2\n", "m.net:1:20: error: unexpected end of file (is a '(' or '[' left open?)"),
+    ("input x : float32[2\n", "m.net:1:18: error: '[' is never closed"),
     ("input x float32[2]\n", "m.net:1:9: error: unexpected 'float32'"),
-    ("q = quantize(x, s\noutput q\n", "m.net:2:1: error: unexpected 'output'"),
+    ("q = quantize(x, s\noutput q\n", "m.net:1:13: error: '(' is never closed"),
+    # the innermost bracket that nothing closes, even where later brackets are balanced
+    ("const s : float32[2] = [1, 2\nq = quantize(x, s)\noutput q\n", "m.net:1:24: error: '[' is never closed"),
+    ("q = quantize(x, s, block_shape=[1, 2\noutput q\n", "m.net:1:32: error: '[' is never closed"),
+    # a closing bracket of the other kind is the error itself
+    ("q = quantize(x, s, block_shape=[1, 2)\noutput q\n", "m.net:1:37: error: unexpected ')'; expected ',' or ']'"),
+    # a bracket closed later: the error is where the parser stopped (a missing comma)
+    ("const s : float32[3] = [\n 1,\n 2\n 3]\n", "m.net:4:2: error: unexpected '3'"),
     ("input x : float32[2] $\n", "m.net:1:22: error: unexpected character '$'"),
     ("input x : float32[2]\nq = quantize(x, , s)\n", "m.net:2:17: error: unexpected ','"),
     ("input 1x : float32[2]\n", "m.net:1:7: error: unexpected '1'"),
-    ("const s : float32[] = (1\n", "m.net:1:25: error: unexpected end of file"),
+    ("const s : float32[] = (1\n", "m.net:1:23: error: '(' is never closed"),
     ("const s : float32[] = 1 +\n", "m.net:1:26: error: unexpected end of line"),
     ("output\n", "m.net:1:7: error: unexpected end of line"),
 ])

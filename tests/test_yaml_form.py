@@ -340,7 +340,7 @@ FAILING = [
      ["2:6: error: expected a type such as float32[1, 3], found a list"]),
     (_replace("  x: float32[2, 4]", "  x:"),
      ["2:5: error: expected a type such as float32[1, 3], found nothing"]),
-    (_replace("  x: float32[2, 4]", "  x: float32[2, 4"), ["2:18: error: unexpected end of file"]),
+    (_replace("  x: float32[2, 4]", "  x: float32[2, 4"), ["2:13: error: '[' is never closed"]),
     (_replace("  x: float32[2, 4]", "  x: float32[2, $]"), ["2:17: error: unexpected character '$'"]),
     (_replace("  x: float32[2, 4]", '  x: "float32[2, $]"'), ["2:18: error: unexpected character '$'"]),
     (_replace("  x: float32[2, 4]", "  x: floa32[2, 4]"),

@@ -16,12 +16,10 @@ import numpy as np
 from netdsl import arrays, dtypes
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
+from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, SPECIAL_NUMBERS, expand_block
 from netdsl.ir import MAX_VOLUME, Graph, LoadRef, Node, TensorType, Value
 from netdsl.ops import OPS, OpDef
 
-_SPECIAL_NAMES = {"inf": math.inf, "nan": math.nan}
-#: a constant literal may hold at most this many elements (larger data belongs in a load()ed file)
-MAX_LITERAL_ELEMENTS = 1 << 20
 #: TensorRT's Dims::MAX_DIMS: a tensor has at most 8 dimensions
 MAX_RANK = 8
 #: TensorRT's layer attributes are at most 64-bit
@@ -157,12 +155,14 @@ class _Lowering:
 
     def literal(self, expr: ast.Expr, tensor_type: TensorType) -> np.ndarray:
         if tensor_type.volume > MAX_LITERAL_ELEMENTS:
-            raise _LoweringError(expr.loc, f"a literal may hold at most {MAX_LITERAL_ELEMENTS} elements; "
-                                           f"load() larger constants from a file")
-        flat: list[float] = []
-        locs: list[Loc] = []
-        self.flatten(expr, tensor_type.shape, flat, locs)
-        values = np.array(flat, dtype=np.float64).reshape(tensor_type.shape)
+            raise _LoweringError(expr.loc, LITERAL_LIMIT_MESSAGE)
+        parts: list[np.ndarray | float] = []
+        sources: list[ast.Expr] = []  # the number, or the NumberBlock, each part came from
+        self.flatten(expr, tensor_type.shape, parts, sources)
+        sizes = [part.size if isinstance(part, np.ndarray) else 1 for part in parts]
+        values = np.concatenate([np.atleast_1d(np.asarray(part, np.float64)) for part in parts]) if parts else \
+            np.zeros(0, np.float64)
+        values = values.reshape(tensor_type.shape)
         dtype = tensor_type.dtype
         if dtype.is_float:
             with np.errstate(over="ignore"):  # out-of-range literals become +-Inf, as a cast does
@@ -170,16 +170,30 @@ class _Lowering:
         exact = dtypes.representable(values, dtype).reshape(-1)
         if not exact.all():
             index = int(np.argmin(exact))
-            raise _LoweringError(locs[index], f"{flat[index]!r} is not exactly representable in {dtype.name}")
+            part = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
+            loc = sources[part].loc
+            if isinstance(sources[part], ast.NumberBlock):  # the element's own place in the block
+                leaves: list[Loc] = []
+                _leaf_locs(expand_block(sources[part]), leaves)
+                loc = leaves[index - (sum(sizes[:part]))]
+            raise _LoweringError(loc, f"{float(values.reshape(-1)[index])!r} is not exactly representable "
+                                      f"in {dtype.name}")
         return dtypes.encode(values.astype(np.float32), dtype)
 
-    def flatten(self, expr: ast.Expr, shape: tuple[int, ...], flat: list[float], locs: list[Loc]) -> None:
+    def flatten(self, expr: ast.Expr, shape: tuple[int, ...], parts: list[np.ndarray | float],
+                sources: list[ast.Expr]) -> None:
+        if isinstance(expr, ast.NumberBlock):
+            if expr.shape == shape:
+                parts.append(expr.values)
+                sources.append(expr)
+                return
+            expr = expand_block(expr)  # the parser's AST, to say where it doesn't fit
         if not shape:
             if isinstance(expr, ast.ListExpr):
                 raise _LoweringError(expr.loc, "expected a number here, found a list (the literal is nested "
                                                "deeper than the declared shape)")
-            flat.append(self.number(expr))
-            locs.append(expr.loc)
+            parts.append(self.number(expr))
+            sources.append(expr)
             return
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"expected a list of {shape[0]} here (the declared shape is "
@@ -188,7 +202,7 @@ class _Lowering:
             raise _LoweringError(expr.loc, f"this list has {len(expr.items)} elements, the declared shape "
                                            f"needs {shape[0]}")
         for item in expr.items:
-            self.flatten(item, shape[1:], flat, locs)
+            self.flatten(item, shape[1:], parts, sources)
 
     def number(self, expr: ast.Expr) -> float:
         """Literal arithmetic in float64, as Python and NumPy compute it."""
@@ -198,7 +212,7 @@ class _Lowering:
             except OverflowError:  # an integer past float64's range rounds to inf, as 1e999 does
                 return math.inf
         if isinstance(expr, ast.Name):
-            special = _SPECIAL_NAMES.get(expr.name.lower())
+            special = SPECIAL_NUMBERS.get(expr.name.lower())
             if special is None:
                 raise _LoweringError(expr.loc, f"'{expr.name}' is not a number (literals take numbers, "
                                                f"inf, nan and + - * /)")
@@ -329,6 +343,8 @@ class _Lowering:
                     expr.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
         if kind == "int":
             return self.integer(key, expr)
+        if isinstance(expr, ast.NumberBlock):
+            expr = expand_block(expr)
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"{key} takes a list of integers, e.g. {key}=[4, -1]")
         return tuple(self.integer(key, item) for item in expr.items)
@@ -344,6 +360,15 @@ class _Lowering:
         if not (isinstance(expr, ast.Number) and isinstance(expr.value, int)):
             raise _LoweringError(expr.loc, f"{key} takes integers")
         return sign * expr.value
+
+
+def _leaf_locs(expr: ast.Expr, locs: list[Loc]) -> None:
+    """The locations of a literal's numbers, in order."""
+    if isinstance(expr, ast.ListExpr):
+        for item in expr.items:
+            _leaf_locs(item, locs)
+    else:
+        locs.append(expr.loc)
 
 
 def _integer_text(text: str) -> bool:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from netdsl import dtypes
+from netdsl.frontend.ast import NAME
 from netdsl.ir import Graph, LoadRef, Node, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 #: a file name or key that needs no quoting as a YAML plain scalar, in block and flow context alike
 _PLAIN_YAML_STRING = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 
@@ -132,7 +132,7 @@ def literal_text(value: Value) -> str:
 def _network_name(graph: Graph) -> str | None:
     """The name to write, or None where it isn't a valid name (a default taken from a file stem such as
     ``my-model``): then the written file's own stem names it again."""
-    return graph.name if _NAME.fullmatch(graph.name) else None
+    return graph.name if NAME.fullmatch(graph.name) else None
 
 
 def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:

@@ -1,4 +1,4 @@
-"""The YAML front end (LANGUAGE.md section 2): ``yaml.compose`` node tree -> the AST the text form builds.
+"""The YAML front end (docs/language.md, "The YAML form"): ``yaml.compose`` node tree -> the AST the text form builds.
 
 Only the node tree is used, never PyYAML's implicit typing (it reads ``1e-3`` as a string, ``010`` as 8
 and ``no`` as false): a number is a plain scalar read from its source text with the text form's number
@@ -10,22 +10,18 @@ run reports every structural problem, and nothing is lowered when there was one.
 from __future__ import annotations
 
 import difflib
-import functools
-import re
 
 import yaml
 
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
-from netdsl.frontend import text as text_form
-from netdsl.frontend.text import parse_number, parse_type
+from netdsl.frontend.text import number_regex, parse_number, parse_type
 
 TOP_KEYS = ("network", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
 LAYER_KEYS = ("op", "inputs", "outputs")
 _LAYER_EXAMPLES = {"op": "op: quantize", "inputs": "inputs: [x, scale]", "outputs": "outputs: [q]"}
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 #: inf and nan as the text form spells them, and as YAML does (.inf, .nan); any letter case
 _SPECIAL_NUMBERS = {"inf": "inf", ".inf": "inf", "nan": "nan", ".nan": "nan"}
 _CORE_TAG_PREFIX = "tag:yaml.org,2002:"
@@ -146,12 +142,6 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-@functools.cache
-def _number_regex() -> re.Pattern[str]:
-    """The grammar's NUMBER terminal: both forms read numbers by the one rule."""
-    return re.compile(text_form._parser().get_terminal("NUMBER").pattern.to_regexp())
-
-
 def _is_plain(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.style is None
 
@@ -166,7 +156,7 @@ def number_expr(text: str, loc: Loc) -> ast.Expr | None:
     expr: ast.Expr
     if special is not None:
         expr = ast.Name(special, body_loc)
-    elif _number_regex().fullmatch(body):
+    elif number_regex().fullmatch(body):
         expr = ast.Number(parse_number(body), body, body_loc)
     else:
         return None
@@ -237,7 +227,7 @@ class _Builder:
         """A name (plain or quoted): ``what`` says whose, e.g. "a tensor name"."""
         if not isinstance(node, yaml.ScalarNode):
             raise _Structure(node, f"expected {what}, found {_describe(node)}")
-        if not _NAME.fullmatch(node.value):
+        if not ast.NAME.fullmatch(node.value):
             raise _Structure(node, f"expected {what}, found {_describe(node)} (a name is letters, digits, "
                                    f"'_' and '.', not starting with a digit)")
         return ast.Name(node.value, self.loc(node))
@@ -284,7 +274,7 @@ class _Builder:
         expr = self.plain_number(node)
         if expr is not None:
             return expr
-        if isinstance(node, yaml.ScalarNode) and _NAME.fullmatch(node.value):
+        if isinstance(node, yaml.ScalarNode) and ast.NAME.fullmatch(node.value):
             return ast.Name(node.value, self.loc(node))
         raise _Structure(node, f"expected an integer, a list of integers or a type name, found "
                                f"{_describe(node)}" + _quote_hint(node))
