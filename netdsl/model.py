@@ -71,7 +71,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
-    diagnostics = Diagnostics()
+    diagnostics = Diagnostics(sources={file: (text, format)})
     if format == "net":
         module = parse_text(text, file, diagnostics)
     else:
@@ -83,8 +83,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    if not diagnostics.errors:
-        check(graph, diagnostics)
+    check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
     return Network(graph, diagnostics.sorted())
 

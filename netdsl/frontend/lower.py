@@ -87,6 +87,7 @@ class _Lowering:
     def define(self, value: Value) -> None:
         previous = self.graph.values.get(value.name)
         if previous is not None:
+            previous.type = None  # which one a use means is unclear: its uses report nothing more
             raise _LoweringError(value.loc, f"'{value.name}' is already defined at line {previous.loc.line}")
         self.graph.values[value.name] = value
 

@@ -99,11 +99,6 @@ class _PostLexer:
             if kind == "_NL":
                 if stack:
                     continue
-            elif kind in _OPENING:
-                if stack and stack[-1].type == "LSQB" and not item_started and kind == "LPAR":
-                    elements += 1  # a parenthesised leaf, e.g. [(1 + 2) / 3]
-                stack.append(token)
-                item_started = False
             elif kind in _CLOSING:
                 if stack and _OPENING[stack[-1].type] == kind:
                     stack.pop()
@@ -112,18 +107,22 @@ class _PostLexer:
                     elements = 0
             elif kind == "COMMA":
                 item_started = False
-            elif stack and stack[-1].type == "LSQB" and not item_started:
-                item_started = True
-                if kind == "BLOCK":
-                    values, _, start, _ = state.blocks[state.next_block]
-                    token = Token.new_borrow_pos("BLOCK", str(state.next_block), token)
-                    state.next_block += 1
-                    elements += values.size
-                else:
-                    elements += 1
-                if elements > MAX_LITERAL_ELEMENTS:
-                    outer = next(t for t in stack if t.type == "LSQB")
-                    raise _LiteralTooLarge(outer.start_pos or 0)
+            else:
+                if stack and stack[-1].type == "LSQB" and not item_started:
+                    item_started = True  # an item begins: a leaf unless it is a list
+                    if kind == "BLOCK":
+                        values = state.blocks[state.next_block][0]
+                        token = Token.new_borrow_pos("BLOCK", str(state.next_block), token)
+                        state.next_block += 1
+                        elements += values.size
+                    elif kind != "LSQB":
+                        elements += 1
+                    if elements > MAX_LITERAL_ELEMENTS:
+                        outer = next(t for t in stack if t.type == "LSQB")
+                        raise _LiteralTooLarge(outer.start_pos or 0)
+                if kind in _OPENING:
+                    stack.append(token)
+                    item_started = False
             yield token
 
 
