@@ -289,7 +289,6 @@ _BLANKS = " \t\f\r\n"
 _RUN = re.compile(r"[0-9A-Za-z.+\-, \t\f\r\n\[\]]*")
 _BRACKET = re.compile(r"[\[\]]")
 _NOT_DECIMAL = re.compile(r"[a-df-zA-DF-Z]")  # a letter that no decimal number has (hex, inf, nan)
-_NOT_BLANK = re.compile(r"[^\n]")
 #: a literal nested deeper than a tensor's rank is left to the parser (and bounds the rescanning)
 _MAX_NESTING = 9
 
@@ -400,7 +399,7 @@ def _read_blocks(text: str, state: _Parse) -> str:
             continue
         values, shape, end = block
         state.blocks.append((values, shape, match.start(), end))
-        inner = _NOT_BLANK.sub(" ", text[match.start() + 1:end - 1])
+        inner = "\n".join(" " * len(line) for line in text[match.start() + 1:end - 1].split("\n"))
         first = len(inner) - len(inner.lstrip("\n"))  # the NUL goes where no line break is
         pieces += [text[done:match.start() + 1], inner[:first], "\x00", inner[first + 1:], "]"]
         done = position = end

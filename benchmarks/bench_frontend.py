@@ -1,0 +1,159 @@
+"""The front end's memory and speed (issue 12 item 5): peak memory of parsing 10 MiB models, the rate at
+which literals are read, and how fast an over-limit literal is refused.
+
+Every measurement runs in a fresh Python process (peak RSS is per process) with ``PYTHONPATH`` set to the
+code under test, so the same script measures this tree and an older one:
+
+    git worktree add /tmp/netdsl-old 9fcdd9a
+    python3 benchmarks/bench_frontend.py --before /tmp/netdsl-old --out benchmarks/results-frontend.md
+
+Without ``--before`` only this tree is measured. Sizes are in MiB of model text; memory is the growth of
+the process's peak RSS while parsing, over what it held with the text built (so the text itself, 10 MiB,
+is not counted); rates are elements read per second of ``netdsl.loads`` (parse, lower, check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+#: model text generators, run in the child: (kind, description, Python expression of ``size`` bytes)
+MODELS = {
+    "blank": ("blank lines", "'\\n' * size"),
+    "indented-blank": ("lines of blanks", "' \\t \\n' * (size // 4)"),
+    "comments": ("comment lines", "'# a comment line of thirty-two\\n' * (size // 32)"),
+    "statements": ("input statements", "''.join(f'input x{i} : float32[1, 2]\\n' for i in range(size // 28))"),
+    "string": ("one long load() path", "'const w : float32[1] = load(\"' + 'a' * size + '\")\\n'"),
+    "literal": ("one literal of plain numbers (1M elements)", "literal(size // 10, plain=True)"),
+}
+
+_CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+    import numpy as np
+
+    def literal(count, plain):
+        rng = np.random.default_rng(1)
+        values = [repr(float(v)) for v in rng.standard_normal(count).astype(np.float32)]
+        items = values if plain else [f"{v} / 127" for v in values]
+        return ("const w : float32[%d] = [" % count + ", ".join(items) + "]\\n"
+                "const s : float32[] = 1\\nq = quantize(w, s)\\noutput q\\n")
+
+    def peak_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    import netdsl
+    from netdsl.diagnostics import Diagnostics
+    from netdsl.frontend.text import parse_text
+    parse_text("output x\\n", "m.net", Diagnostics())  # the parser is built outside the measurement
+    job = json.loads(sys.argv[1])
+    size = job["size"]
+    text = eval(job["expr"])
+    before = peak_mib()
+    start = time.perf_counter()
+    error = ""
+    if job["what"] == "parse":
+        diagnostics = Diagnostics()
+        parse_text(text, "m.net", diagnostics)
+        error = str(diagnostics.items[0]) if diagnostics.items else ""
+    else:
+        try:
+            netdsl.loads(text, filename="m.net")
+        except netdsl.ModelError as e:
+            error = str(e.diagnostics[0])
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_growth_mib": peak_mib() - before, "bytes": len(text),
+                      "error": error[:120]}))
+""")
+
+
+def measure(root: Path, what: str, expr: str, size: int, timeout: float) -> dict:
+    """One measurement in a fresh process importing netdsl from ``root``."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    job = json.dumps({"what": what, "expr": expr, "size": size})
+    try:
+        result = subprocess.run([sys.executable, "-c", _CHILD, job], capture_output=True, text=True, env=env,
+                                timeout=timeout, cwd=root)
+    except subprocess.TimeoutExpired:
+        return {"timeout": timeout}
+    if result.returncode:
+        return {"failed": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}
+    return json.loads(result.stdout)
+
+
+def _cell(result: dict, key: str, fmt: str) -> str:
+    if "timeout" in result:
+        return f"> {result['timeout']:.0f} s (stopped)"
+    if "failed" in result:
+        return f"failed: {result['failed']}"
+    return fmt.format(result[key])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, help="a checkout of the older code to compare with")
+    parser.add_argument("--mib", type=float, default=10.0, help="model size for the memory table (MiB)")
+    parser.add_argument("--before-mib", type=float, help="model size for the older code (default: --mib)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a measurement is stopped")
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    args = parser.parse_args()
+    roots = {"now": HERE}
+    if args.before:
+        roots["before"] = args.before.resolve()
+    lines = ["# Front-end benchmarks (issue 12 item 5)", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
+             f"Python {platform.python_version()}.",
+             f"Command: `python3 benchmarks/bench_frontend.py {' '.join(sys.argv[1:])}`", "",
+             "## Peak memory of parsing a model (growth of peak RSS over the text itself)", "",
+             "| model | " + " | ".join(f"{name}: MiB, s" for name in roots) + " |",
+             "|---|" + "---|" * len(roots)]
+    for kind, (description, expr) in MODELS.items():
+        cells = []
+        for name, root in roots.items():
+            mib = args.before_mib if name == "before" and args.before_mib else args.mib
+            result = measure(root, "parse", expr, int(mib * 2**20), args.timeout)
+            cell = _cell(result, "peak_growth_mib", "{:.0f}")
+            if "seconds" in result:
+                cell += f", {result['seconds']:.1f} s ({result['bytes'] / 2**20:.1f} MiB)"
+            cells.append(cell)
+            print(kind, name, result, flush=True)
+        lines.append(f"| {description} | " + " | ".join(cells) + " |")
+    lines += ["", "## Literal read rate (`netdsl.loads` of one float32 constant)", "",
+              "| literal | code | elements | seconds | elements/s | peak growth MiB |", "|---|---|---|---|---|---|"]
+    for plain in (True, False):
+        for name, root in roots.items():
+            count = (1 << 20 if name == "now" else 100_000) if plain else 20_000
+            expr = f"literal({count}, plain={plain})"
+            result = measure(root, "load", expr, 0, args.timeout)
+            print("literal", plain, name, result, flush=True)
+            rate = _cell(result, "seconds", "{}")
+            if "seconds" in result:
+                rate = f"{count / result['seconds']:,.0f}"
+            lines.append(f"| {'plain numbers' if plain else 'x / 127 each'} | {name} | {count:,} | "
+                         f"{_cell(result, 'seconds', '{:.2f}')} | {rate} | "
+                         f"{_cell(result, 'peak_growth_mib', '{:.0f}')} |")
+    lines += ["", "## An over-limit literal (10^7 plain numbers, limit 2^20)", "",
+              "| code | seconds to the error | peak growth MiB | error |", "|---|---|---|---|"]
+    for name, root in roots.items():
+        if name == "before":
+            lines.append("| before | not measured: it parsed for over 15 minutes at 3.75 GB (issue 12) | | |")
+            continue
+        result = measure(root, "load", "'const w : float32[2] = [' + '0.5, ' * 10**7 + ']\\n'", 0, args.timeout)
+        print("limit", name, result, flush=True)
+        lines.append(f"| {name} | {_cell(result, 'seconds', '{:.2f}')} | "
+                     f"{_cell(result, 'peak_growth_mib', '{:.0f}')} | `{result.get('error', '')}` |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
