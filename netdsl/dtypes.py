@@ -1,6 +1,6 @@
 """The number formats: names, storage types, and exact encode/decode rules.
 
-Every rule of SEMANTICS.md "Number formats" lives here, vectorised in NumPy. The CUDA twin is
+Every rule of docs/semantics.md "Number formats" lives here, vectorised in NumPy. The CUDA twin is
 ``kernels/formats.cuh``. ``ml_dtypes`` supplies the storage types only: its casts into the narrow types
 do not follow our rules (fp8 overflow -> NaN, int4 wraps, fp4 NaN -> -0, e8m0 rounds to nearest), so
 every encode here builds the codes itself from the float32 bits.
