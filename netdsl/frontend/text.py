@@ -61,15 +61,20 @@ class _Parse:
     """The state of one parse (lark's parser is shared, so this travels in a context variable)."""
 
     file: str
+    diagnostics: Diagnostics
     line_offset: int = 0
     col_offset: int = 0
     blocks: list[tuple[np.ndarray, tuple[int, ...] | None, int, int]] = field(default_factory=list)
     text: str = ""  # the text as written (blocks are read from it)
     next_block: int = 0
     open_brackets: list[Token] = field(default_factory=list)
+    _line: int = 0
+    _file_line: int = 0
 
     def loc(self, line: int, col: int) -> Loc:
-        return Loc(self.file, line + self.line_offset, col + (self.col_offset if line == 1 else 0))
+        if line != self._line:  # one int object per line, shared by the line's locations
+            self._line, self._file_line = line, line + self.line_offset
+        return Loc(self.file, self._file_line, col + (self.col_offset if line == 1 else 0))
 
 
 _CURRENT: contextvars.ContextVar[_Parse] = contextvars.ContextVar("netdsl_parse")
@@ -196,17 +201,19 @@ def _binop(op: str):
 
 class _Builder(Transformer):
     def start(self, children):
-        return children
+        return [c for c in children if c is not None]
 
     def command(self, children):
         keyword, *names = children
         keyword_name = _name(keyword)
-        return ("command", keyword_name, [_name(n) for n in names], keyword_name.loc)
+        item = ("command", keyword_name, [_name(n) for n in names], keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
 
     def declaration(self, children):
         keyword, name, type_ref, *value = children
         keyword_name = _name(keyword)
-        return ("declaration", keyword_name, _name(name), type_ref, value[0] if value else None, keyword_name.loc)
+        item = ("declaration", keyword_name, _name(name), type_ref, value[0] if value else None, keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
 
     def layer(self, children):
         *outputs, op = [c for c in children if isinstance(c, Token)]
@@ -233,7 +240,8 @@ class _Builder(Transformer):
 
     def number(self, children):
         (token,) = children
-        return ast.Number(parse_number(str(token)), str(token), _loc(token))
+        text = sys.intern(str(token))
+        return ast.Number(parse_number(text), text, _loc(token))
 
     def name(self, children):
         return _name(children[0])
@@ -512,9 +520,10 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, state: _Parse) -> tupl
     return loc, "unexpected end of file" + _describe_expected(set(getattr(error, "expected", ()) or ()))
 
 
-def _parse(text: str, start: str, state: _Parse, diagnostics: Diagnostics):
+def _parse(text: str, start: str, state: _Parse):
     """The rules' result for ``text`` from rule ``start``, or None after reporting a syntax error."""
     state.text = text
+    diagnostics = state.diagnostics
     token = _CURRENT.set(state)
     try:
         return _parser().parse(_read_blocks(text, state), start=start)
@@ -535,24 +544,22 @@ def parse_text(text: str, file: str, diagnostics: Diagnostics) -> ast.Module | N
     """Parse a .net text into an AST, or report a syntax error and return None."""
     if not text.endswith("\n"):
         text += "\n"
-    items = _parse(text, "start", _Parse(file), diagnostics)
-    if items is None:
+    statements = _parse(text, "start", _Parse(file, diagnostics))
+    if statements is None:
         return None
-    statements = [_statement(item, diagnostics) for item in items if item is not None]
-    return ast.Module(file, [s for s in statements if s is not None])
+    return ast.Module(file, statements)
 
 
 def parse_type(text: str, file: str, line: int, col: int, diagnostics: Diagnostics) -> ast.TypeRef | None:
     """Parse a type written on its own (the YAML form's ``float32[1, 3]``) at a known position."""
-    return _parse(text, "type_only", _Parse(file, line - 1, col - 1), diagnostics)
+    return _parse(text, "type_only", _Parse(file, diagnostics, line - 1, col - 1))
 
 
 _STATEMENT_KINDS = ("network", "input", "const", "output")
 
 
 def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
-    if isinstance(item, ast.LayerStmt):
-        return item
+    """The statement a command (``network``, ``output``) or declaration (``input``, ``const``) is."""
     kind = item[0]
     keyword: ast.Name = item[1]
     if kind == "command":
