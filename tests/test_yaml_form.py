@@ -480,3 +480,19 @@ def test_numbers_past_float64_read_as_inf_in_both_forms(number: str) -> None:
     net_text = f"input x : float32[2, 4]\nconst s : float32[] = {number}\nq = quantize(x, s)\noutput q\n"
     for net in (netdsl.loads(yaml_text, format="yaml"), netdsl.loads(net_text)):
         assert net.graph.values["s"].data.tolist() == float("inf")
+
+
+def test_literal_limit_is_enforced_while_composing(monkeypatch) -> None:
+    from netdsl.frontend import yaml_form
+
+    monkeypatch.setattr(yaml_form, "MAX_LITERAL_ELEMENTS", 100)
+    values = ", ".join(["[1, 2]"] * 51)
+    # refused at the 101st number: the YAML error after the list is never reached
+    text = f"inputs: {{x: 'float32[2]'}}\nconstants:\n  w: {{type: 'float32[51, 2]', value: [{values}]}}\n]\n"
+    with pytest.raises(ModelError) as info:
+        netdsl.loads(text, format="yaml", filename="m.yaml")
+    assert [str(d) for d in info.value.diagnostics] == [
+        "m.yaml:3:38: error: a literal may hold at most 1048576 elements; load() larger constants from a file"]
+    fine = ", ".join(["[1, 2]"] * 50)
+    with pytest.raises(ModelError, match="invalid YAML"):
+        netdsl.loads(text.replace(values, fine).replace("51", "50"), format="yaml")

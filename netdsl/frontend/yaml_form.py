@@ -15,7 +15,7 @@ import yaml
 
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
-from netdsl.frontend.text import number_regex, parse_number, parse_type
+from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, number_regex, parse_number, parse_type
 
 TOP_KEYS = ("network", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
@@ -36,16 +36,39 @@ class _Structure(Exception):
         self.message = message
 
 
+class _LiteralTooLarge(Exception):
+    def __init__(self, mark: yaml.Mark):
+        super().__init__(LITERAL_LIMIT_MESSAGE)
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """Composes nodes only, and records every anchor, alias and explicit tag it meets."""
+    """Composes nodes only, records every anchor, alias and explicit tag it meets, and counts the scalars
+    of the outermost list being read, so that a literal over the limit is refused before it is built."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
         self.refused: list[tuple[yaml.Mark, str]] = []
+        self.list_depth = 0
+        self.list_scalars = 0
+        self.list_mark: yaml.Mark | None = None
+
+    def compose_sequence_node(self, anchor):
+        if not self.list_depth:
+            self.list_scalars, self.list_mark = 0, self.peek_event().start_mark
+        self.list_depth += 1
+        try:
+            return super().compose_sequence_node(anchor)
+        finally:
+            self.list_depth -= 1
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         mark = event.start_mark
+        if self.list_depth and isinstance(event, yaml.ScalarEvent):
+            self.list_scalars += 1
+            if self.list_scalars > MAX_LITERAL_ELEMENTS:
+                raise _LiteralTooLarge(self.list_mark or mark)
         if isinstance(event, yaml.AliasEvent):
             self.refused.append((mark, f"aliases are not allowed (*{event.anchor}): write the value out"))
         else:
@@ -66,6 +89,9 @@ def parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> ast.Module | N
     except yaml.MarkedYAMLError as error:
         _report_refused(loader, file, diagnostics)
         diagnostics.error(_syntax_loc(file, error), _syntax_message(error))
+        return None
+    except _LiteralTooLarge as error:
+        diagnostics.error(_mark_loc(file, error.mark), LITERAL_LIMIT_MESSAGE)
         return None
     except yaml.reader.ReaderError as error:  # a character YAML does not allow
         diagnostics.error(_position_loc(file, text, error.position), f"invalid YAML: the character "
