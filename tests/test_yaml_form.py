@@ -496,3 +496,13 @@ def test_literal_limit_is_enforced_while_composing(monkeypatch) -> None:
     fine = ", ".join(["[1, 2]"] * 50)
     with pytest.raises(ModelError, match="invalid YAML"):
         netdsl.loads(text.replace(values, fine).replace("51", "50"), format="yaml")
+
+
+def test_literal_limit_counts_one_list_not_the_model(monkeypatch) -> None:
+    from netdsl.frontend import yaml_form
+
+    monkeypatch.setattr(yaml_form, "MAX_LITERAL_ELEMENTS", 8)
+    layers = "".join(f"  - {{op: quantize, inputs: [x, s], outputs: [q{i}]}}\n" for i in range(6))
+    text = ("inputs: {x: 'float32[2]'}\nconstants:\n  s: {type: 'float32[]', value: 1}\nlayers:\n" + layers +
+            f"outputs: [{', '.join(f'q{i}' for i in range(6))}]\n")
+    assert len(netdsl.loads(text, format="yaml").outputs) == 6  # 12 names in lists, 6 in the outputs

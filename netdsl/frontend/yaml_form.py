@@ -44,31 +44,24 @@ class _LiteralTooLarge(Exception):
 
 class _Loader(yaml.SafeLoader):
     """Composes nodes only, records every anchor, alias and explicit tag it meets, and counts the scalars
-    of the outermost list being read, so that a literal over the limit is refused before it is built."""
+    of the list of lists being read, so that a literal over the limit is refused before it is built."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
         self.refused: list[tuple[yaml.Mark, str]] = []
-        self.list_depth = 0
         self.list_scalars = 0
         self.list_mark: yaml.Mark | None = None
-
-    def compose_sequence_node(self, anchor):
-        if not self.list_depth:
-            self.list_scalars, self.list_mark = 0, self.peek_event().start_mark
-        self.list_depth += 1
-        try:
-            return super().compose_sequence_node(anchor)
-        finally:
-            self.list_depth -= 1
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         mark = event.start_mark
-        if self.list_depth and isinstance(event, yaml.ScalarEvent):
-            self.list_scalars += 1
-            if self.list_scalars > MAX_LITERAL_ELEMENTS:
-                raise _LiteralTooLarge(self.list_mark or mark)
+        if isinstance(parent, yaml.SequenceNode):
+            if isinstance(event, yaml.ScalarEvent):
+                self.list_scalars += 1
+                if self.list_scalars > MAX_LITERAL_ELEMENTS:
+                    raise _LiteralTooLarge(self.list_mark or mark)
+        elif isinstance(event, yaml.SequenceStartEvent):  # an outermost list: a literal, or names
+            self.list_scalars, self.list_mark = 0, mark
         if isinstance(event, yaml.AliasEvent):
             self.refused.append((mark, f"aliases are not allowed (*{event.anchor}): write the value out"))
         else:
