@@ -7,9 +7,10 @@ code under test, so the same script measures this tree and an older one:
     git worktree add /tmp/netdsl-old 9fcdd9a
     python3 benchmarks/bench_frontend.py --before /tmp/netdsl-old --out benchmarks/results-frontend.md
 
-Without ``--before`` only this tree is measured. Sizes are in MiB of model text; memory is the growth of
-the process's peak RSS while parsing, over what it held with the text built (so the text itself, 10 MiB,
-is not counted); rates are elements read per second of ``netdsl.loads`` (parse, lower, check).
+Without ``--before`` only this tree is measured. Sizes are in MiB of model text. Each model is written to
+a file first; the measuring process reads it, resets its peak RSS (Linux ``/proc/self/clear_refs``), then
+parses it: memory is the peak RSS while parsing less the RSS with the text read (so the text itself is
+not counted); rates are elements read per second of ``netdsl.loads`` (parse, lower, check).
 """
 
 from __future__ import annotations
@@ -20,43 +21,52 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent.parent
 
-#: model text generators, run in the child: (kind, description, Python expression of ``size`` bytes)
+def literal(count: int, plain: bool) -> str:
+    """A model with one float32 constant of ``count`` random values: plain numbers, or ``v / 127`` each."""
+    rng = np.random.default_rng(1)
+    values = [repr(float(v)) for v in rng.standard_normal(count).astype(np.float32)]
+    items = values if plain else [f"{v} / 127" for v in values]
+    return (f"const w : float32[{count}] = [" + ", ".join(items) + "]\n"
+            "const s : float32[] = 1\nq = quantize(w, s)\noutput q\n")
+
+
+#: models of about ``size`` bytes: kind -> (description, text of a size)
 MODELS = {
-    "blank": ("blank lines", "'\\n' * size"),
-    "indented-blank": ("lines of blanks", "' \\t \\n' * (size // 4)"),
-    "comments": ("comment lines", "'# a comment line of thirty-two\\n' * (size // 32)"),
-    "statements": ("input statements", "''.join(f'input x{i} : float32[1, 2]\\n' for i in range(size // 28))"),
-    "string": ("one long load() path", "'const w : float32[1] = load(\"' + 'a' * size + '\")\\n'"),
-    "literal": ("one literal of plain numbers (1M elements)", "literal(size // 10, plain=True)"),
+    "blank": ("blank lines", lambda size: "\n" * size),
+    "indented-blank": ("lines of blanks", lambda size: " \t \n" * (size // 4)),
+    "comments": ("comment lines", lambda size: "# a comment line of thirty-two\n" * (size // 32)),
+    "statements": ("input statements",
+                   lambda size: "".join(f"input x{i} : float32[1, 2]\n" for i in range(size // 28))),
+    "string": ("one long load() path", lambda size: 'const w : float32[1] = load("' + "a" * size + '")\n'),
+    "literal": ("one literal of 2^20 plain numbers", lambda size: literal(1 << 20, plain=True)),
 }
 
 _CHILD = textwrap.dedent("""
-    import json, resource, sys, time
-    import numpy as np
+    import json, sys, time
 
-    def literal(count, plain):
-        rng = np.random.default_rng(1)
-        values = [repr(float(v)) for v in rng.standard_normal(count).astype(np.float32)]
-        items = values if plain else [f"{v} / 127" for v in values]
-        return ("const w : float32[%d] = [" % count + ", ".join(items) + "]\\n"
-                "const s : float32[] = 1\\nq = quantize(w, s)\\noutput q\\n")
-
-    def peak_mib():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def status_mib(field):
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
 
     import netdsl
     from netdsl.diagnostics import Diagnostics
     from netdsl.frontend.text import parse_text
     parse_text("output x\\n", "m.net", Diagnostics())  # the parser is built outside the measurement
     job = json.loads(sys.argv[1])
-    size = job["size"]
-    text = eval(job["expr"])
-    before = peak_mib()
+    with open(job["path"], encoding="utf-8") as stream:
+        text = stream.read()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the peak RSS starts again from the current RSS (Linux)
+    before = status_mib("VmRSS")
     start = time.perf_counter()
     error = ""
     if job["what"] == "parse":
@@ -69,20 +79,24 @@ _CHILD = textwrap.dedent("""
         except netdsl.ModelError as e:
             error = str(e.diagnostics[0])
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_growth_mib": peak_mib() - before, "bytes": len(text),
+    print(json.dumps({"seconds": seconds, "peak_growth_mib": status_mib("VmHWM") - before, "bytes": len(text),
                       "error": error[:120]}))
 """)
 
 
-def measure(root: Path, what: str, expr: str, size: int, timeout: float) -> dict:
-    """One measurement in a fresh process importing netdsl from ``root``."""
+def measure(root: Path, what: str, text: str, timeout: float) -> dict:
+    """One measurement of ``text`` in a fresh process importing netdsl from ``root``."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    job = json.dumps({"what": what, "expr": expr, "size": size})
+    with tempfile.NamedTemporaryFile("w", suffix=".net", encoding="utf-8", delete=False) as model:
+        model.write(text)
+    job = json.dumps({"what": what, "path": model.name})
     try:
         result = subprocess.run([sys.executable, "-c", _CHILD, job], capture_output=True, text=True, env=env,
                                 timeout=timeout, cwd=root)
     except subprocess.TimeoutExpired:
         return {"timeout": timeout}
+    finally:
+        os.unlink(model.name)
     if result.returncode:
         return {"failed": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}
     return json.loads(result.stdout)
@@ -114,11 +128,11 @@ def main() -> None:
              "## Peak memory of parsing a model (growth of peak RSS over the text itself)", "",
              "| model | " + " | ".join(f"{name}: MiB, s" for name in roots) + " |",
              "|---|" + "---|" * len(roots)]
-    for kind, (description, expr) in MODELS.items():
+    for kind, (description, make) in MODELS.items():
         cells = []
         for name, root in roots.items():
             mib = args.before_mib if name == "before" and args.before_mib else args.mib
-            result = measure(root, "parse", expr, int(mib * 2**20), args.timeout)
+            result = measure(root, "parse", make(int(mib * 2**20)), args.timeout)
             cell = _cell(result, "peak_growth_mib", "{:.0f}")
             if "seconds" in result:
                 cell += f", {result['seconds']:.1f} s ({result['bytes'] / 2**20:.1f} MiB)"
@@ -130,8 +144,7 @@ def main() -> None:
     for plain in (True, False):
         for name, root in roots.items():
             count = (1 << 20 if name == "now" else 100_000) if plain else 20_000
-            expr = f"literal({count}, plain={plain})"
-            result = measure(root, "load", expr, 0, args.timeout)
+            result = measure(root, "load", literal(count, plain), args.timeout)
             print("literal", plain, name, result, flush=True)
             rate = _cell(result, "seconds", "{}")
             if "seconds" in result:
@@ -145,7 +158,7 @@ def main() -> None:
         if name == "before":
             lines.append("| before | not measured: it parsed for over 15 minutes at 3.75 GB (issue 12) | | |")
             continue
-        result = measure(root, "load", "'const w : float32[2] = [' + '0.5, ' * 10**7 + ']\\n'", 0, args.timeout)
+        result = measure(root, "load", "const w : float32[2] = [" + "0.5, " * 10**7 + "]\n", args.timeout)
         print("limit", name, result, flush=True)
         lines.append(f"| {name} | {_cell(result, 'seconds', '{:.2f}')} | "
                      f"{_cell(result, 'peak_growth_mib', '{:.0f}')} | `{result.get('error', '')}` |")
