@@ -405,3 +405,16 @@ def test_lexer_memory_is_linear_with_a_small_constant(text: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 8 * len(text) + (1 << 20)  # was ~280 bytes per byte for blank lines
+
+
+@pytest.mark.parametrize("body,message", [
+    ("[" * 65 + "1" + "]" * 65, "m.net:1:87: error: the model is nested too deeply (more than 64 brackets open)"),
+    ("(" * 100_000 + "1" + ")" * 100_000, "m.net:1:87: error: the model is nested too deeply"),
+    ("-" * 100_000 + "1", "m.net:1:1: error: this statement is nested too deeply"),
+    ("+".join(["1"] * 100_000), "m.net:1:1: error: this statement is nested too deeply"),
+])
+def test_deep_nesting_is_an_error_not_a_crash(body: str, message: str) -> None:
+    with pytest.raises(ModelError) as info:
+        netdsl.loads(f"const c : float32[] = {body}\noutput c\n", filename="m.net")
+    assert len(info.value.diagnostics) == 1  # nothing more about 'c'
+    assert str(info.value.diagnostics[0]).startswith(message)

@@ -69,7 +69,9 @@ class _Lowering:
                     self.layer(statement)
                 elif isinstance(statement, ast.OutputStmt):
                     outputs.extend(statement.names)
-            except _LoweringError as error:
+            except (_LoweringError, RecursionError) as error:
+                if isinstance(error, RecursionError):  # e.g. a chain of 100000 unary minus signs
+                    error = _LoweringError(statement.loc, "this statement is nested too deeply")
                 self.diagnostics.error(error.loc, error.message)
                 if isinstance(statement, (ast.InputStmt, ast.ConstStmt)) and statement.name.name not in graph.values:
                     # defined but untyped, so that its uses report nothing more
@@ -302,7 +304,9 @@ class _Lowering:
                 self.used.add(arg.name)
                 self.lookup(arg)
                 inputs.append(arg.name)
-            except _LoweringError as error:
+            except (_LoweringError, RecursionError) as error:
+                if isinstance(error, RecursionError):  # e.g. a chain of 100000 unary minus signs
+                    error = _LoweringError(statement.loc, "this statement is nested too deeply")
                 self.diagnostics.error(error.loc, error.message)
                 failed = True
         try:

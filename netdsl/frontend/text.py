@@ -80,6 +80,18 @@ class _Parse:
 _CURRENT: contextvars.ContextVar[_Parse] = contextvars.ContextVar("netdsl_parse")
 
 
+#: brackets open at once; deeper is an error (a literal needs at most a tensor's rank, 8)
+MAX_BRACKET_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    """More than MAX_BRACKET_DEPTH brackets open; ``offset``: the one over the limit."""
+
+    def __init__(self, offset: int):
+        super().__init__(offset)
+        self.offset = offset
+
+
 class _LiteralTooLarge(Exception):
     """A literal with more than MAX_LITERAL_ELEMENTS elements; ``offset``: its outermost '['."""
 
@@ -126,6 +138,8 @@ class _PostLexer:
                         outer = next(t for t in stack if t.type == "LSQB")
                         raise _LiteralTooLarge(outer.start_pos or 0)
                 if kind in _OPENING:
+                    if len(stack) == MAX_BRACKET_DEPTH:
+                        raise _TooDeep(token.start_pos or 0)
                     stack.append(token)
                     item_started = False
             yield token
@@ -337,9 +351,9 @@ def _separator(text: str, commas: int) -> bool:
     return stripped == "," * commas if commas else not stripped
 
 
-def _block_at(text: str, start: int) -> tuple[np.ndarray, tuple[int, ...] | None, int] | None:
-    """(values, shape, end) of the plain-number list whose '[' is at ``start``, or None."""
-    end = _RUN.match(text, start + 1).end()
+def _block_at(text: str, start: int, end: int) -> tuple[np.ndarray, tuple[int, ...] | None, int] | None:
+    """(values, shape, end) of the plain-number list whose '[' is at ``start``, or None; ``end`` is where
+    the run of characters a plain list may hold, from ``start``, ends."""
     counts: list[int] = []  # items seen so far in each open list
     lengths: dict[int, int] = {}  # the length of every list at each depth (None-free while regular)
     regular, leaf_depth = True, -1
@@ -394,7 +408,7 @@ def _read_blocks(text: str, state: _Parse) -> str:
     if "\x00" in text or "[" not in text:
         return text
     pieces, done = [], 0
-    position = 0
+    position = run_end = 0
     while True:
         match = _SCAN.search(text, position)
         if match is None:
@@ -402,7 +416,9 @@ def _read_blocks(text: str, state: _Parse) -> str:
         position = match.end()
         if match.group() != "[":
             continue
-        block = _block_at(text, match.start())
+        if match.start() >= run_end:  # every '[' of a run shares its end: find it once (no rescanning)
+            run_end = _RUN.match(text, match.start() + 1).end()
+        block = _block_at(text, match.start(), run_end)
         if block is None:
             continue
         values, shape, end = block
@@ -527,10 +543,11 @@ def _parse(text: str, start: str, state: _Parse):
     token = _CURRENT.set(state)
     try:
         return _parser().parse(_read_blocks(text, state), start=start)
-    except _LiteralTooLarge as error:
+    except (_LiteralTooLarge, _TooDeep) as error:
         line_start = text.rfind("\n", 0, error.offset) + 1
-        diagnostics.error(state.loc(text.count("\n", 0, error.offset) + 1, error.offset - line_start + 1),
-                          LITERAL_LIMIT_MESSAGE)
+        message = LITERAL_LIMIT_MESSAGE if isinstance(error, _LiteralTooLarge) else \
+            f"the model is nested too deeply (more than {MAX_BRACKET_DEPTH} brackets open)"
+        diagnostics.error(state.loc(text.count("\n", 0, error.offset) + 1, error.offset - line_start + 1), message)
     except lark.exceptions.UnexpectedInput as error:
         diagnostics.error(*_syntax_error(error, state))
     except RecursionError:
