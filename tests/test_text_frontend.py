@@ -418,3 +418,19 @@ def test_deep_nesting_is_an_error_not_a_crash(body: str, message: str) -> None:
         netdsl.loads(f"const c : float32[] = {body}\noutput c\n", filename="m.net")
     assert len(info.value.diagnostics) == 1  # nothing more about 'c'
     assert str(info.value.diagnostics[0]).startswith(message)
+
+
+def test_parses_in_threads_keep_their_own_files() -> None:
+    """The parser is shared; each parse's file name and blocks travel in a context variable."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first_error_file(index: int) -> str:
+        literal = "[" + ", ".join(["1"] * 40) + "]"
+        text = "".join(f"const c{j} : float32[40] = {literal}\n" for j in range(20)) + "q = quantize(c0, nope)\noutput q\n"
+        with pytest.raises(ModelError) as info:
+            netdsl.loads(text, filename=f"m{index}.net")
+        return str(info.value.diagnostics[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(first_error_file, range(8)))
+    assert results == [f"m{i}.net:21:18: error: unknown tensor 'nope'" for i in range(8)]
