@@ -434,3 +434,17 @@ def test_parses_in_threads_keep_their_own_files() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(first_error_file, range(8)))
     assert results == [f"m{i}.net:21:18: error: unknown tensor 'nope'" for i in range(8)]
+
+
+@pytest.mark.parametrize("type_name,big", [("float32", "-1e999"), ("float16", "70000"), ("float16", "1e999")])
+def test_fast_path_overflow_warnings_equal_the_parser_ones(type_name: str, big: str) -> None:
+    plain = "[" + ", ".join(["1"] * 14 + [big, "2"]) + "]"
+    parsed = plain.replace("2]", "(2)]")  # the parser's path, the big number at the same place
+    warnings = []
+    for literal in (plain, parsed):
+        net = netdsl.loads(f"const c : {type_name}[16] = {literal}\nconst s : float32[] = 1\nq = quantize(c, s)\n"
+                           f"output q\n", filename="m.net")
+        warnings.append([str(w) for w in net.warnings])
+    col = len(f"const c : {type_name}[16] = ") + plain.index(big.lstrip("-")) + 1
+    assert warnings[0] == warnings[1] == [f"m.net:1:{col}: warning: {big.lstrip('-')} overflows {type_name} and "
+                                          f"becomes Inf in constant 'c'"]

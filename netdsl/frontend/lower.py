@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,16 @@ class _Lowering:
         self.diagnostics = diagnostics
         self.used: set[str] = set()
         self.suggestion_budget = SUGGESTION_BUDGET
+        #: the current literal's elements whose finite value overflows float64 (1e999), by index: where, as written
+        self.overflowed: dict[int, tuple[Loc, str]] = {}
+        self.overflow_event: tuple[Loc, str] | None = None
 
     def run(self, default_name: str) -> Graph:
         statements = self.module.statements
         graph = Graph(default_name, self.module.file)
         self.graph = graph
         outputs: list[ast.Name] = []
+        aliases: list[ast.AliasStmt] = []
         for index, statement in enumerate(statements):
             try:
                 if isinstance(statement, ast.NetworkStmt):
@@ -69,6 +74,8 @@ class _Lowering:
                     self.layer(statement)
                 elif isinstance(statement, ast.OutputStmt):
                     outputs.extend(statement.names)
+                elif isinstance(statement, ast.AliasStmt):
+                    aliases.append(statement)
             except (_LoweringError, RecursionError) as error:
                 if isinstance(error, RecursionError):  # e.g. a chain of 100000 unary minus signs
                     error = _LoweringError(statement.loc, "this statement is nested too deeply")
@@ -82,7 +89,36 @@ class _Lowering:
         for value in graph.inputs:
             if value.name not in self.used and value.name not in graph.outputs:
                 self.diagnostics.warning(value.loc, f"input '{value.name}' is not used")
+        self.rename(aliases)
         return graph
+
+    def rename(self, aliases: list[ast.AliasStmt]) -> None:
+        """Give every aliased tensor its original name (after every use is resolved by the written one)."""
+        graph, renames = self.graph, {}
+        taken = {}
+        for alias in aliases:
+            written, original = alias.name.name, alias.original.value
+            if written not in graph.values:
+                self.diagnostics.error(alias.name.loc, f"alias of an unknown tensor '{written}'"
+                                       + did_you_mean(written, graph.values))
+            elif written in renames:
+                self.diagnostics.error(alias.name.loc, f"'{written}' is already aliased")
+            elif original in taken or (original in graph.values and original not in renames):
+                self.diagnostics.error(alias.original.loc, f"'{original}' already names a tensor")
+            elif not original:
+                self.diagnostics.error(alias.original.loc, "an alias needs a non-empty name")
+            else:
+                renames[written] = original
+                taken[original] = written
+        if not renames:
+            return
+        graph.values = {renames.get(name, name): value for name, value in graph.values.items()}
+        for name, value in graph.values.items():
+            value.name = name
+        for node in graph.nodes:
+            node.inputs = [renames.get(name, name) for name in node.inputs]
+            node.outputs = [renames.get(name, name) for name in node.outputs]
+        graph.outputs = [renames.get(name, name) for name in graph.outputs]
 
     # --- names -----------------------------------------------------------------------------------
 
@@ -151,69 +187,117 @@ class _Lowering:
         value = Value(statement.name.name, "const", statement.name.loc, type=tensor_type)
         expr = statement.value
         if isinstance(expr, ast.Call):
-            value.source, value.data = self.load(expr, tensor_type)
+            value.source, given, value.data = self.load(expr, tensor_type)
+            self.overflow_warning(value, given, lambda index: expr.loc, {})
         else:
-            value.data = self.literal(expr, tensor_type)
+            self.overflowed = {}
+            value.data, given, locate = self.literal(expr, tensor_type)
+            self.overflow_warning(value, given, locate, self.overflowed)
         self.define(value)
 
-    def literal(self, expr: ast.Expr, tensor_type: TensorType) -> np.ndarray:
+    def overflow_warning(self, value: Value, given: np.ndarray, locate: Callable[[int], Loc],
+                         overflowed: dict[int, tuple[Loc, str]]) -> None:
+        """A located warning for a data constant whose finite values round to +-Inf in its type (IEEE's
+        Inf is kept: docs/special-values.md, "Constants"); ``overflowed``: the literal's elements that
+        already overflowed float64 (``1e999``), by index. The first such value goes on ``value.overflow``."""
+        dtype = value.type.dtype if value.type else None
+        if dtype is None or not dtype.is_float or value.data is None:
+            return
+        finite = np.isfinite(given.reshape(-1))
+        finite[list(overflowed)] = True
+        lost = np.isinf(dtypes.decode(value.data, dtype)).reshape(-1) & finite
+        count = int(lost.sum())
+        if not count:
+            return
+        index = int(np.argmax(lost))
+        if index in overflowed:
+            loc, text = overflowed[index]
+        else:
+            number = str(given.reshape(-1)[index])  # NumPy's shortest text for the file's dtype
+            loc, text = locate(index), number.removesuffix(".0")
+        value.overflow = text
+        more = f" ({count} values overflow)" if count > 1 else ""
+        self.diagnostics.warning(loc, f"{_abbreviated(text)} overflows {dtype.name} and becomes Inf in constant "
+                                      f"'{value.name}'{more}")
+
+    def literal(self, expr: ast.Expr, tensor_type: TensorType) -> tuple[np.ndarray, np.ndarray, Callable[[int], Loc]]:
+        """The storage array of a literal, its float64 values as written (flat), and where element i is."""
         if tensor_type.volume > MAX_LITERAL_ELEMENTS:
             raise _LoweringError(expr.loc, LITERAL_LIMIT_MESSAGE)
         parts: list[np.ndarray | float] = []
         sources: list[ast.Expr] = []  # the number, or the NumberBlock, each part came from
         self.flatten(expr, tensor_type.shape, parts, sources)
-        sizes = [part.size if isinstance(part, np.ndarray) else 1 for part in parts]
-        values = np.concatenate([np.atleast_1d(np.asarray(part, np.float64)) for part in parts]) if parts else \
+        sizes = np.cumsum([part.size if isinstance(part, np.ndarray) else 1 for part in parts])
+        given = np.concatenate([np.atleast_1d(np.asarray(part, np.float64)) for part in parts]) if parts else \
             np.zeros(0, np.float64)
-        values = values.reshape(tensor_type.shape)
+
+        def locate(index: int) -> Loc:
+            part = int(np.searchsorted(sizes, index, side="right"))
+            source = sources[part]
+            if not isinstance(source, ast.NumberBlock):
+                return source.loc
+            return _leaves(expand_block(source))[index - (int(sizes[part - 1]) if part else 0)].loc
+
+        values = given.reshape(tensor_type.shape)
         dtype = tensor_type.dtype
         if dtype.is_float:
             with np.errstate(over="ignore"):  # out-of-range literals become +-Inf, as a cast does
-                return values.astype(dtype.storage)
+                return values.astype(dtype.storage), given, locate
         exact = dtypes.representable(values, dtype).reshape(-1)
         if not exact.all():
             index = int(np.argmin(exact))
-            part = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
-            loc = sources[part].loc
-            if isinstance(sources[part], ast.NumberBlock):  # the element's own place in the block
-                leaves: list[Loc] = []
-                _leaf_locs(expand_block(sources[part]), leaves)
-                loc = leaves[index - (sum(sizes[:part]))]
-            raise _LoweringError(loc, f"{float(values.reshape(-1)[index])!r} is not exactly representable "
-                                      f"in {dtype.name}")
-        return dtypes.encode(values.astype(np.float32), dtype)
+            raise _LoweringError(locate(index), f"{float(given[index])!r} is not exactly representable in "
+                                                f"{dtype.name}")
+        return dtypes.encode(values.astype(np.float32), dtype), given, locate
 
     def flatten(self, expr: ast.Expr, shape: tuple[int, ...], parts: list[np.ndarray | float],
-                sources: list[ast.Expr]) -> None:
+                sources: list[ast.Expr], start: int = 0) -> int:
+        """Append the literal's values to ``parts`` (``start``: how many come before); how many it adds."""
         if isinstance(expr, ast.NumberBlock):
             if expr.shape == shape:
                 parts.append(expr.values)
                 sources.append(expr)
-                return
+                infinite = np.flatnonzero(np.isinf(expr.values))
+                if infinite.size:  # where a finite number overflowed float64 (1e999), as number() notes
+                    leaves = _leaves(expand_block(expr))
+                    for index in infinite.tolist():
+                        self.overflow_event = None
+                        self.number(leaves[index])
+                        if self.overflow_event is not None:
+                            self.overflowed[start + index] = self.overflow_event
+                return expr.values.size
             expr = expand_block(expr)  # the parser's AST, to say where it doesn't fit
         if not shape:
             if isinstance(expr, ast.ListExpr):
                 raise _LoweringError(expr.loc, "expected a number here, found a list (the literal is nested "
                                                "deeper than the declared shape)")
+            self.overflow_event = None
             parts.append(self.number(expr))
             sources.append(expr)
-            return
+            if self.overflow_event is not None:
+                self.overflowed[start] = self.overflow_event
+            return 1
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"expected a list of {shape[0]} here (the declared shape is "
                                            f"{list(shape)} at this depth)")
         if len(expr.items) != shape[0]:
             raise _LoweringError(expr.loc, f"this list has {len(expr.items)} elements, the declared shape "
                                            f"needs {shape[0]}")
+        count = 0
         for item in expr.items:
-            self.flatten(item, shape[1:], parts, sources)
+            count += self.flatten(item, shape[1:], parts, sources, start + count)
+        return count
 
     def number(self, expr: ast.Expr) -> float:
         """Literal arithmetic in float64, as Python and NumPy compute it."""
         if isinstance(expr, ast.Number):
             try:
-                return float(expr.value)
+                number = float(expr.value)
             except OverflowError:  # an integer past float64's range rounds to inf, as 1e999 does
-                return math.inf
+                number = math.inf
+            if math.isinf(number) and self.overflow_event is None:
+                self.overflow_event = expr.loc, expr.text
+            return number
         if isinstance(expr, ast.Name):
             special = SPECIAL_NUMBERS.get(expr.name.lower())
             if special is None:
@@ -226,12 +310,15 @@ class _Lowering:
         if isinstance(expr, ast.BinOp):
             left, right = self.number(expr.left), self.number(expr.right)
             with np.errstate(all="ignore"):
-                result = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}[expr.op](
-                    np.float64(left), np.float64(right))
-            return float(result)
+                result = float({"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}[expr.op](
+                    np.float64(left), np.float64(right)))
+            if math.isinf(result) and math.isfinite(left) and math.isfinite(right) and (expr.op != "/" or right):
+                self.overflow_event = self.overflow_event or (expr.loc, f"{left!r} {expr.op} {right!r}")
+            return result
         raise _LoweringError(expr.loc, "expected a number")
 
-    def load(self, call: ast.Call, tensor_type: TensorType) -> tuple[LoadRef, np.ndarray]:
+    def load(self, call: ast.Call, tensor_type: TensorType) -> tuple[LoadRef, np.ndarray, np.ndarray]:
+        """The constant ``load(...)`` gives: where it came from, the file's array, and its storage form."""
         if call.func.name != "load":
             raise _LoweringError(call.func.loc, f"unknown function '{call.func.name}'; a constant's value is a "
                                                 f"literal or load(\"file.npy\") / load(\"file.npz\", \"key\")")
@@ -242,10 +329,11 @@ class _Lowering:
         path_text, key = strings[0], (strings[1] if len(strings) == 2 else None)
         path = self.base_dir / path_text
         try:
-            data = arrays.coerce(self.read_array(call, path, key, tensor_type), tensor_type)
+            given = self.read_array(call, path, key, tensor_type)
+            data = arrays.coerce(given, tensor_type)
         except ValueError as error:
             raise _LoweringError(call.loc, f"'{path_text}'{f' key {key!r}' if key else ''} {error}") from None
-        return LoadRef(path_text, key), data
+        return LoadRef(path_text, key), given, data
 
     @staticmethod
     def read_array(call: ast.Call, path: Path, key: str | None, tensor_type: TensorType) -> np.ndarray:
@@ -304,9 +392,7 @@ class _Lowering:
                 self.used.add(arg.name)
                 self.lookup(arg)
                 inputs.append(arg.name)
-            except (_LoweringError, RecursionError) as error:
-                if isinstance(error, RecursionError):  # e.g. a chain of 100000 unary minus signs
-                    error = _LoweringError(statement.loc, "this statement is nested too deeply")
+            except _LoweringError as error:
                 self.diagnostics.error(error.loc, error.message)
                 failed = True
         try:
@@ -367,13 +453,11 @@ class _Lowering:
         return sign * expr.value
 
 
-def _leaf_locs(expr: ast.Expr, locs: list[Loc]) -> None:
-    """The locations of a literal's numbers, in order."""
-    if isinstance(expr, ast.ListExpr):
-        for item in expr.items:
-            _leaf_locs(item, locs)
-    else:
-        locs.append(expr.loc)
+def _leaves(expr: ast.Expr) -> list[ast.Expr]:
+    """A literal's numbers, in order."""
+    if not isinstance(expr, ast.ListExpr):
+        return [expr]
+    return [leaf for item in expr.items for leaf in _leaves(item)]
 
 
 def _integer_text(text: str) -> bool:

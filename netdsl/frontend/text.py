@@ -229,6 +229,12 @@ class _Builder(Transformer):
         item = ("declaration", keyword_name, _name(name), type_ref, value[0] if value else None, keyword_name.loc)
         return _statement(item, _CURRENT.get().diagnostics)
 
+    def alias(self, children):
+        keyword, name, original = children
+        keyword_name = _name(keyword)
+        item = ("alias", keyword_name, _name(name), self.string([original]), keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
+
     def layer(self, children):
         *outputs, op = [c for c in children if isinstance(c, Token)]
         arguments = [c for c in children if not isinstance(c, Token)]
@@ -572,14 +578,17 @@ def parse_type(text: str, file: str, line: int, col: int, diagnostics: Diagnosti
     return _parse(text, "type_only", _Parse(file, diagnostics, line - 1, col - 1))
 
 
-_STATEMENT_KINDS = ("network", "input", "const", "output")
+_STATEMENT_KINDS = ("network", "input", "const", "output", "alias")
 
 
 def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
-    """The statement a command (``network``, ``output``) or declaration (``input``, ``const``) is."""
+    """The statement a command (``network``, ``output``), declaration (``input``, ``const``) or alias is."""
     kind = item[0]
     keyword: ast.Name = item[1]
-    if kind == "command":
+    if kind == "alias":
+        if keyword.name == "alias":
+            return ast.AliasStmt(item[2], item[3], item[4])
+    elif kind == "command":
         names, loc = item[2], item[3]
         if keyword.name == "network" and len(names) == 1:
             return ast.NetworkStmt(names[0], loc)
@@ -600,7 +609,8 @@ def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
                 diagnostics.error(loc, f"constant '{name.name}' needs a value: const {name.name} : TYPE = VALUE")
                 return None
             return ast.ConstStmt(name, type_ref, value, loc)
-    expected = {"command": "'network' or 'output'", "declaration": "'input' or 'const'"}[kind]
+    expected = {"command": "'network' or 'output'", "declaration": "'input' or 'const'",
+                "alias": "'alias'"}[kind]
     diagnostics.error(keyword.loc, f"unknown statement '{keyword.name}'; expected {expected}"
                       + did_you_mean(keyword.name, _STATEMENT_KINDS))
     return None
