@@ -7,13 +7,13 @@ import argparse
 import numpy as np
 
 from netdsl import arrays, memory
+from netdsl.atomic import write_atomically
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
     format_output,
     gather_inputs,
     load_model,
-    write_atomically,
 )
 from netdsl.diagnostics import UsageError
 

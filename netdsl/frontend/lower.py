@@ -11,6 +11,7 @@ import math
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -408,7 +409,7 @@ class _Lowering:
         if node is not None:
             self.graph.nodes.append(node)
 
-    def attributes(self, op: OpDef, keywords: list[ast.Keyword]):
+    def attributes(self, op: OpDef[Any, Any], keywords: list[ast.Keyword]) -> tuple[Any, dict[str, Loc]]:
         values: dict[str, object] = {}
         locs: dict[str, Loc] = {}
         for keyword in keywords:
