@@ -123,10 +123,14 @@ def traced_peak_below(limit: int) -> Iterator[None]:
 
 
 def assert_located(lines: list[str], file: str, text: str) -> None:
-    """Every line a located diagnostic in ``file``, its line within the text (or just past it)."""
+    """Every line a located diagnostic in ``file``, its line within the text (or just past it), or one of
+    the two lines the command line shows after it: the source line (`` N | text``) and the caret."""
     assert lines, "an error without a diagnostic"
     last_line = len(LINE_BREAKS.split(text)) + 1  # YAML also breaks lines at CR, NEL, LS and PS
-    for line in lines:
+    for index, line in enumerate(lines):
+        if line.startswith(" "):
+            assert index and (re.match(r" \d+ \|( |$)", line) or re.fullmatch(r" +\| *\^", line)), line
+            continue
         match = LOCATED.match(line)
         assert match, f"not a located diagnostic: {line!r}"
         assert match["file"] == file, line
