@@ -65,9 +65,10 @@ class Network:
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
-          filename: str | None = None) -> Network:
+          filename: str | None = None, trust_paths: bool = False) -> Network:
     """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
-    against ``base_dir`` (default: the current directory). Raises ModelError."""
+    against ``base_dir`` (default: the current directory) and may only name files there or below, unless
+    ``trust_paths`` (docs/reliability.md). Raises ModelError."""
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
@@ -82,16 +83,17 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
         diagnostics.raise_if_errors()
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
-                  name=Path(filename).stem if filename else "network")
+                  name=Path(filename).stem if filename else "network", trust_paths=trust_paths)
     if not diagnostics.errors:
         check(graph, diagnostics)
     diagnostics.raise_if_errors()
     return Network(graph, diagnostics.sorted())
 
 
-def load(path: str | Path) -> Network:
-    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file. Raises ModelError (and OSError when the
-    file can't be read)."""
+def load(path: str | Path, trust_paths: bool = False) -> Network:
+    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file; its ``load()`` files must lie in its folder or
+    below unless ``trust_paths`` (docs/reliability.md). Raises ModelError (and OSError when the file can't
+    be read)."""
     path = Path(path)
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
@@ -99,4 +101,4 @@ def load(path: str | Path) -> Network:
     except UnicodeDecodeError as error:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
-    return loads(text, format=format, base_dir=path.parent, filename=str(path))
+    return loads(text, format=format, base_dir=path.parent, filename=str(path), trust_paths=trust_paths)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import load_model
+from netdsl.cli.common import add_model_arguments, load_model
 
 
 def add_parser(commands) -> None:
     check = commands.add_parser("check", help="validate a model and print ok")
-    check.add_argument("model")
+    add_model_arguments(check)
     check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    network = load_model(args.model, args.trust_paths)
     if args.verbose:
         print(network.describe(), end="")
     print("ok")

@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import zipfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from netdsl import arrays, dtypes
+from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import UsageError
-from netdsl.ir import TensorType
 from netdsl.model import Network, load
 
 #: outputs with more elements than this print as a summary
 PRINT_LIMIT = 256
 
 
-def load_model(path: str) -> Network:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
+    parser.add_argument("model")
+    parser.add_argument("--trust-paths", action="store_true",
+                        help="let the model's load() read files outside its folder (only for models you trust; "
+                             "see docs/reliability.md)")
+
+
+def load_model(path: str, trust_paths: bool = False) -> Network:
+    """The checked model at ``path`` (its warnings printed), or a UsageError for a file that can't be read."""
     try:
-        if not Path(path).is_file():
-            raise UsageError(f"cannot read model '{path}': no such file")
-        network = load(path)
+        files.check_regular(path)
+        network = load(path, trust_paths=trust_paths)
+    except files.FileError as error:
+        raise UsageError(f"cannot read model '{path}': {error}") from None
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:
@@ -34,60 +40,33 @@ def load_model(path: str) -> Network:
     return network
 
 
-#: what reading an input file can raise besides a mismatch: unreadable, corrupt (a zip that isn't one), or
-#: too large for memory
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
-    """``np.load`` without pickles; with ``expected``, an .npy whose header doesn't fit is refused
-    before its data is read."""
-    try:
-        if expected is not None:
-            with open(path, "rb") as stream:
-                arrays.check_npy_header(stream, expected)
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {what} '{path}': no such file") from None
-    except arrays.MismatchError as error:
-        raise UsageError(f"{what} {error}") from None
-    except _READ_ERRORS as error:
-        raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
-
-
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The inputs of a run: ``--inputs FILE`` (.npz, .safetensors, Polygraphy .json), then ``--input
+    NAME=FILE`` (any tensor file holding one array), raw codes with ``--codes``, the rest drawn at random."""
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
+    codes = getattr(args, "codes", False)
     if args.inputs:
-        archive = _read_npy(args.inputs, "inputs file")
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UsageError(f"--inputs '{args.inputs}' is not an .npz archive")
-        with archive:
-            for key in archive.files:
-                if key not in network.inputs:
-                    given[key] = None
-                    continue
-                try:
-                    given[key] = arrays.read_npz_member(archive, key, network.inputs[key])
-                except arrays.MismatchError as error:
-                    raise UsageError(f"input '{key}' {error}") from None
-                except _READ_ERRORS as error:
-                    raise UsageError(f"cannot read inputs file '{args.inputs}': {_first_line(error)}") from None
+        try:
+            given.update(files.read_tensors(args.inputs, network.inputs, codes))
+        except files.FileError as error:
+            raise UsageError(f"cannot read inputs file '{args.inputs}': {error}") from None
+        except ValueError as error:  # names its array: 'x' has shape ...
+            raise UsageError(f"input {error}") from None
     for item in args.input:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise UsageError(f"--input takes NAME=FILE.npy, got '{item}'")
+            raise UsageError(f"--input takes NAME=FILE, got '{item}'")
         if name not in network.inputs:
             given[name] = None
             continue
-        array = _read_npy(path, f"input '{name}'", network.inputs[name])
-        if isinstance(array, np.lib.npyio.NpzFile):
-            array.close()
-            raise UsageError(f"--input {name}: '{path}' is an .npz archive; use --inputs for archives")
-        given[name] = array
+        try:
+            given[name] = files.read_tensor(path, network.inputs[name], codes=codes)
+        except files.KeyNotFound as error:
+            raise UsageError(f"--input {name}: '{path}' {error}; use --inputs for a file of several arrays") from None
+        except files.FileError as error:
+            raise UsageError(f"cannot read input '{name}' '{path}': {error}") from None
+        except ValueError as error:
+            raise UsageError(f"input '{name}' {error}") from None
     if args.seed < 0:
         raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     rng = np.random.default_rng(args.seed)
@@ -98,6 +77,21 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
         return network.prepare_inputs(given)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def input_files(args: argparse.Namespace) -> list[str]:
+    """The files a run reads: its model and input files (which ``--save`` must never replace)."""
+    paths = [args.model] + ([args.inputs] if args.inputs else [])
+    return paths + [item.partition("=")[2] for item in args.input if item.partition("=")[2]]
+
+
+def check_save_target(path: str, args: argparse.Namespace) -> None:
+    """``--save PATH`` checked before the run (a usage error now rather than a lost run later)."""
+    try:
+        files.save_format(path)
+        files.check_target(path, input_files(args))
+    except files.FileError as error:
+        raise UsageError(f"cannot write '{path}': {error}") from None
 
 
 def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
@@ -117,20 +111,12 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
 
 
-def write_atomically(path: str, write: Callable[[Any], object], binary: bool = True) -> None:
-    """Write through a temporary file in the destination folder, then rename: on any error the
-    destination is untouched and no partial file remains."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write '{path}': no such directory '{folder}'")
-    if target.exists() and not target.is_file():  # a rename would replace a device, FIFO or directory
-        raise UsageError(f"cannot write '{path}': it is {'a directory' if target.is_dir() else 'not a regular file'}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Errors of writing ``path`` (:mod:`netdsl.files`) as one-line usage errors."""
     try:
-        with os.fdopen(handle, "wb" if binary else "w") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        yield
+    except files.FileError as error:
+        raise UsageError(f"cannot write '{path}': {error}") from None
+    except OSError as error:
+        raise UsageError(f"cannot write '{path}': {error.strerror or error}") from None

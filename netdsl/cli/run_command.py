@@ -1,41 +1,49 @@
-"""``netdsl run MODEL ...``: check, then execute a model and print (and save) its outputs."""
+"""``netdsl run MODEL ...``: check, then execute a model, save its outputs, then print them."""
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from netdsl import arrays
-from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically
-from netdsl.diagnostics import UsageError
+from netdsl import files
+from netdsl.cli.common import (
+    add_model_arguments,
+    check_save_target,
+    format_output,
+    gather_inputs,
+    input_files,
+    load_model,
+    writing,
+)
 
 
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="check and execute a model")
-    run.add_argument("model")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
-    run.add_argument("--inputs", metavar="FILE.npz")
+    add_model_arguments(run)
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                     help="an input from a tensor file holding one array (.npy, or .npz/.safetensors/.json)")
+    run.add_argument("--inputs", metavar="FILE", help="inputs by name from an .npz, .safetensors or Polygraphy .json")
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
-    run.add_argument("--save", metavar="OUT.npz")
-    run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
+    run.add_argument("--save", metavar="OUT", help="write the outputs to OUT.npz, OUT.safetensors or OUT.json "
+                                                   "(Polygraphy's format)")
+    run.add_argument("--codes", action="store_true",
+                     help="quantized and bfloat16 tensors as raw codes: in --save, and uint8/uint16 input arrays")
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    if args.save is not None:
+        check_save_target(args.save, args)
+    network = load_model(args.model, args.trust_paths)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
     inputs = gather_inputs(network, args)
     results = backend.run(network.graph, inputs)
     types = network.outputs
+    if args.save is not None:  # before anything is printed: a closed or full stdout can't lose the file
+        with writing(args.save):
+            files.write_tensors(args.save, results, {name: types[name].dtype for name in results}, args.codes,
+                                protect=input_files(args))
     for name, array in results.items():
         print(format_output(name, array, types[name].dtype))
-    if args.save:
-        saved = {name: arrays.for_saving(array, types[name].dtype, args.codes) for name, array in results.items()}
-        try:
-            write_atomically(args.save, lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.save}': {error.strerror or error}") from None
     return 0

@@ -55,6 +55,7 @@ class Call:
     func: Name
     args: list[Expr]
     loc: Loc
+    keywords: list[Keyword] = field(default_factory=list)  # load(..., codes=true)
 
 
 Expr = Number | Name | String | BinOp | Unary | ListExpr | Call

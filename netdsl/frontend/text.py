@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast as python_ast
 import functools
 import math
+import re
+import unicodedata
 from collections.abc import Iterator
 
 import lark
@@ -144,12 +145,7 @@ class _Builder(Transformer):
         return self._name(children[0])
 
     def string(self, meta, children):
-        text = str(children[0])
-        try:
-            value = python_ast.literal_eval(text)
-        except (ValueError, SyntaxError):  # an escape Python rejects: keep the text as written
-            value = text[1:-1]
-        return ast.String(value, self._meta_loc(meta))
+        return ast.String(unescape(str(children[0])[1:-1]), self._meta_loc(meta))
 
     add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
 
@@ -163,8 +159,37 @@ class _Builder(Transformer):
         return ast.ListExpr(list(children), self._meta_loc(meta))
 
     def call(self, meta, children):
-        func, *args = children
-        return ast.Call(self._name(func), list(args), self._meta_loc(meta))
+        func, *arguments = children
+        args = [a for a in arguments if not isinstance(a, ast.Keyword)]
+        keywords = [a for a in arguments if isinstance(a, ast.Keyword)]
+        return ast.Call(self._name(func), args, self._meta_loc(meta), keywords)
+
+
+_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+                   "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{1,3}|N\{[^}\n]*\}|.)")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[code]
+    if code[0] in "xuU" and len(code) > 1 and int(code[1:], 16) <= 0x10FFFF:
+        return chr(int(code[1:], 16))
+    if code[0] in "01234567":
+        return chr(int(code, 8))
+    if code.startswith("N{"):
+        try:
+            return unicodedata.lookup(code[2:-1])
+        except KeyError:
+            pass
+    return match.group(0)  # not an escape: kept as written, backslash and all (Python's rule, without its warning)
+
+
+def unescape(body: str) -> str:
+    """A string literal's body with Python's escapes decoded (``\\n``, ``\\x41``, ``\\u00e9``, ``\\udcff``...);
+    a backslash that starts no escape stays (``"C:\\data"`` is ``C:\\data``), silently: Python 3.12 warns."""
+    return _ESCAPE.sub(_escape, body) if "\\" in body else body
 
 
 def _describe_expected(expected: set[str]) -> str:
