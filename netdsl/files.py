@@ -647,7 +647,7 @@ def read_polygraphy(stream: BinaryIO, size: int) -> list[_Iteration]:
     each with its runner's name (None for inputs)."""
     data = _read_exactly(stream, size, "the JSON text")
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_polygraphy_hook)
+        value = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_polygraphy_hook)
     except FileError:
         raise
     except UnicodeDecodeError:
@@ -695,7 +695,7 @@ def _sniff(head: bytes) -> str:
         return "pickle"
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 40):
         return "safetensors"
-    if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] in (b"[", b"{"):
+    if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] in (b"[", b"{", b'"'):
         return "json"
     return "unknown"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_model_arguments, load_model
+from netdsl.cli.common import add_model_arguments, emit, load_model
 
 
 def add_parser(commands) -> None:
@@ -16,6 +16,6 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     network = load_model(args.model, args.trust_paths)
     if args.verbose:
-        print(network.describe(), end="")
-    print("ok")
+        emit(network.describe(), end="")
+    emit("ok")
     return 0

@@ -18,6 +18,27 @@ from netdsl.model import Network, load
 PRINT_LIMIT = 256
 
 
+def emit(text: str, end: str = "\n") -> None:
+    """Print a command's output; a standard output that can't be written (a full disk, /dev/full) is a
+    usage error, a closed pipe a BrokenPipeError (cli.main ends quietly)."""
+    try:
+        sys.stdout.write(text + end)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
+
+
+def flush_stdout() -> None:
+    """:func:`emit`'s rules for the last of the output, still buffered when a command returns."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
     parser.add_argument("model")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from netdsl import files
-from netdsl.cli.common import add_model_arguments, load_model, writing
+from netdsl.cli.common import add_model_arguments, emit, load_model, writing
 from netdsl.diagnostics import UsageError
 
 
@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         with writing(args.output):
             files.write_atomically(args.output, lambda stream: stream.write(data), [args.model])
     else:
-        sys.stdout.write(text)
+        emit(text, end="")
     return 0

@@ -8,6 +8,7 @@ from netdsl import files
 from netdsl.cli.common import (
     add_model_arguments,
     check_save_target,
+    emit,
     format_output,
     gather_inputs,
     input_files,
@@ -45,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
             files.write_tensors(args.save, results, {name: types[name].dtype for name in results}, args.codes,
                                 protect=input_files(args))
     for name, array in results.items():
-        print(format_output(name, array, types[name].dtype))
+        emit(format_output(name, array, types[name].dtype))
     return 0
