@@ -540,7 +540,8 @@ def _safetensors_entry(name: str, entry: Any, data_size: int) -> _SafetensorsEnt
         raise FileError(f"tensor '{name}' has data offsets outside the file's {data_size} data bytes")
     bits = SAFETENSORS_TAGS[tag][0] * math.prod(shape)
     if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-        raise FileError(f"tensor '{name}' ({tag}{shape}) needs {bits / 8:g} bytes, but its offsets span "
+        raise FileError(f"tensor '{name}' ({tag}{shape}) needs {bits // 8 if bits % 8 == 0 else bits / 8} bytes, "
+                        f"but its offsets span "
                         f"{offsets[1] - offsets[0]}")
     return _SafetensorsEntry(tag, tuple(shape), offsets[0], offsets[1])
 
@@ -700,6 +701,9 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
+_BY_EXTENSION = {".npy": "npy", ".npz": "npz", ".safetensors": "safetensors", ".json": "json"}
+
+
 @contextmanager
 def _open_tensors(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     """The file at ``path`` opened as its format's reader: ("npy", (stream, size)) or ("npz" |
@@ -711,6 +715,8 @@ def _open_tensors(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
         except OSError as error:
             raise FileError(_stat_reason(path, error)) from None
         kind = _sniff(head)
+        if kind == "unknown" and size:  # damaged beyond recognition: its name says what it was meant to be
+            kind = _BY_EXTENSION.get(Path(os.fsdecode(path)).suffix.lower(), kind)
         try:
             if kind == "npy":
                 yield kind, (stream, size)
@@ -876,7 +882,7 @@ def check_target(path: str | os.PathLike, protect: Iterable[str | os.PathLike] =
             raise FileError("it is a directory")
         if not stat.S_ISREG(status.st_mode):
             raise FileError("it is not a regular file")
-        if not os.access(target, os.W_OK):
+        if not status.st_mode & 0o222 or not os.access(target, os.W_OK):  # mode bits too: root may write anything
             raise FileError("it is read-only")
         for other in protect:
             try:
