@@ -223,9 +223,9 @@ def _dtype_text(array_dtype: np.dtype) -> str:
     return array_dtype.str if _is_raw(array_dtype) else str(array_dtype)
 
 
-def decode(array: np.ndarray, tensor_type: TensorType, codes: bool) -> np.ndarray:
-    """A file's ``array`` (its header already checked by :func:`check_header`) as ``tensor_type``'s
-    storage array; ValueError saying which value doesn't fit."""
+def interpret(array: np.ndarray, tensor_type: TensorType, codes: bool) -> np.ndarray:
+    """A file's ``array`` (its header already checked by :func:`check_header`) as values: raw codes and
+    np.save's raw bytes become ``tensor_type``'s storage array, anything else stays as the file gives it."""
     dtype = tensor_type.dtype
     if _holds_codes(array.dtype, dtype, codes):
         raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("="))
@@ -244,7 +244,21 @@ def decode(array: np.ndarray, tensor_type: TensorType, codes: bool) -> np.ndarra
                                  f"4-bit {dtype.name} code (np.save of an ml_dtypes {dtype.storage.name} array "
                                  f"writes one code per byte)")
         return raw.view(dtype.storage)
-    return coerce(array, tensor_type)
+    return array
+
+
+def decode(array: np.ndarray, tensor_type: TensorType, codes: bool) -> np.ndarray:
+    """A file's ``array`` (its header already checked by :func:`check_header`) as ``tensor_type``'s
+    storage array; ValueError saying which value doesn't fit."""
+    return coerce(interpret(array, tensor_type, codes), tensor_type)
+
+
+def _finish(array: np.ndarray, tensor_type: TensorType | None, codes: bool, convert: bool) -> np.ndarray:
+    """A reader's last step: as stored (no type), as the file's values (:func:`interpret`), or as the
+    type's storage array (:func:`decode`)."""
+    if tensor_type is None:
+        return array
+    return decode(array, tensor_type, codes) if convert else interpret(array, tensor_type, codes)
 
 
 # --- .npy ------------------------------------------------------------------------------------------
@@ -374,7 +388,7 @@ class _Npz:
     def keys(self) -> list[str]:
         return list(self.members)
 
-    def read(self, key: str, tensor_type: TensorType | None, codes: bool) -> np.ndarray:
+    def read(self, key: str, tensor_type: TensorType | None, codes: bool, convert: bool = True) -> np.ndarray:
         info = self.members[key]
         if info.flag_bits & 0x1:
             raise FileError(f"member '{info.filename}' is encrypted")
@@ -393,7 +407,7 @@ class _Npz:
             raise
         except Exception as error:  # noqa: BLE001 - zipfile and zlib raise a dozen types for damaged data
             raise FileError(_zip_reason(error, info.filename)) from None
-        return array if tensor_type is None else decode(array, tensor_type, codes)
+        return _finish(array, tensor_type, codes, convert)
 
 
 def _zip_reason(error: BaseException, member: str | None = None) -> str:
@@ -501,7 +515,7 @@ class _Safetensors:
     def keys(self) -> list[str]:
         return list(self.entries)
 
-    def read(self, key: str, tensor_type: TensorType | None, codes: bool) -> np.ndarray:
+    def read(self, key: str, tensor_type: TensorType | None, codes: bool, convert: bool = True) -> np.ndarray:
         entry = self.entries[key]
         array_dtype = SAFETENSORS_TAGS[entry.tag][1]
         if array_dtype is None:
@@ -510,7 +524,7 @@ class _Safetensors:
         if packed is not None:  # netdsl's packed 4-bit codes, typed by the metadata
             if tensor_type is not None and packed != tensor_type:
                 raise MismatchError(f"holds {packed}, expected {tensor_type}")
-            return decode(self._bytes(entry, np.dtype(np.uint8), entry.shape), packed, codes=True)
+            return interpret(self._bytes(entry, np.dtype(np.uint8), entry.shape), packed, codes=True)
         if tensor_type is not None:
             check_header(entry.shape, array_dtype, tensor_type, codes)
         if entry.tag == "F4":
@@ -519,7 +533,7 @@ class _Safetensors:
             array = raw.reshape(entry.shape).view(array_dtype)
         else:
             array = self._bytes(entry, array_dtype, entry.shape)
-        return array if tensor_type is None else decode(array, tensor_type, codes)
+        return _finish(array, tensor_type, codes, convert)
 
     def _bytes(self, entry: _SafetensorsEntry, array_dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         self.stream.seek(self.data_start + entry.begin)
@@ -676,12 +690,11 @@ class _Json:
     def keys(self) -> list[str]:
         return list(self.arrays)
 
-    def read(self, key: str, tensor_type: TensorType | None, codes: bool) -> np.ndarray:
+    def read(self, key: str, tensor_type: TensorType | None, codes: bool, convert: bool = True) -> np.ndarray:
         array = self.arrays[key]
-        if tensor_type is None:
-            return array
-        check_header(array.shape, array.dtype, tensor_type, codes)
-        return decode(array, tensor_type, codes)
+        if tensor_type is not None:
+            check_header(array.shape, array.dtype, tensor_type, codes)
+        return _finish(array, tensor_type, codes, convert)
 
 
 # --- reading: the public functions -----------------------------------------------------------------
@@ -740,18 +753,18 @@ def _open_tensors(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             raise FileError("it is nested too deeply") from None
 
 
-def read_tensor(path: str | os.PathLike, tensor_type: TensorType, key: str | None = None,
-                codes: bool = False) -> np.ndarray:
-    """The one array of ``path`` (an .npy, or a file holding exactly one array) or its array ``key``, as
-    ``tensor_type``'s storage array; ``codes``: quantized and bfloat16 tensors are stored as raw codes.
-    Raises FileError (unreadable), KeyNotFound, MismatchError (doesn't fit the type) or ValueError (a value
-    the type can't hold)."""
+def read_array(path: str | os.PathLike, tensor_type: TensorType, key: str | None = None,
+               codes: bool = False) -> np.ndarray:
+    """The one array of ``path`` (an .npy, or a file holding exactly one array) or its array ``key``, its
+    header checked against ``tensor_type`` before its data is read, as the file gives its values (raw codes
+    and np.save's raw bytes as the type's storage array; :func:`read_tensor` rounds it to the type).
+    Raises FileError (unreadable), KeyNotFound or MismatchError (doesn't fit the type)."""
     with _open_tensors(path) as (kind, reader):
         if kind == "npy":
             if key is not None:
                 raise KeyNotFound("holds a single array: it takes no key", key, [])
             stream, size = reader
-            return decode(_read_npy(stream, size, tensor_type, codes), tensor_type, codes)
+            return interpret(_read_npy(stream, size, tensor_type, codes), tensor_type, codes)
         keys = reader.keys()
         if key is None:
             if len(keys) != 1:
@@ -760,7 +773,15 @@ def read_tensor(path: str | os.PathLike, tensor_type: TensorType, key: str | Non
             key = keys[0]
         if key not in keys:
             raise KeyNotFound(f"has no array '{key}'", key, keys)
-        return reader.read(key, tensor_type, codes)
+        return reader.read(key, tensor_type, codes, convert=False)
+
+
+def read_tensor(path: str | os.PathLike, tensor_type: TensorType, key: str | None = None,
+                codes: bool = False) -> np.ndarray:
+    """:func:`read_array` as ``tensor_type``'s storage array; ``codes``: uint8 (uint16 for bfloat16) arrays
+    are raw codes. Raises FileError, KeyNotFound, MismatchError, or ValueError for a value the type can't
+    hold."""
+    return coerce(read_array(path, tensor_type, key, codes), tensor_type)
 
 
 def read_tensors(path: str | os.PathLike, types: Mapping[str, TensorType] | None = None,

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,19 +40,32 @@ def flush_stdout() -> None:
         raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = None) -> None:
     """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
-    parser.add_argument("model")
+    parser.add_argument("model", metavar=metavar)
     parser.add_argument("--trust-paths", action="store_true",
                         help="let the model's load() read files outside its folder (only for models you trust; "
                              "see docs/reliability.md)")
 
 
-def load_model(path: str, trust_paths: bool = False) -> Network:
-    """The checked model at ``path`` (its warnings printed), or a UsageError for a file that can't be read."""
+def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
+                        help="the shape of an ONNX model's input whose dimensions are symbolic")
+
+
+def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bool = False) -> Network:
+    """The checked model named on the command line (its warnings printed), or a UsageError for a file
+    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``."""
+    shapes = {}
+    if input_shapes:
+        if Path(path).suffix.lower() != ".onnx":
+            raise UsageError("--input-shape is for ONNX models (a .net or .yaml model declares its shapes)")
+        from netdsl.interop.onnx import parse_input_shapes
+
+        shapes = parse_input_shapes(input_shapes)
     try:
         files.check_regular(path)
-        network = load(path, trust_paths=trust_paths)
+        network = load(path, shapes, trust_paths=trust_paths)
     except files.FileError as error:
         raise UsageError(f"cannot read model '{path}': {error}") from None
     except OSError as error:

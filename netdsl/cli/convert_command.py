@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         with writing(args.output):
             files.check_target(args.output, [args.model])
-    network = load_model(args.model, args.trust_paths)
+    network = load_model(args.model, trust_paths=args.trust_paths)
     target_dir = Path(args.output).parent if args.output else Path.cwd()
     text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
     outside = []  # the written model reads its files from its own folder

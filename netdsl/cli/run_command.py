@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl import files
+from netdsl import files, memory
 from netdsl.cli.common import (
+    add_input_shape_option,
     add_model_arguments,
     check_save_target,
     emit,
@@ -29,15 +30,29 @@ def add_parser(commands) -> None:
                                                    "(Polygraphy's format)")
     run.add_argument("--codes", action="store_true",
                      help="quantized and bfloat16 tensors as raw codes: in --save, and uint8/uint16 input arrays")
+    add_input_shape_option(run)
+    run.add_argument("--memory-limit", metavar="SIZE|none", default="auto", type=_memory_limit,
+                     help="refuse a run whose estimated peak memory is over SIZE (8G, 512M; default: the "
+                          "memory available now); none: no check")
+
+
+def _memory_limit(text: str) -> int | str | None:
+    if text == "auto":
+        return text
+    try:
+        return memory.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     if args.save is not None:
         check_save_target(args.save, args)
-    network = load_model(args.model, args.trust_paths)
+    network = load_model(args.model, args.input_shape, args.trust_paths)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
+    memory.check(network.graph, backend.name, args.memory_limit)  # before any input is read or drawn
     inputs = gather_inputs(network, args)
     results = backend.run(network.graph, inputs)
     types = network.outputs
