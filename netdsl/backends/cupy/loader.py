@@ -154,13 +154,14 @@ def precompile(device: int | None = None) -> int:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Best effort: a cache that cannot be written only costs a recompilation next time."""
+    """Best effort, through netdsl's one atomic writer (netdsl/files.py): a cache that cannot be written only
+    costs a recompilation next time."""
+    from netdsl import files
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError:
+        files.write_atomically(path, lambda stream: stream.write(data))
+    except (OSError, files.FileError):
         pass
 
 
