@@ -381,3 +381,31 @@ def test_polygraphy_base64_is_checked(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text(json.dumps([{"x": {"array": payload, "polygraphy_class": "ndarray"}}]))
     with pytest.raises(files.FileError, match=r"declares 4398046511104 bytes of data .* only 8 follow"):
         files.read_tensors(tmp_path / "p.json")
+
+
+def test_codes_on_the_command_line(saved_run, tmp_path: Path, capsys) -> None:
+    """``--codes`` reads uint8 input arrays as codes (and leaves other arrays as values): the codes of the
+    run's own fp8 output, given back with --codes, give the same dequantized values."""
+    codes = saved_run["a"].view(np.uint8)
+    np.save(tmp_path / "a.npy", codes)
+    back = tmp_path / "back.net"
+    args = ["run", str(back)] + [f"--input={name}={tmp_path / name}.npy" for name in ("a",)]
+    assert main([*args, "--save", str(tmp_path / "with.npz"), "--codes"]) == 0
+    with np.load(tmp_path / "with.npz") as archive:
+        assert archive["a2"].tolist() == saved_run["a"].astype(np.float32).tolist()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "input 'a' has dtype uint8, expected float32 or float8_e4m3fn for fp8 (raw codes? pass --codes" in \
+        capsys.readouterr().err
+
+
+def test_polygraphy_reads_our_inputs_file(tmp_path: Path) -> None:
+    """An inputs file as netdsl writes it (kind="inputs", for --save-inputs) is byte for byte Polygraphy's
+    own save_json of the same feed list."""
+    arrays = {"x": np.linspace(-1, 1, 8, dtype=np.float32), "q": np.arange(-4, 4, dtype=np.int8)}
+    files.write_tensors(tmp_path / "ours.json", arrays, {"x": lookup("float32"), "q": lookup("int8")},
+                        kind="inputs")
+    polygraphy_json.save_json([arrays], str(tmp_path / "theirs.json"))
+    assert (tmp_path / "ours.json").read_bytes() == (tmp_path / "theirs.json").read_bytes()
+    (loaded,) = polygraphy_json.load_json(str(tmp_path / "ours.json"))
+    assert all(same_bits(loaded[name], arrays[name]) for name in arrays)
