@@ -49,11 +49,13 @@ import numpy as np
 
 from netdsl import dtypes
 from netdsl.arrays import SAVE_DTYPES, MismatchError, check_fits, coerce
+from netdsl.diagnostics import one_line
 from netdsl.ir import TensorType
 
 __all__ = [
     "FileError", "KeyNotFound", "MismatchError", "SAVE_FORMATS", "check_regular", "check_target", "confined",
-    "for_saving", "list_keys", "read_tensor", "read_tensors", "save_format", "write_atomically", "write_tensors",
+    "for_saving", "list_keys", "open_regular", "read_array", "read_tensor", "read_tensors", "save_format",
+    "write_atomically", "write_tensors",
 ]
 
 
@@ -84,9 +86,17 @@ MAX_DEFLATE_RATIO = 1032
 MAX_DIMS = 64
 
 _NPY_MAGIC = b"\x93NUMPY"
+#: the longest name (a member, a tensor, a key) quoted in a message
+_NAME_CHARS = 80
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 # --- opening files ---------------------------------------------------------------------------------
+
+
+def _name(text: str) -> str:
+    """A name from a file, for a message: one printable line, cut to :data:`_NAME_CHARS` characters."""
+    text = one_line(text)
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS - 3] + "..."
 
 
 def _stat_reason(path: str | os.PathLike, error: OSError) -> str:
@@ -95,7 +105,7 @@ def _stat_reason(path: str | os.PathLike, error: OSError) -> str:
     if isinstance(error, PermissionError):
         return "permission denied"
     if error.errno == errno.ENOTDIR:
-        return "no such file (a part of the path is not a folder)"
+        return "no such file (a part of the path is not a directory)"
     if error.errno == errno.ENAMETOOLONG:
         return "the name is too long"
     if error.errno == errno.ELOOP:
@@ -115,11 +125,10 @@ def check_regular(path: str | os.PathLike) -> os.stat_result:
     if stat.S_ISDIR(status.st_mode):
         raise FileError("it is a directory, not a file")
     if not stat.S_ISREG(status.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(status.st_mode) else "a device" \
-            if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode) else \
-            "a socket" if stat.S_ISSOCK(status.st_mode) else "not a regular file"
-        raise FileError(f"it is not a regular file ({kind})" if kind != "not a regular file" else
-                        "it is not a regular file")
+        mode = status.st_mode
+        kind = " (a FIFO)" if stat.S_ISFIFO(mode) else " (a device)" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else " (a socket)" if stat.S_ISSOCK(mode) else ""
+        raise FileError(f"it is not a regular file{kind}")
     return status
 
 
@@ -391,15 +400,15 @@ class _Npz:
     def read(self, key: str, tensor_type: TensorType | None, codes: bool, convert: bool = True) -> np.ndarray:
         info = self.members[key]
         if info.flag_bits & 0x1:
-            raise FileError(f"member '{info.filename}' is encrypted")
+            raise FileError(f"member '{_name(info.filename)}' is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise FileError(f"member '{info.filename}' uses a compression NumPy never writes (method "
+            raise FileError(f"member '{_name(info.filename)}' uses a compression NumPy never writes (method "
                             f"{info.compress_type}; np.savez stores, np.savez_compressed deflates)")
         limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO) + 64
         if info.compress_size > self.size or info.file_size > limit:
-            raise FileError(f"member '{info.filename}' declares sizes its archive can't hold")
+            raise FileError(f"member '{_name(info.filename)}' declares sizes its archive can't hold")
         if not info.filename.endswith(".npy"):
-            raise FileError(f"member '{info.filename}' is not an .npy array")
+            raise FileError(f"member '{_name(info.filename)}' is not an .npy array")
         try:
             with self.zip.open(info) as stream:
                 array = _read_npy(stream, info.file_size, tensor_type, codes)  # type: ignore[arg-type]
@@ -411,7 +420,7 @@ class _Npz:
 
 
 def _zip_reason(error: BaseException, member: str | None = None) -> str:
-    where = f" (member '{member}')" if member else ""
+    where = f" (member '{_name(member)}')" if member else ""
     if isinstance(error, zlib.error):
         return f"its compressed data is corrupt{where}"
     if isinstance(error, EOFError):
@@ -509,7 +518,7 @@ class _Safetensors:
             entry = self.entries.get(name)
             if entry is None or entry.tag != "U8" or entry.shape != ((tensor_type.volume + 1) // 2,) \
                     or tensor_type.dtype.bits != 4:
-                raise FileError(f"its metadata '{PACKED_KEY}' doesn't match tensor '{name}'")
+                raise FileError(f"its metadata '{PACKED_KEY}' doesn't match tensor '{_name(name)}'")
         return packed
 
     def keys(self) -> list[str]:
@@ -519,7 +528,7 @@ class _Safetensors:
         entry = self.entries[key]
         array_dtype = SAFETENSORS_TAGS[entry.tag][1]
         if array_dtype is None:
-            raise FileError(f"tensor '{key}' is {entry.tag}, which no netdsl type holds")
+            raise FileError(f"tensor '{_name(key)}' is {entry.tag}, which no netdsl type holds")
         packed = self.packed.get(key)
         if packed is not None:  # netdsl's packed 4-bit codes, typed by the metadata
             if tensor_type is not None and packed != tensor_type:
@@ -543,19 +552,19 @@ class _Safetensors:
 
 def _safetensors_entry(name: str, entry: Any, data_size: int) -> _SafetensorsEntry:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        raise FileError(f"its header entry for '{name}' is not {{dtype, shape, data_offsets}}")
+        raise FileError(f"its header entry for '{_name(name)}' is not {{dtype, shape, data_offsets}}")
     tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if tag not in SAFETENSORS_TAGS:
-        raise FileError(f"tensor '{name}' has dtype {tag!r}, which safetensors doesn't define")
+        raise FileError(f"tensor '{_name(name)}' has dtype '{_name(str(tag))}', which safetensors doesn't define")
     if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(type(d) is int and d >= 0 for d in shape):
-        raise FileError(f"tensor '{name}' has a shape that is not a list of non-negative integers")
+        raise FileError(f"tensor '{_name(name)}' has a shape that is not a list of non-negative integers")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets) \
             or not 0 <= offsets[0] <= offsets[1] <= data_size:
-        raise FileError(f"tensor '{name}' has data offsets outside the file's {data_size} data bytes")
+        raise FileError(f"tensor '{_name(name)}' has data offsets outside the file's {data_size} data bytes")
     bits = SAFETENSORS_TAGS[tag][0] * math.prod(shape)
     if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-        raise FileError(f"tensor '{name}' ({tag}{shape}) needs {bits // 8 if bits % 8 == 0 else bits / 8} bytes, "
-                        f"but its offsets span "
+        needs = bits // 8 if bits % 8 == 0 else bits / 8
+        raise FileError(f"tensor '{_name(name)}' ({tag}{shape}) needs {needs} bytes, but its offsets span "
                         f"{offsets[1] - offsets[0]}")
     return _SafetensorsEntry(tag, tuple(shape), offsets[0], offsets[1])
 
@@ -627,7 +636,7 @@ def _polygraphy_hook(pairs: list[tuple[str, Any]]) -> Any:
     if kind == "Tensor":
         raise FileError("it holds a torch tensor (a torch.save pickle), which netdsl never reads: they can run "
                         "code; save NumPy arrays")
-    raise FileError(f"it holds a Polygraphy {str(kind)[:40]!r}, not arrays")
+    raise FileError(f"it holds a Polygraphy '{_name(str(kind))}', not arrays")
 
 
 def _polygraphy_array(text: Any) -> np.ndarray:
@@ -684,7 +693,7 @@ class _Json:
         if len(iterations) != 1:
             runners = sorted({i.runner for i in iterations if i.runner})
             of = f" of runners {', '.join(runners)}" if runners else ""
-            raise FileError(f"it holds {len(iterations)} iterations{of}; netdsl reads a file of exactly one")
+            raise FileError(f"it holds {len(iterations)} iterations{_name(of)}; netdsl reads a file of exactly one")
         self.arrays = iterations[0].arrays
 
     def keys(self) -> list[str]:
@@ -768,11 +777,11 @@ def read_array(path: str | os.PathLike, tensor_type: TensorType, key: str | None
         keys = reader.keys()
         if key is None:
             if len(keys) != 1:
-                listed = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
+                listed = ", ".join(_name(k) for k in keys[:10]) + (", ..." if len(keys) > 10 else "")
                 raise KeyNotFound(f"holds {len(keys)} arrays ({listed}): name one", "", keys)
             key = keys[0]
         if key not in keys:
-            raise KeyNotFound(f"has no array '{key}'", key, keys)
+            raise KeyNotFound(f"has no array '{_name(key)}'", key, keys)
         return reader.read(key, tensor_type, codes, convert=False)
 
 
@@ -800,11 +809,11 @@ def read_tensors(path: str | os.PathLike, types: Mapping[str, TensorType] | None
                 try:
                     result[key] = reader.read(key, types[key], codes)
                 except FileError as error:
-                    raise FileError(f"array '{key}': {error}") from None
+                    raise FileError(f"array '{_name(key)}': {error}") from None
                 except MismatchError as error:
-                    raise MismatchError(f"'{key}' {error}") from None
+                    raise MismatchError(f"'{_name(key)}' {error}") from None
                 except ValueError as error:  # a value the type can't hold
-                    raise ValueError(f"'{key}' {error}") from None
+                    raise ValueError(f"'{_name(key)}' {error}") from None
             else:
                 result[key] = None
         return result
