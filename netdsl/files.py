@@ -930,7 +930,10 @@ _signal_lock = threading.Lock()
 CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 
 
-class _Interrupted(BaseException):
+class _Interrupted(KeyboardInterrupt):
+    """A cleanup signal during a write (a KeyboardInterrupt, should one escape the write: netdsl's
+    "interrupted")."""
+
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
