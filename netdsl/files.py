@@ -54,7 +54,7 @@ from netdsl.ir import TensorType
 
 __all__ = [
     "FileError", "KeyNotFound", "MismatchError", "SAVE_FORMATS", "check_regular", "check_target", "confined",
-    "for_saving", "list_keys", "open_regular", "read_array", "read_tensor", "read_tensors", "save_format",
+    "for_saving", "list_keys", "open_regular", "polygraphy_iterations", "read_array", "read_tensor", "read_tensors", "save_format",
     "write_atomically", "write_tensors",
 ]
 
@@ -817,6 +817,16 @@ def read_tensors(path: str | os.PathLike, types: Mapping[str, TensorType] | None
             else:
                 result[key] = None
         return result
+
+
+def polygraphy_iterations(path: str | os.PathLike) -> list[tuple[str | None, dict[str, np.ndarray]]]:
+    """Every iteration of a Polygraphy JSON file, as stored: (runner name, {name: array}) for an outputs
+    file (``RunResults``, every runner in order), (None, {name: array}) for an inputs file."""
+    with open_regular(path) as (stream, size):
+        try:
+            return [(iteration.runner, iteration.arrays) for iteration in read_polygraphy(stream, size)]
+        except OSError as error:
+            raise FileError(_stat_reason(path, error)) from None
 
 
 def list_keys(path: str | os.PathLike) -> list[str]:

@@ -409,3 +409,14 @@ def test_polygraphy_reads_our_inputs_file(tmp_path: Path) -> None:
     assert (tmp_path / "ours.json").read_bytes() == (tmp_path / "theirs.json").read_bytes()
     (loaded,) = polygraphy_json.load_json(str(tmp_path / "ours.json"))
     assert all(same_bits(loaded[name], arrays[name]) for name in arrays)
+
+
+def test_polygraphy_iterations_of_several_runners(tmp_path: Path) -> None:
+    """files.polygraphy_iterations gives every runner's iterations of a RunResults, in order."""
+    results = RunResults()
+    for runner, value in (("onnxrt-runner", 1.0), ("trt-runner", 2.0)):
+        results.append((runner, [IterationResult({"y": np.full(2, value, np.float32)}, runner_name=runner)]))
+    results.save(str(tmp_path / "out.json"))
+    got = files.polygraphy_iterations(tmp_path / "out.json")
+    assert [(runner, arrays["y"].tolist()) for runner, arrays in got] == \
+        [("onnxrt-runner", [1.0, 1.0]), ("trt-runner", [2.0, 2.0])]
