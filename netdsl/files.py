@@ -54,8 +54,8 @@ from netdsl.ir import TensorType
 
 __all__ = [
     "FileError", "KeyNotFound", "MismatchError", "SAVE_FORMATS", "check_regular", "check_target", "confined",
-    "for_saving", "list_keys", "open_regular", "polygraphy_iterations", "read_array", "read_tensor", "read_tensors", "save_format",
-    "write_atomically", "write_tensors",
+    "for_saving", "list_keys", "open_regular", "polygraphy_iterations", "read_array", "read_tensor",
+    "read_tensors", "save_format", "write_atomically", "write_tensors",
 ]
 
 
