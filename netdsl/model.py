@@ -116,7 +116,7 @@ class Network:
                 scope.enter_context(cupy.cuda.Device(ordinal))
             if stream is not None:
                 scope.enter_context(stream)
-            memory.check(self.graph, executor.name, memory_limit, inputs_held=True)
+            memory.check(self.graph, executor.name, memory_limit, inputs_held=True, host=False)
             on_device = {name: external.to_device_tensor(name, inputs[name], tensor_type)
                          for name, tensor_type in self.inputs.items()}
             results = executor.run_device(self.graph, on_device)

@@ -155,5 +155,8 @@ def test_bad_device_inputs_are_named() -> None:
         network.run({"x": cp.zeros((2, 2), dtype=np.uint16)})
     with pytest.raises(ValueError, match="device arrays run on the cupy backend"):
         network.run({"x": cp.zeros(shape, dtype=np.uint16)}, backend="numpy")
-    with pytest.raises(ValueError, match="missing input 'x'"):
+    with pytest.raises(ValueError, match="unknown input 'y'"):
         network.run({"y": cp.zeros(shape, dtype=np.uint16)})
+    with pytest.raises(ValueError, match="the inputs mix array kinds"):
+        netdsl.load(EXAMPLES / "quantize.net").run({"input1": cp.zeros((1, 1, 3, 3), np.float32),
+                                                     "other": _torch().zeros(1, device="cuda")})

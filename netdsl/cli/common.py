@@ -48,6 +48,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = N
                              "see docs/reliability.md)")
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a run's inputs (``run``, ``compare``); :func:`gather_inputs` reads them."""
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                        help="one input's values from a tensor file holding one array (.npy, or an .npz, "
+                             ".safetensors or Polygraphy .json of one array; repeatable)")
+    parser.add_argument("--inputs", metavar="FILE",
+                        help="inputs by name from an .npz, .safetensors or Polygraphy .json file")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the uniform [-1, 1) values of inputs not given (default 1)")
+
+
 def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
                         help="the shape of an ONNX model's input whose dimensions are symbolic")
@@ -73,6 +84,16 @@ def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bo
     for warning in network.warnings:
         print(warning, file=sys.stderr)
     return network
+
+
+def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
+    """Every array of a multi-array tensor file (.npz, .safetensors, Polygraphy .json), by name, as stored
+    (:func:`netdsl.files.read_tensors`); a file that can't be read is a usage error naming ``what``."""
+    try:
+        arrays_ = files.read_tensors(path)
+    except files.FileError as error:
+        raise UsageError(f"cannot read {what} '{path}': {error}") from None
+    return {name: array for name, array in arrays_.items() if array is not None}
 
 
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:

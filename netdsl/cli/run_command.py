@@ -6,6 +6,7 @@ import argparse
 
 from netdsl import files, memory
 from netdsl.cli.common import (
+    add_input_options,
     add_input_shape_option,
     add_model_arguments,
     check_save_target,
@@ -21,10 +22,7 @@ from netdsl.cli.common import (
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="check and execute a model")
     add_model_arguments(run)
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
-                     help="an input from a tensor file holding one array (.npy, or .npz/.safetensors/.json)")
-    run.add_argument("--inputs", metavar="FILE", help="inputs by name from an .npz, .safetensors or Polygraphy .json")
-    run.add_argument("--seed", type=int, default=1)
+    add_input_options(run)
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     run.add_argument("--save", metavar="OUT", help="write the outputs to OUT.npz, OUT.safetensors or OUT.json "
                                                    "(Polygraphy's format)")

@@ -202,5 +202,6 @@ def current_stream(kind: str, arrays: Iterable[Any]) -> tuple[int | None, Any]:
     if kind == TORCH_DEVICE:
         torch = _torch()
         stream = torch.cuda.current_stream(ordinal)
-        return ordinal, cupy.cuda.ExternalStream(stream.cuda_stream, ordinal if ordinal is not None else -1)
+        return ordinal, cupy.cuda.Stream.from_external(stream) if hasattr(cupy.cuda.Stream, "from_external") \
+            else cupy.cuda.ExternalStream(stream.cuda_stream, ordinal if ordinal is not None else -1)
     return ordinal, None
