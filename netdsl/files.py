@@ -237,14 +237,14 @@ def interpret(array: np.ndarray, tensor_type: TensorType, codes: bool) -> np.nda
     np.save's raw bytes become ``tensor_type``'s storage array, anything else stays as the file gives it."""
     dtype = tensor_type.dtype
     if _holds_codes(array.dtype, dtype, codes):
-        raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("="))
+        raw = np.asarray(array, order="C").astype(array.dtype.newbyteorder("="))
         if dtype.bits == 16:
             return raw.view(dtype.storage)
         if dtype.bits == 4:
             raw = dtypes.unpack_nibbles(raw, tensor_type.volume).reshape(tensor_type.shape)
         return dtypes.from_codes(raw, dtype)
     if _is_raw(array.dtype):
-        raw = np.ascontiguousarray(array)
+        raw = np.asarray(array, order="C")
         if dtype.bits == 4:
             bytes_ = raw.view(np.uint8)
             if np.any(bytes_ > 0x0F):
@@ -356,7 +356,7 @@ def _read_npy_data(stream: BinaryIO, header: NpyHeader) -> np.ndarray:
     data = _read_exactly(stream, header.nbytes, "the array data")
     array = np.frombuffer(data, header.dtype)
     if header.fortran_order:
-        return np.ascontiguousarray(array.reshape(header.shape[::-1]).transpose())
+        return np.asarray(array.reshape(header.shape[::-1]).transpose(), order="C")
     return array.reshape(header.shape)
 
 
@@ -372,7 +372,7 @@ def _read_npy(stream: BinaryIO, available: int, tensor_type: TensorType | None, 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     stream = io.BytesIO()
-    np.lib.format.write_array(stream, np.ascontiguousarray(array), allow_pickle=False)
+    np.lib.format.write_array(stream, np.asarray(array, order="C"), allow_pickle=False)
     return stream.getvalue()
 
 
@@ -1040,7 +1040,7 @@ def _write_npz(stream: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in arrays.items():
             with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                np.lib.format.write_array(member, np.asarray(array, order="C"), allow_pickle=False)
 
 
 def _safetensors_bytes(arrays: Mapping[str, np.ndarray], types: Mapping[str, dtypes.DType], codes: bool) -> bytes:
@@ -1054,7 +1054,7 @@ def _safetensors_bytes(arrays: Mapping[str, np.ndarray], types: Mapping[str, dty
     keep: list[np.ndarray] = []  # TensorSpec holds raw pointers: keep every buffer alive until serialized
     for name, array in arrays.items():
         dtype = types[name]
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")
         shape = tuple(array.shape)
         if codes and dtype.bits <= 8 or dtype.name == "int4" or dtype.name == "fp4" and (not shape or shape[-1] % 2):
             data = for_saving(array, dtype, codes=True)
@@ -1065,7 +1065,7 @@ def _safetensors_bytes(arrays: Mapping[str, np.ndarray], types: Mapping[str, dty
             data = dtypes.pack_nibbles(dtypes.to_codes(array, dtype))
             spec_dtype, spec_shape = "float4_e2m1fn_x2", shape[:-1] + (shape[-1] // 2,)
         else:
-            data = np.ascontiguousarray(array.astype(dtype.storage.newbyteorder("<")))
+            data = np.asarray(array.astype(dtype.storage.newbyteorder("<")), order="C")
             spec_dtype, spec_shape = data.dtype.name, shape
         keep.append(data)
         specs[name] = TensorSpec(dtype=spec_dtype, shape=spec_shape, data_ptr=data.ctypes.data, data_len=data.nbytes)

@@ -420,3 +420,11 @@ def test_polygraphy_iterations_of_several_runners(tmp_path: Path) -> None:
     got = files.polygraphy_iterations(tmp_path / "out.json")
     assert [(runner, arrays["y"].tolist()) for runner, arrays in got] == \
         [("onnxrt-runner", [1.0, 1.0]), ("trt-runner", [2.0, 2.0])]
+
+
+@pytest.mark.parametrize("ext", ["npz", "safetensors", "json"])
+def test_scalars_keep_their_shape(ext: str, tmp_path: Path) -> None:
+    """A 0-d tensor is written and read back as 0-d (np.ascontiguousarray would make it [1])."""
+    scalar = np.array(0.5, np.float32)
+    files.write_tensors(tmp_path / f"s.{ext}", {"s": scalar}, {"s": lookup("float32")})
+    assert same_bits(files.read_tensor(tmp_path / f"s.{ext}", typed("float32", ()), "s"), scalar)
