@@ -776,6 +776,8 @@ def read_array(path: str | os.PathLike, tensor_type: TensorType, key: str | None
             return interpret(_read_npy(stream, size, tensor_type, codes), tensor_type, codes)
         keys = reader.keys()
         if key is None:
+            if not keys:
+                raise FileError("it holds no arrays")
             if len(keys) != 1:
                 listed = ", ".join(_name(k) for k in keys[:10]) + (", ..." if len(keys) > 10 else "")
                 raise KeyNotFound(f"holds {len(keys)} arrays ({listed}): name one", "", keys)
