@@ -554,7 +554,7 @@ def _safetensors_entry(name: str, entry: Any, data_size: int) -> _SafetensorsEnt
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise FileError(f"its header entry for '{_name(name)}' is not {{dtype, shape, data_offsets}}")
     tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if tag not in SAFETENSORS_TAGS:
+    if not isinstance(tag, str) or tag not in SAFETENSORS_TAGS:
         raise FileError(f"tensor '{_name(name)}' has dtype '{_name(str(tag))}', which safetensors doesn't define")
     if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(type(d) is int and d >= 0 for d in shape):
         raise FileError(f"tensor '{_name(name)}' has a shape that is not a list of non-negative integers")

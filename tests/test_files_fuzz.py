@@ -130,7 +130,7 @@ def mutate_npz(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-SAFETENSORS_TAGS = list(files.SAFETENSORS_TAGS) + ["F128", "", "f32", "U4"]
+SAFETENSORS_TAGS = list(files.SAFETENSORS_TAGS) + ["F128", "", "f32", "U4", [1], None, 5, {"a": 1}]
 
 
 def mutate_safetensors(data: bytes, rng: random.Random) -> bytes:
@@ -146,8 +146,10 @@ def mutate_safetensors(data: bytes, rng: random.Random) -> bytes:
         mutated = splice_text(data, 8, 8 + length, rng)
         return struct.pack("<Q", length + len(mutated) - len(data)) + mutated[8:]
     entry = {"dtype": rng.choice(SAFETENSORS_TAGS),
-             "shape": [rng.choice([-1, 0, 1, 2, 3, 2**40]) for _ in range(rng.randint(0, 3))],
-             "data_offsets": [rng.choice([0, 4, 24, 2**40, -1]), rng.choice([0, 24, 25, 2**40])]}
+             "shape": rng.choice([[rng.choice([-1, 0, 1, 2, 3, 2**40, True, 2.0, None, [1]]) for _ in range(rng.randint(0, 3))],
+                                  None, "2", {"a": 1}]),
+             "data_offsets": rng.choice([[rng.choice([0, 4, 24, 2**40, -1, 1.5, None]), rng.choice([0, 24, 25, 2**40])],
+                                         [0], None, [[0], [24]]])}
     header: dict = {"x": entry}
     if rng.random() < 0.3:
         header["__metadata__"] = rng.choice([{"netdsl.packed": '{"x": {"type": "int4", "shape": [6]}}'}, {"a": 1},
