@@ -627,7 +627,10 @@ def _polygraphy_hook(pairs: list[tuple[str, Any]]) -> Any:
         return _Iteration(runner, _array_map(outputs))
     if kind == "RunResults":
         runners = []
-        for item in dct.get("lst") or []:
+        items = dct.get("lst")
+        if not isinstance(items, list):
+            raise FileError("the Polygraphy RunResults in it has no list of runners")
+        for item in items:
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str) \
                     or not isinstance(item[1], list) or not all(isinstance(i, _Iteration) for i in item[1]):
                 raise FileError("the Polygraphy RunResults in it is not a list of [runner, [iterations]]")
