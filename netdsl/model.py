@@ -154,15 +154,20 @@ def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = Non
     """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
     docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic). The files its
     ``load()`` reads must lie in its folder or below unless ``trust_paths`` (docs/reliability.md). Raises
-    ModelError (and OSError when the file can't be read; UsageError when ONNX support is not installed)."""
+    ModelError (and OSError when the file can't be read, netdsl.files.FileError when it is not a regular file;
+    UsageError when ONNX support is not installed)."""
+    from netdsl import files
+
     path = Path(path)
+    files.check_regular(path)  # a FIFO or a device would block or never end
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path, input_shapes or {})
     if input_shapes:
         raise ValueError("input_shapes is for ONNX models (their symbolic dimensions)")
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
-        text = path.read_text(encoding="utf-8")
+        with files.open_regular(path) as (stream, _):
+            text = stream.read().decode("utf-8")
     except UnicodeDecodeError as error:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None

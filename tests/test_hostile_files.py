@@ -486,3 +486,11 @@ def test_backslash_in_a_load_path_warns_nothing(tmp_path: Path) -> None:
             netdsl.loads(LOAD_MODEL.format(name="a\\d.npy"), base_dir=tmp_path)
     assert [str(w.message) for w in caught] == []
     assert "cannot read" in str(info.value) and "a\\d.npy" in str(info.value)
+
+
+def test_api_load_of_a_device_or_fifo(tmp_path: Path) -> None:
+    """netdsl.load of /dev/zero read forever (until memory ran out); of a FIFO, it blocked."""
+    os.mkfifo(tmp_path / "m.net")
+    for path in ("/dev/zero", tmp_path / "m.net"):
+        with pytest.raises(files.FileError, match="it is not a regular file"):
+            netdsl.load(path)

@@ -75,7 +75,6 @@ def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bo
 
         shapes = parse_input_shapes(input_shapes)
     try:
-        files.check_regular(path)
         network = load(path, shapes, trust_paths=trust_paths)
     except files.FileError as error:
         raise UsageError(f"cannot read model '{path}': {error}") from None
