@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from netdsl import files
-from netdsl.cli.common import add_model_arguments, emit, load_model, writing
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model, writing
 from netdsl.diagnostics import UsageError
 
 
@@ -16,15 +16,29 @@ def add_parser(commands) -> None:
     add_model_arguments(convert)
     convert.add_argument("--to", choices=("net", "yaml"), required=True)
     convert.add_argument("-o", "--output", metavar="FILE")
+    add_input_shape_option(convert)
 
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.frontend.writer import write_model
 
+    onnx = args.model.lower().endswith(".onnx")
+    if onnx and not args.output:
+        raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
     if args.output is not None:
-        with writing(args.output):
-            files.check_target(args.output, [args.model])
-    network = load_model(args.model, trust_paths=args.trust_paths)
+        if onnx:
+            from netdsl.cli.import_command import check_targets
+
+            check_targets(Path(args.output), args.model)
+        else:
+            with writing(args.output):
+                files.check_target(args.output, [args.model])
+    network = load_model(args.model, args.input_shape, args.trust_paths)
+    if onnx:  # as netdsl import: the constants go to a file beside the output
+        from netdsl.cli.import_command import write_with_constants
+
+        write_with_constants(network, Path(args.output), args.to, [args.model])
+        return 0
     target_dir = Path(args.output).parent if args.output else Path.cwd()
     text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
     outside = []  # the written model reads its files from its own folder

@@ -10,6 +10,7 @@ from netdsl import files
 from netdsl.cli.common import add_input_shape_option, add_model_arguments, load_model, writing
 from netdsl.diagnostics import UsageError
 from netdsl.ir import LoadRef
+from netdsl.model import Network
 
 FORMATS = {".net": "net", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -23,20 +24,31 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.frontend.writer import write_model, written_names
-
     if not args.model.lower().endswith(".onnx"):
         raise UsageError(f"import reads an .onnx model, not '{args.model}' (convert reads .net and .yaml)")
     target = Path(args.output)
     form = FORMATS.get(target.suffix.lower())
     if form is None:
         raise UsageError(f"import writes a .net or .yaml model, not '{args.output}'")
-    constants_file = target.with_suffix(".npz")
-    for path in (args.output, str(constants_file)):
+    check_targets(target, args.model)
+    write_with_constants(load_model(args.model, args.input_shape, args.trust_paths), target, form, [args.model])
+    return 0
+
+
+def check_targets(target: Path, model: str) -> None:
+    """The model file and its constants file, checked before the model is read (netdsl/files.py)."""
+    for path in (str(target), str(target.with_suffix(".npz"))):
         with writing(path):
-            files.check_target(path, [args.model])
-    network = load_model(args.model, args.input_shape, args.trust_paths)
+            files.check_target(path, [model])
+
+
+def write_with_constants(network: Network, target: Path, form: str, protect: list[str]) -> None:
+    """``network`` as a ``form`` model at ``target``, its constants in ``target`` with suffix ``.npz`` (keys:
+    the written names), which the model ``load()``s; each file written atomically, never over ``protect``."""
+    from netdsl.frontend.writer import write_model, written_names
+
     graph = network.graph
+    constants_file = target.with_suffix(".npz")
     keys = written_names([value.name for value in graph.constants])
     saved, types = {}, {}
     for value in graph.constants:
@@ -46,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     data = write_model(graph, form, target.parent, target.parent).encode("utf-8")
     if saved:
         with writing(str(constants_file)):
-            files.write_tensors(constants_file, saved, types, protect=[args.model])
-    with writing(args.output):
-        files.write_atomically(args.output, lambda stream: stream.write(data), [args.model])
-    return 0
+            files.write_tensors(constants_file, saved, types, protect=protect)
+    with writing(str(target)):
+        files.write_atomically(target, lambda stream: stream.write(data), protect)
