@@ -27,18 +27,14 @@ from __future__ import annotations
 import ast
 import base64
 import binascii
-import errno
 import io
 import json
 import math
 import os
-import secrets
-import signal
 import stat
-import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +44,8 @@ import ml_dtypes
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.arrays import SAVE_DTYPES, MismatchError, check_fits, coerce
+from netdsl.arrays import MismatchError, check_fits, coerce
+from netdsl.atomic import FileError, check_target, stat_reason, write_atomically
 from netdsl.diagnostics import one_line
 from netdsl.ir import TensorType
 
@@ -57,11 +54,6 @@ __all__ = [
     "for_saving", "list_keys", "open_regular", "polygraphy_iterations", "read_array", "read_tensor",
     "read_tensors", "save_format", "write_atomically", "write_tensors",
 ]
-
-
-class FileError(ValueError):
-    """A tensor file that can't be read or written; the message is one line in our own words (without the
-    path: the caller says which file)."""
 
 
 class KeyNotFound(FileError):
@@ -99,27 +91,13 @@ def _name(text: str) -> str:
     return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS - 3] + "..."
 
 
-def _stat_reason(path: str | os.PathLike, error: OSError) -> str:
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, PermissionError):
-        return "permission denied"
-    if error.errno == errno.ENOTDIR:
-        return "no such file (a part of the path is not a directory)"
-    if error.errno == errno.ENAMETOOLONG:
-        return "the name is too long"
-    if error.errno == errno.ELOOP:
-        return "too many levels of symbolic links"
-    return (error.strerror or "cannot be read").lower()
-
-
 def check_regular(path: str | os.PathLike) -> os.stat_result:
     """The ``os.stat`` of ``path``, a regular file; FileError saying what it is otherwise (no such file,
     a folder, a FIFO, a device), found without opening it."""
     try:
         status = os.stat(path)
     except OSError as error:
-        raise FileError(_stat_reason(path, error)) from None
+        raise FileError(stat_reason(path, error)) from None
     except ValueError:  # an embedded NUL
         raise FileError("the name holds a NUL character") from None
     if stat.S_ISDIR(status.st_mode):
@@ -142,7 +120,7 @@ def open_regular(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, int]]:
     try:
         fd = os.open(path, flags)
     except OSError as error:
-        raise FileError(_stat_reason(path, error)) from None
+        raise FileError(stat_reason(path, error)) from None
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
@@ -738,7 +716,7 @@ def _open_tensors(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             head = stream.read(16)
             stream.seek(0)
         except OSError as error:
-            raise FileError(_stat_reason(path, error)) from None
+            raise FileError(stat_reason(path, error)) from None
         kind = _sniff(head)
         if kind == "unknown" and size:  # damaged beyond recognition: its name says what it was meant to be
             kind = _BY_EXTENSION.get(Path(os.fsdecode(path)).suffix.lower(), kind)
@@ -758,7 +736,7 @@ def _open_tensors(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             else:
                 raise FileError("it is not a tensor file netdsl reads (.npy, .npz, .safetensors, Polygraphy .json)")
         except OSError as error:
-            raise FileError(_stat_reason(path, error)) from None
+            raise FileError(stat_reason(path, error)) from None
         except MemoryError:
             raise FileError("it does not fit in memory") from None
         except RecursionError:
@@ -831,7 +809,7 @@ def polygraphy_iterations(path: str | os.PathLike) -> list[tuple[str | None, dic
         try:
             return [(iteration.runner, iteration.arrays) for iteration in read_polygraphy(stream, size)]
         except OSError as error:
-            raise FileError(_stat_reason(path, error)) from None
+            raise FileError(stat_reason(path, error)) from None
 
 
 def list_keys(path: str | os.PathLike) -> list[str]:
@@ -885,158 +863,7 @@ def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> n
     if codes and dtype.bits <= 8:
         raw = dtypes.to_codes(array, dtype)
         return dtypes.pack_nibbles(raw) if dtype.bits == 4 else raw
-    return np.asarray(array).astype(SAVE_DTYPES[dtype.name])
-
-
-def _name_max(folder: Path) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        return 255
-
-
-def check_target(path: str | os.PathLike, protect: Iterable[str | os.PathLike] = ()) -> Path:
-    """``path`` checked as a file to write, before any work is done: a non-empty name that fits the
-    file system, an existing writable folder, no existing non-regular file or read-only file, and none
-    of ``protect`` (the model and input files): FileError saying which. Returns ``path`` as a Path."""
-    text = os.fspath(path)
-    if not text:
-        raise FileError("the file name is empty")
-    target = Path(text)
-    if text.endswith(os.sep) or target.name in ("", ".", ".."):
-        raise FileError("it names a directory, not a file")
-    folder = target.parent
-    try:
-        name_bytes = len(os.fsencode(target.name))
-    except UnicodeEncodeError:
-        raise FileError("the file name can't be encoded for this file system") from None
-    if not folder.is_dir():
-        raise FileError(f"no such directory '{folder}'")
-    if name_bytes > _name_max(folder):
-        raise FileError(f"the file name is {name_bytes} bytes long; this file system allows {_name_max(folder)}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileError(f"the directory '{folder}' is not writable")
-    try:
-        status = os.stat(target)
-    except FileNotFoundError:
-        status = None
-    except OSError as error:
-        raise FileError(_stat_reason(target, error)) from None
-    if status is not None:
-        if stat.S_ISDIR(status.st_mode):
-            raise FileError("it is a directory")
-        if not stat.S_ISREG(status.st_mode):
-            raise FileError("it is not a regular file")
-        if not status.st_mode & 0o222 or not os.access(target, os.W_OK):  # mode bits too: root may write anything
-            raise FileError("it is read-only")
-        for other in protect:
-            try:
-                same = os.path.samefile(target, other)
-            except (OSError, ValueError):
-                same = False
-            if same:
-                raise FileError(f"it is '{os.fspath(other)}', which this command reads: netdsl never replaces its "
-                                f"own inputs")
-    return target
-
-
-_signal_lock = threading.Lock()
-#: the signals that remove a temporary file being written before the process ends
-CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
-
-
-class _Interrupted(KeyboardInterrupt):
-    """A cleanup signal during a write (a KeyboardInterrupt, should one escape the write: netdsl's
-    "interrupted")."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """While writing: SIGTERM, SIGHUP and SIGINT raise, so the temporary file is removed; the previous
-    handlers come back afterwards and the signal is delivered again to them."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Interrupted(signum)
-
-    with _signal_lock:
-        previous = {sig: signal.signal(sig, handler) for sig in CLEANUP_SIGNALS}
-    caught = None
-    try:
-        yield
-    except _Interrupted as interrupted:
-        caught = interrupted.signum
-    finally:
-        with _signal_lock:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-    if caught is not None:
-        signal.raise_signal(caught)
-        raise KeyboardInterrupt  # a handler that returned: stop all the same
-
-
-def _temporary_name(target: Path) -> bytes:
-    """A fresh name in ``target``'s folder, ``.~`` + random + the target's name, no longer (in bytes) than
-    the file system allows (truncated where the target's own name is near the limit)."""
-    name = os.fsencode(target.name)
-    limit = max(_name_max(target.parent if str(target.parent) else Path(".")), 16)
-    return (b".~" + secrets.token_hex(4).encode() + b"~" + name)[:limit]
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object],
-                     protect: Iterable[str | os.PathLike] = ()) -> None:
-    """Write ``path`` through ``write(stream)``: into a new temporary file in the same folder (permissions
-    0666 less the umask), fsynced, renamed over ``path``, the folder fsynced. On any error, or SIGTERM,
-    SIGHUP or SIGINT meanwhile, the temporary file is removed and ``path`` is untouched. FileError for a
-    target :func:`check_target` refuses; OSError from the file system."""
-    target = check_target(path, protect)
-    folder = target.parent
-    folder_bytes = os.fsencode(folder)
-    temporary = None
-    with _signals_raise():
-        try:
-            for _ in range(100):
-                candidate = os.path.join(folder_bytes, _temporary_name(target))
-                try:
-                    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-                except FileExistsError:
-                    continue
-                temporary = candidate
-                break
-            else:
-                raise FileError("no temporary name is free in the target's folder")
-            with os.fdopen(fd, "wb") as stream:
-                write(stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, target)
-            temporary = None
-            _fsync_folder(folder_bytes)
-        finally:
-            if temporary is not None:
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
-
-
-def _fsync_folder(folder: bytes) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems can't fsync a folder; the rename is done all the same
-        pass
-    finally:
-        os.close(fd)
+    return np.asarray(array).astype(dtype.save_dtype)
 
 
 def _write_npz(stream: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
@@ -1104,12 +931,12 @@ def write_tensors(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], typ
     fmt = save_format(path)
     if fmt == "safetensors":
         data = _safetensors_bytes(arrays, types, codes)
-        write_atomically(path, lambda stream: stream.write(data), protect)
+        write_atomically(path, lambda stream: stream.write(data), protect=protect)
         return
     saved = {name: for_saving(array, types[name], codes) for name, array in arrays.items()}
     if fmt == "json":
         text = _polygraphy_json(saved, kind)
-        write_atomically(path, lambda stream: stream.write(text), protect)
+        write_atomically(path, lambda stream: stream.write(text), protect=protect)
     else:
-        write_atomically(path, lambda stream: _write_npz(stream, saved), protect)
+        write_atomically(path, lambda stream: _write_npz(stream, saved), protect=protect)
 

@@ -1,18 +1,19 @@
-"""The graph IR both front ends lower to: tensor types, values, layer nodes, the graph, and a
-deterministic printer (``netdsl check -v``)."""
+"""The graph IR both front ends lower to: tensor types, values, layer nodes and the graph, as written
+(the checker, netdsl/check.py, turns a graph into a typed and resolved CheckedGraph without changing it).
+
+Nothing here depends on the ops: a node's op is anything with the :class:`OpSchema` fields (in practice a
+:class:`netdsl.ops.base.OpDef`), and its attributes are any dataclass.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from netdsl.diagnostics import Loc
 from netdsl.dtypes import DType
-
-if TYPE_CHECKING:
-    from netdsl.ops import OpDef
 
 #: TensorRT's volume limit: every tensor holds at most 2^31 - 1 elements.
 MAX_VOLUME = 2**31 - 1
@@ -62,18 +63,36 @@ class Value:
     folded: np.ndarray | None = None
 
 
+class OpSchema(Protocol):
+    """What the IR knows of a layer kind: its name and its input and output slots."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
+
+class Attrs(Protocol):
+    """A layer's attributes: an instance of its op's frozen attrs dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+
 @dataclass
 class Node:
-    """One layer: ``outputs = op(inputs, **attrs)``; ``plan`` is what the checker resolved."""
+    """One layer as written: ``outputs = op(inputs, **attrs)``."""
 
-    op: OpDef
+    op: OpSchema
     inputs: list[str]
     outputs: list[str]
-    attrs: Any
+    attrs: Attrs
     loc: Loc
     input_locs: list[Loc]
     attr_locs: dict[str, Loc]
-    plan: Any = None
 
 
 @dataclass
@@ -94,7 +113,7 @@ class Graph:
         return [v for v in self.values.values() if v.kind == "const"]
 
 
-def attr_items(attrs: Any) -> list[tuple[str, Any]]:
+def attr_items(attrs: Attrs) -> list[tuple[str, Any]]:
     """An attrs dataclass's fields that differ from their defaults, in declaration order."""
     return [(f.name, getattr(attrs, f.name)) for f in fields(attrs) if getattr(attrs, f.name) != f.default]
 
@@ -105,28 +124,3 @@ def format_attr(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
-
-
-def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
-    """A deterministic, human-readable listing of a checked graph; a layer output computed only from
-    constants says ``# folded`` (TensorRT computes it at build time, docs/semantics.md)."""
-    from netdsl.ops import is_constant_rooted
-
-    lines = [f"network {graph.name}"]
-    for value in graph.inputs:
-        lines.append(f"  input  {value.name} : {value.type}")
-    for value in graph.constants:
-        origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
-            if value.source else "literal"
-        lines.append(f"  const  {value.name} : {value.type} = {origin}")
-    for node in graph.nodes:
-        outs = ", ".join(f"{o} : {graph.values[o].type}" for o in node.outputs)
-        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
-        args = ", ".join(node.inputs + ([attrs] if attrs else []))
-        lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        if verbose_plans and node.plan is not None:
-            folded = "folded; " if all(is_constant_rooted(graph.values[name], graph.values)
-                                       for name in node.inputs) else ""
-            lines.append(f"         # {folded}{node.plan.describe()}")
-    lines.append(f"  output {', '.join(graph.outputs)}")
-    return "\n".join(lines) + "\n"

@@ -8,17 +8,17 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import check
+from netdsl.check import CheckedGraph, check, print_graph
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, print_graph
 
 
 class Network:
-    """A parsed and checked network. ``warnings`` holds the checker's located warnings."""
+    """A parsed and checked network: ``graph`` is the checked graph (every tensor typed, every layer
+    resolved); ``warnings`` holds the checker's located warnings."""
 
-    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+    def __init__(self, graph: CheckedGraph, warnings: list[Diagnostic]):
         self.graph = graph
         self.warnings = warnings
 
@@ -103,12 +103,14 @@ class Network:
         from netdsl.backends import get_backend
         from netdsl.backends.cupy import external
         from netdsl.backends.cupy.device import import_cupy
+        from netdsl.backends.cupy.executor import CupyBackend
 
         if backend == "numpy":
             raise ValueError("device arrays run on the cupy backend (backend='auto' or 'cupy'); for the numpy "
                              "backend give NumPy arrays")
         self._check_names(inputs)
         executor = get_backend("cupy")
+        assert isinstance(executor, CupyBackend)
         ordinal, stream = external.current_stream(kind, inputs.values())
         cupy = import_cupy()
         with contextlib.ExitStack() as scope:
@@ -131,7 +133,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
-    diagnostics = Diagnostics()
+    diagnostics = Diagnostics(sources={file: (text, format)})
     if format == "net":
         module = parse_text(text, file, diagnostics)
     else:
@@ -143,10 +145,9 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network", trust_paths=trust_paths)
-    if not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
-    return Network(graph, diagnostics.sorted())
+    return Network(checked, diagnostics.sorted())
 
 
 def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -179,8 +180,6 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
 
     diagnostics = Diagnostics()
     graph = import_model(path, diagnostics, input_shapes)
-    if graph is not None and not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    assert graph is not None
-    return Network(graph, diagnostics.sorted())
+    return Network(checked, diagnostics.sorted())

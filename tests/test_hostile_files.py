@@ -104,9 +104,10 @@ def test_crashing_files_are_clear_errors_everywhere(case: str, tmp_path: Path, c
     (tmp_path / "m.net").write_text(LOAD_MODEL.format(name="x.bin"))
     (tmp_path / "i.net").write_text(INPUT_MODEL)
     assert main(["check", str(tmp_path / "m.net")]) == 1
-    err = capsys.readouterr().err
-    one_line(err)
-    assert err.startswith(f"{tmp_path / 'm.net'}:1:24: error: cannot read ") and reason in err, err
+    first, *source = capsys.readouterr().err.splitlines()  # the diagnostic, then its source line and caret
+    one_line(first + "\n")
+    assert first.startswith(f"{tmp_path / 'm.net'}:1:24: error: cannot read ") and reason in first, first
+    assert len(source) == 2
     for args in (["--input", f"x={tmp_path / 'x.bin'}"], ["--inputs", str(tmp_path / "in.npz")]):
         assert main(["run", str(tmp_path / "i.net"), *args]) == 2
         err = capsys.readouterr().err
@@ -156,8 +157,8 @@ def test_fifo_never_blocks(tmp_path: Path) -> None:
     ):
         result = subprocess.run([sys.executable, "-m", "netdsl", *args], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=HANG, check=False)
-        assert (result.returncode, result.stderr) == (1 if args[0] == "check" and args[1] == "m.net" else 2,
-                                                      expected + "\n")
+        first_line = result.stderr.splitlines()[0]  # a model error shows its source line and caret after it
+        assert (result.returncode, first_line) == (1 if args[1] == "m.net" else 2, expected), result.stderr
 
 
 def test_directory_is_named(tmp_path: Path, capsys) -> None:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except ModelError as error:
         for diagnostic in error.diagnostics:
-            print(diagnostic, file=sys.stderr)
+            print(diagnostic.render(), file=sys.stderr)
         return 1
     except UsageError as error:
         print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)

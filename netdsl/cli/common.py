@@ -81,7 +81,7 @@ def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bo
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:
-        print(warning, file=sys.stderr)
+        print(warning.render(), file=sys.stderr)
     return network
 
 
@@ -153,7 +153,7 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     shape = ", ".join(map(str, array.shape))
     header = f"{name}: {dtype.name}[{shape}]"
     values = dtypes.decode(array, dtype) if not dtype.is_float else np.asarray(array, dtype=np.float32)
-    if dtype.name in ("int8", "int4"):
+    if dtype.is_integer:
         values = np.asarray(array).astype(np.int64)
     if values.size <= PRINT_LIMIT:
         return header + "\n" + np.array2string(values, separator=" ", threshold=PRINT_LIMIT,

@@ -129,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
         data = json.dumps({"model": args.model, **report.to_dict()}, indent=1).encode()
         with writing(args.json):
             files.write_atomically(args.json, lambda stream: stream.write(data),
-                                   input_files(args) + ([args.load_outputs] if args.load_outputs else []))
+                                   protect=input_files(args) + ([args.load_outputs] if args.load_outputs else []))
     emit(report.format())
     return report.exit_code

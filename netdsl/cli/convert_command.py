@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                              f"({error.object[error.start:error.end]!r}), such as a load() path that is not "
                              f"UTF-8") from None
         with writing(args.output):
-            files.write_atomically(args.output, lambda stream: stream.write(data), [args.model])
+            files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     else:
         emit(text, end="")
     return 0

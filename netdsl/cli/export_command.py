@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     network = load_model(args.model, args.input_shape, args.trust_paths)
     data = export_model(network.graph).SerializeToString()
     with writing(args.output):
-        files.write_atomically(args.output, lambda stream: stream.write(data), [args.model])
+        files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     return 0

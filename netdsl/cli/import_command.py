@@ -60,4 +60,4 @@ def write_with_constants(network: Network, target: Path, form: str, protect: lis
         with writing(str(constants_file)):
             files.write_tensors(constants_file, saved, types, protect=protect)
     with writing(str(target)):
-        files.write_atomically(target, lambda stream: stream.write(data), protect)
+        files.write_atomically(target, lambda stream: stream.write(data), protect=protect)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from netdsl.diagnostics import OpError
-from netdsl.ops import normalize_axis
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,13 @@ class Granularity:
         if self.kind == "per-channel":
             return f"per-channel on axis {self.axis}"
         return f"block [{', '.join(map(str, self.block))}]"
+
+
+def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:
+    """``axis`` (negative counts from the end) as 0..rank-1; OpError when out of range."""
+    if not -rank <= axis < rank:
+        raise OpError(f"axis {axis} is out of range for a rank-{rank} input (allowed {-rank}..{rank - 1})", where)
+    return axis % rank
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -54,7 +60,7 @@ def clamp_block(block: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ..
 
 def resolve(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int | None,
             block_shape: tuple[int, ...] | None) -> Granularity:
-    """The granularity a scale of ``scale_shape`` gives an input of ``shape`` (SEMANTICS.md)."""
+    """The granularity a scale of ``scale_shape`` gives an input of ``shape`` (docs/semantics.md)."""
     rank = len(shape)
     scale_size = int(np.prod(scale_shape, dtype=object)) if scale_shape else 1
     if axis is not None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netdsl import settings
+from netdsl.atomic import FileError, write_atomically
 from netdsl.backends.cupy import abi
 from netdsl.backends.cupy.device import current, import_cupy
 from netdsl.resources import resource_dir
@@ -65,14 +67,6 @@ class Module:
         return self.module.get_function(self.mangled[name])
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: $NETDSL_KERNEL_CACHE, else $XDG_CACHE_HOME/netdsl/kernels."""
-    configured = os.environ.get("NETDSL_KERNEL_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
-
-
 #: kernels per NVRTC program: a file's instantiations compile in parts, which precompile() builds in
 #: parallel processes (quantize.cu alone holds 144)
 PART_SIZE = 24
@@ -100,7 +94,7 @@ def _cache_paths(file: str, part: int, on_device: int) -> tuple[Path, Path]:
     fingerprint = [kernel_source(file), *abi.compile_options(), *parts(file)[part], arch, repr(nvrtc.getVersion()),
                    cupy.__version__]
     key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
-    cubin_path = cache_dir() / f"{file}-{part}-{key}.cubin"
+    cubin_path = settings.kernel_cache() / f"{file}-{part}-{key}.cubin"
     return cubin_path, cubin_path.with_suffix(".json")
 
 
@@ -154,14 +148,12 @@ def precompile(device: int | None = None) -> int:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Best effort, through netdsl's one atomic writer (netdsl/files.py): a cache that cannot be written only
-    costs a recompilation next time."""
-    from netdsl import files
-
+    """Best effort, through netdsl's one atomic writer: a cache that cannot be written only costs a
+    recompilation next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomically(path, lambda stream: stream.write(data))
-    except (OSError, files.FileError):
+        write_atomically(path, lambda stream: stream.write(data))
+    except (OSError, FileError):
         pass
 
 
