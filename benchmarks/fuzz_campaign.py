@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXAMPLES = ROOT / "examples"
 LOCATED = re.compile(r"^.+:\d+:\d+: (error|warning): \S")
+#: the source line and caret that follow a located diagnostic (docs/language.md)
+EXCERPT = re.compile(r"^ *\d* \|( |$)")
 KINDS = {"net": 3, "yaml": 2, "cli": 2, "file": 3, "model": 2}  # weights
 
 HUGE = ["9" * 400, "1e999999", "-1e999999", "0x1p99999999", "0x1p-99999999", "2147483647", "2147483648",
@@ -452,6 +454,11 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
     return "cli", argv
 
 
+def diagnostic(line: str) -> bool:
+    """A located diagnostic, or a line of the source excerpt under one."""
+    return bool(LOCATED.match(line) or EXCERPT.match(line))
+
+
 def run_case(seed: int, index: int, base: Path) -> dict[str, Any]:
     """One case in this process: its kind, exit code, and what went wrong with its messages, if anything."""
     from netdsl.cli import main
@@ -479,10 +486,10 @@ def run_case(seed: int, index: int, base: Path) -> dict[str, Any]:
             problem = "exit 3"
         elif code not in (0, 1, 2):
             problem = f"exit {code}"
-        elif code == 1 and not (lines and all(LOCATED.match(line) for line in lines)):
+        elif code == 1 and not (lines and LOCATED.match(lines[0]) and all(diagnostic(line) for line in lines)):
             problem = "exit 1 with a line that is not a located diagnostic"
         elif code == 2 and not (len(lines) >= 1 and lines[-1].startswith("netdsl: error: ")
-                                and all(LOCATED.match(line) for line in lines[:-1])):
+                                and all(diagnostic(line) for line in lines[:-1])):
             problem = "exit 2 without one 'netdsl: error:' line"
         return {"index": index, "kind": kind, "code": code, "problem": problem,
                 "stderr": stderr[-400:] if problem else "", "argv": [a[:200] for a in argv] if problem else []}
