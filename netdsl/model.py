@@ -146,6 +146,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
                   name=Path(filename).stem if filename else "network")
     checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
+    assert checked is not None  # None only with an error
     return Network(checked, diagnostics.sorted())
 
 
@@ -174,4 +175,5 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
     graph = import_model(path, diagnostics, input_shapes)
     checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
+    assert checked is not None  # None only with an error
     return Network(checked, diagnostics.sorted())

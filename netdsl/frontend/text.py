@@ -423,7 +423,9 @@ def _read_blocks(text: str, state: _Parse) -> str:
         if match.group() != "[":
             continue
         if match.start() >= run_end:  # every '[' of a run shares its end: find it once (no rescanning)
-            run_end = _RUN.match(text, match.start() + 1).end()
+            run = _RUN.match(text, match.start() + 1)
+            assert run is not None  # the pattern matches the empty string
+            run_end = run.end()
         block = _block_at(text, match.start(), run_end)
         if block is None:
             continue
