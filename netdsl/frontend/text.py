@@ -309,7 +309,14 @@ class _Builder(Transformer):
 
 #: lists with fewer elements are left to the parser
 FAST_PATH_ELEMENTS = 16
-_SCAN = re.compile(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|\[""")
+@functools.cache
+def _skipping(brackets: str) -> re.Pattern[str]:
+    """Comments and strings (the grammar's COMMENT and STRING: a bracket inside them is none), or one of
+    ``brackets``."""
+    terminals = [_parser().get_terminal(name).pattern.to_regexp() for name in ("COMMENT", "STRING")]
+    return re.compile("|".join(terminals) + f"|[{re.escape(brackets)}]")
+
+
 _BLANKS = " \t\f\r\n"
 _RUN = re.compile(r"[0-9A-Za-z.+\-, \t\f\r\n\[\]]*")
 _BRACKET = re.compile(r"[\[\]]")
@@ -412,8 +419,9 @@ def _read_blocks(text: str, state: _Parse) -> str:
         return text
     pieces, done = [], 0
     position = run_end = 0
+    scan = _skipping("[")
     while True:
-        match = _SCAN.search(text, position)
+        match = scan.search(text, position)
         if match is None:
             break
         position = match.end()
@@ -524,8 +532,7 @@ def _never_closed(text: str, open_brackets: list[Token]) -> Token | None:
     pairs = {"(": ")", "[": "]"}
     stack: list[int] = []
     unclosed: set[int] = set()
-    for match in re.finditer(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[\[\]()]""",
-                             text):
+    for match in _skipping("[]()").finditer(text):
         char = match.group()
         if char in pairs:
             stack.append(match.start())
