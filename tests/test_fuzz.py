@@ -320,6 +320,8 @@ HOSTILE_NET = {
     "right-to-left override": "input x\u202e : float32[4]\noutput x\n",
     "byte order mark": "\ufeffinput x : float32[4]\noutput x\n",
     "NUL": "input x\x00 : float32[4]\noutput x\n",
+    "NUL in a type's brackets": "const c : float32[\x00] = 1\noutput c\n",
+    "NUL in a literal": "const c : float32[1] = [\x00]\noutput c\n",
     "lone surrogate": "input x\ud800 : float32[4]\noutput x\n",
     "CR line ends": "input x : float32[4]\r" + SCALE.replace("\n", "\r") + "q = quantize(x, s)\routput q\r",
     "1 MB comment": "input x : float32[4] #" + "#" * 2**20 + "\noutput x\n",
@@ -401,6 +403,10 @@ def test_hostile_input(form: str, name: str, tmp_path: Path, capsys, monkeypatch
     ("3000-layer chain, per-channel end", "TensorRT accepts a per-channel scale only on constant-rooted"),
     ("empty block scale", "input extent 0 on axis 0 has no blocks"),
     ("nested lists", "nested too deeply"),
+    # found by benchmarks/fuzz_campaign.py (an IndexError: a NUL read as a literal read ahead)
+    ("NUL in a type's brackets", "m.net:1:19: error: unexpected character '\\x00'"),
+    ("NUL in a literal", "m.net:1:25: error: unexpected character '\\x00'"),
+    ("NUL", "m.net:1:8: error: unexpected character '\\x00'; expected"),
 ])
 def test_hostile_input_messages(name: str, expected: str) -> None:
     """What the regressions found by fuzzing now say (each was an internal error before: a NumPy

@@ -100,6 +100,15 @@ class _LiteralTooLarge(Exception):
         self.offset = offset
 
 
+class _StrayNul(Exception):
+    """A NUL written in the model (the lexer's BLOCK token stands for a literal read ahead, and a model holding
+    a NUL has none); ``offset``: where."""
+
+    def __init__(self, offset: int):
+        super().__init__(offset)
+        self.offset = offset
+
+
 class _PostLexer:
     """Drops newlines while a ( or [ is open, so a statement may continue over several lines; keeps the
     open brackets (to report one that is never closed) and counts a literal's elements as they come."""
@@ -113,6 +122,8 @@ class _PostLexer:
         item_started = False  # whether the innermost open '[' list's current item has begun
         for token in stream:
             kind = token.type
+            if kind == "BLOCK" and not state.blocks:
+                raise _StrayNul(token.start_pos or 0)
             if kind == "_NL":
                 if stack:
                     continue
@@ -570,7 +581,7 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, state: _Parse) -> tupl
         elif token.type == "_NL":
             what = "end of line"
         elif token.type == "BLOCK":
-            what = "list"
+            what = "list" if state.blocks else "character '\\x00'"  # no literal read ahead: a NUL as written
         else:
             what = repr(str(token))
         return loc, f"unexpected {what}{_describe_expected(set(error.expected))}"
@@ -584,9 +595,10 @@ def _parse(text: str, start: str, state: _Parse):
     token = _CURRENT.set(state)
     try:
         return _parser().parse(_read_blocks(text, state), start=start)
-    except (_LiteralTooLarge, _TooDeep) as error:
+    except (_LiteralTooLarge, _TooDeep, _StrayNul) as error:
         line_start = text.rfind("\n", 0, error.offset) + 1
         message = LITERAL_LIMIT_MESSAGE if isinstance(error, _LiteralTooLarge) else \
+            "unexpected character '\\x00'" if isinstance(error, _StrayNul) else \
             f"the model is nested too deeply (more than {MAX_BRACKET_DEPTH} brackets open)"
         diagnostics.error(state.loc(text.count("\n", 0, error.offset) + 1, error.offset - line_start + 1), message)
     except lark.exceptions.UnexpectedInput as error:
