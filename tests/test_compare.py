@@ -370,7 +370,10 @@ def test_test_usage_errors(tmp_path, capsys):
     ("source: s\nexpected: {y: {values: [1.0], atol: big}}\n", "atol must be a number"),
     ("source: s\nexpected: {y: {values: [1.0], atol: -1.0}}\n", "atol must be >= 0"),
     ("source: s\nexpected: {y: {values: [[1.0], 2.0]}}\n", "not an array of numbers"),
-    ("source: s\nexpected: {y: {values: {load: missing.npy}}}\n", "no such file"),
+    ("source: s\nexpected: {y: {values: {load: missing.npy}}}\n", "'missing.npy' no such file"),
+    ("source: s\nexpected: {y: {values: {load: y.npy}}}\n", "'y.npy' has shape [3], expected [2, 3]"),
+    ("source: s\nexpected: {z: {values: {load: y.npy}}}\n", "expected 'z': the model has no such tensor"),
+    ("source: s\ninputs: {x: {load: y.npy}}\nexpected: {y: {values: [1.0]}}\n", "'y.npy' has shape [3]"),
     ("source: s\nexpected: {y: {values: {file: a.npy}}}\n", "an array is a nested list or {load: FILE.npy}"),
     ("source: s\ninputs: [1, 2]\nexpected: {y: {values: [1.0]}}\n", "inputs: expected a mapping"),
     ("source: [unclosed\n", "not a YAML case file"),
@@ -380,8 +383,9 @@ def test_case_format_errors(tmp_path, text, message):
 
     path = tmp_path / "c.case.yaml"
     path.write_text(text)
+    np.save(tmp_path / "y.npy", np.zeros(3, np.float32))
     with pytest.raises(CaseError, match=re.escape(message)):
-        load_case(path)
+        load_case(path, netdsl.loads(QUANTIZE))
 
 
 def test_the_api_names():

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if args.input or args.inputs:
             raise UsageError("--case gives the inputs: leave out --input and --inputs")
         try:
-            case = load_case(args.case)
+            case = load_case(args.case, network)
             inputs = network.prepare_inputs(feed(case.inputs, network))
         except CaseError as error:
             raise UsageError(str(error)) from None
