@@ -105,8 +105,10 @@ def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> n
     return np.asarray(array).astype(SAVE_DTYPES[dtype.name])
 
 
-def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarray:
-    """Uniform [-1, 1) float32 from ``rng``, rounded to the tensor's type (as the CLI fills inputs)."""
-    values = rng.uniform(-1.0, 1.0, size=tensor_type.shape).astype(np.float32)
+def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float = -1.0,
+                 high: float = 1.0) -> np.ndarray:
+    """Uniform [low, high) float32 from ``rng`` (default [-1, 1)), rounded to the tensor's type (as the CLI
+    fills inputs)."""
+    values = rng.uniform(low, high, size=tensor_type.shape).astype(np.float32)
     return dtypes.encode(values, tensor_type.dtype) if tensor_type.dtype.name != "e8m0" \
         else dtypes.e8m0_round_up(np.abs(values))

@@ -101,21 +101,26 @@ def format_attr(value: Any) -> str:
     return str(value)
 
 
-def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
-    """A deterministic, human-readable listing of a checked graph."""
+def print_graph(graph: Graph, verbose_plans: bool = True, notes: dict[str, str] | None = None) -> str:
+    """A deterministic, human-readable listing of a checked graph; ``notes`` (tensor name -> text) adds a
+    comment to a constant's line and to the plan line of the layer that computes the tensor."""
+    notes = notes or {}
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
         lines.append(f"  input  {value.name} : {value.type}")
     for value in graph.constants:
         origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
             if value.source else "literal"
-        lines.append(f"  const  {value.name} : {value.type} = {origin}")
+        note = f"  # {notes[value.name]}" if value.name in notes else ""
+        lines.append(f"  const  {value.name} : {value.type} = {origin}{note}")
     for node in graph.nodes:
         outs = ", ".join(f"{o} : {graph.values[o].type}" for o in node.outputs)
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        if verbose_plans and node.plan is not None:
-            lines.append(f"         # {node.plan.describe()}")
+        comment = [node.plan.describe()] if verbose_plans and node.plan is not None else []
+        comment += [notes[o] for o in node.outputs if o in notes]
+        if comment:
+            lines.append(f"         # {'; '.join(comment)}")
     lines.append(f"  output {', '.join(graph.outputs)}")
     return "\n".join(lines) + "\n"

@@ -1,21 +1,42 @@
-"""``netdsl check MODEL [-v]``: validate a model and print ok."""
+"""``netdsl check MODEL [-v] [--json FILE]``: validate a model and print ok."""
 
 from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import load_model
+from netdsl.cli.common import load_model, write_json
+
+EPILOG = """examples:
+  netdsl check examples/quantize.net            # prints ok, or FILE:LINE:COL: error: ... (exit 1)
+  netdsl check -v examples/nvfp4_bf16.net       # every tensor's type, provenance, each layer's granularity
+  netdsl check --json - examples/quantize.net   # the checked graph as JSON on stdout"""
 
 
 def add_parser(commands) -> None:
-    check = commands.add_parser("check", help="validate a model and print ok")
-    check.add_argument("model")
-    check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
+    check = commands.add_parser(
+        "check", help="validate a model and print ok", epilog=EPILOG,
+        description="Parse and check a model: syntax, shapes, types and every TensorRT layer constraint.")
+    check.add_argument("model", help="the model: a .net or .yaml file")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="print the checked graph: each tensor's type[shape] and where its values come from "
+                            "(input, constant, folded, dynamic scale, computed), constants in brief, and each "
+                            "layer's granularity and mode")
+    check.add_argument("--json", metavar="FILE",
+                       help="write the checked graph as JSON (tensors with type, shape and provenance; layers "
+                            "with granularity) to FILE, or to stdout with '-'")
 
 
 def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
+    if args.json:
+        from netdsl.view import graph_json
+
+        write_json(args.json, graph_json(network.graph))
+        if args.json == "-":
+            return 0
     if args.verbose:
-        print(network.describe(), end="")
+        from netdsl.view import describe
+
+        print(describe(network.graph), end="")
     print("ok")
     return 0

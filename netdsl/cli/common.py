@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -17,9 +18,6 @@ from netdsl import arrays, dtypes
 from netdsl.diagnostics import UsageError
 from netdsl.ir import TensorType
 from netdsl.model import Network, load
-
-#: outputs with more elements than this print as a summary
-PRINT_LIMIT = 256
 
 
 def load_model(path: str) -> Network:
@@ -59,7 +57,33 @@ def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
         raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
 
 
+def parse_val_ranges(items: list[str], inputs: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``--val-range`` (Polygraphy's syntax): ``[MIN,MAX]`` for every input, ``NAME:[MIN,MAX]`` for one;
+    input name -> (low, high), the default (-1, 1) where none is given."""
+    default = (-1.0, 1.0)
+    ranges: dict[str, tuple[float, float]] = {}
+    for item in items:
+        name, _, text = item.rpartition(":")
+        if not (text.startswith("[") and text.endswith("]")) or text.count(",") != 1:
+            raise UsageError(f"--val-range takes [NAME:][MIN,MAX], e.g. x:[0,1], got '{item}'")
+        try:
+            low, high = (float(part) for part in text[1:-1].split(","))
+        except ValueError:
+            raise UsageError(f"--val-range '{item}': MIN and MAX must be numbers") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise UsageError(f"--val-range '{item}': needs finite MIN <= MAX")
+        if not name:
+            default = (low, high)
+        elif name not in inputs:
+            raise UsageError(f"--val-range: unknown input '{name}': the network's inputs are "
+                             f"{', '.join(inputs) or 'none'}")
+        else:
+            ranges[name] = (low, high)
+    return {name: ranges.get(name, default) for name in inputs}
+
+
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The inputs of a run: from --inputs and --input files, the rest random (--seed, --val-range)."""
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
     if args.inputs:
         archive = _read_npy(args.inputs, "inputs file")
@@ -90,10 +114,11 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
         given[name] = array
     if args.seed < 0:
         raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
+    ranges = parse_val_ranges(getattr(args, "val_range", []), network.inputs)
     rng = np.random.default_rng(args.seed)
     for name, tensor_type in network.inputs.items():
         if name not in given:
-            given[name] = arrays.random_input(tensor_type, rng)
+            given[name] = arrays.random_input(tensor_type, rng, *ranges[name])
     try:
         return network.prepare_inputs(given)
     except ValueError as error:
@@ -101,20 +126,29 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
 
 
 def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
-    shape = ", ".join(map(str, array.shape))
-    header = f"{name}: {dtype.name}[{shape}]"
-    values = dtypes.decode(array, dtype) if not dtype.is_float else np.asarray(array, dtype=np.float32)
-    if dtype.name in ("int8", "int4"):
-        values = np.asarray(array).astype(np.int64)
-    if values.size <= PRINT_LIMIT:
-        return header + "\n" + np.array2string(values, separator=" ", threshold=PRINT_LIMIT,
-                                                max_line_width=100)
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    nan = int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
-    inf = int(np.isinf(values).sum()) if values.dtype.kind == "f" else 0
-    stats = f"min {finite.min()} max {finite.max()} mean {finite.astype(np.float64).mean():.6g}" if finite.size \
-        else "no finite values"
-    return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
+    """An output as ``run`` prints it: ``name: type[shape]``, then its values when it has at most
+    PRINT_LIMIT elements, else a summary read in place (netdsl.view.summarize: no copy of the array)."""
+    from netdsl import view
+
+    header = f"{name}: {dtype.name}[{', '.join(map(str, array.shape))}]"
+    if array.size <= view.PRINT_LIMIT:
+        return header + "\n" + np.array2string(view.plain_values(array, dtype), separator=" ",
+                                                threshold=view.PRINT_LIMIT, max_line_width=100)
+    return f"{header}\n  {view.summarize(array, dtype).describe(integral=dtype.name in ('int8', 'int4'))}"
+
+
+def write_json(path: str, document: Any) -> None:
+    """``--json FILE``: the document as indented JSON, to stdout for '-', else atomically to FILE."""
+    import json
+
+    text = json.dumps(document, indent=1) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        write_atomically(path, lambda stream: stream.write(text), binary=False)
+    except OSError as error:
+        raise UsageError(f"cannot write '{path}': {error.strerror or error}") from None
 
 
 def write_atomically(path: str, write: Callable[[Any], object], binary: bool = True) -> None:
