@@ -26,6 +26,8 @@ FORMAT_COLOURS: dict[str, str] = {
     "fp4": "#ff70a6",
     "e8m0": "#2a9d8f",
 }
+#: a line break inside a DOT label (an escape that dot reads, not a newline in the source)
+NEWLINE = "\\n"
 #: output formats by file extension: what ``dot`` renders (None: the DOT source itself; "html": a page)
 FORMATS = {".svg": "svg", ".png": "png", ".dot": None, ".gv": None, ".html": "html"}
 
@@ -55,9 +57,9 @@ def to_dot(graph: Graph) -> Any:
         if value.type is None:
             continue
         role = "output, " if value.name in outputs else ""
-        label = f"{value.name}\n{value.type}\n{role}{kinds[value.name]}"
+        label = NEWLINE.join([value.name, str(value.type), role + kinds[value.name]])
         if value.data is not None and value.data.size <= BRIEF_VALUES:
-            label += f"\n= {constant_brief(value.data, value.type.dtype)}"
+            label += f"{NEWLINE}= {constant_brief(value.data, value.type.dtype)}"
         dot.node(f"tensor.{value.name}", label, shape="ellipse", style="filled",
                  fillcolor=FORMAT_COLOURS[value.type.dtype.name], penwidth="2.5" if role else "1")
     for index, node in enumerate(graph.nodes):
@@ -68,7 +70,7 @@ def to_dot(graph: Graph) -> Any:
             if found["kind"] == "per-channel":
                 lines.append(f"block shape [{', '.join(map(str, found['block']))}]")
         layer = f"layer.{index}"
-        dot.node(layer, "\n".join(lines), shape="box", style="rounded,filled", fillcolor="#ffffff")
+        dot.node(layer, NEWLINE.join(lines), shape="box", style="rounded,filled", fillcolor="#ffffff")
         for name in node.inputs:
             dot.edge(f"tensor.{name}", layer)
         for name in node.outputs:
