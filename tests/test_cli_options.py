@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 
 import netdsl
 from netdsl.cli import COMMANDS, build_parser, main
+from tests.conftest import ROOT, python_path
 
 QUANTIZE = """network quantize
 input  input1 : float32[1, 1, 3, 3]
@@ -221,3 +225,36 @@ def test_save_inputs_with_codes(two: Path, tmp_path: Path, capsys) -> None:
     inputs = tmp_path / "inputs.npz"
     assert cli(capsys, "run", two, "--save-inputs", inputs, "--codes")[0] == 0
     assert np.load(inputs)["b"].dtype == np.float32  # bfloat16 has no 8-bit codes: exact values
+
+
+# --------------------------------------------------------------------------------------------------
+# A fast start: what `netdsl check` loads (its speed is measured in benchmarks/bench_cli.py, not here)
+
+
+def run_python(code: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": python_path(ROOT), "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_check_of_a_float_model_does_not_import_ml_dtypes(tmp_path: Path) -> None:
+    code = ("import sys\nfrom netdsl.cli import main\n"
+            f"assert main(['check', {str(ROOT / 'examples' / 'quantize.net')!r}]) == 0\n"
+            "print(sorted(m for m in ('ml_dtypes', 'yaml', 'graphviz', 'tqdm', 'onnx') if m in sys.modules))\n")
+    result = run_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok\n[]\n"
+
+
+def test_parser_cache_is_private_and_survives_damage(tmp_path: Path) -> None:
+    code = ("from netdsl.cli import main\n"
+            f"assert main(['check', {str(ROOT / 'examples' / 'nvfp4_bf16.net')!r}]) == 0\n")
+    assert run_python(code, tmp_path).stdout == "ok\n"
+    folder = tmp_path / "netdsl"
+    (cache,) = folder.iterdir()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    good = cache.read_bytes()
+    cache.write_bytes(good[: len(good) // 2])  # a damaged cache (a writer killed half way) is rebuilt
+    result = run_python(code, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+    rebuilt = cache.read_bytes()  # rewritten whole (a pickle of sets: not byte for byte the same)
+    assert rebuilt.split(b"\n")[0] == good.split(b"\n")[0] and len(rebuilt) > 0.9 * len(good)

@@ -9,7 +9,6 @@ from pathlib import Path
 from netdsl.cli.common import load_model, write_atomically
 from netdsl.diagnostics import UsageError
 
-
 EPILOG = """examples:
   netdsl convert examples/quantize.net --to yaml            # the YAML form on stdout
   netdsl convert model.yaml --to net -o model.net"""
