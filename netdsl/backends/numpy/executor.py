@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from netdsl.backends import Backend, compiled
+from netdsl.backends import Backend
+from netdsl.backends.numpy import compiled
 from netdsl.ir import Graph
 from netdsl.ops import dequantize, dynamic_quantize, quantize
 from netdsl.ops.dynamic_quantize import DynamicPlan
