@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import netdsl
-from netdsl.backends.cupy_backend import BACKEND as CUPY
-from netdsl.backends.cupy_backend import NODE, plan_graph
+from netdsl.backends.cupy import BACKEND as CUPY
+from netdsl.backends.cupy.fusion import NODE
+from netdsl.backends.cupy.fusion import schedule as plan_graph
 from tests.conftest import gpu_reason
 
 PAIR = """
