@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -258,3 +259,37 @@ def test_parser_cache_is_private_and_survives_damage(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
     rebuilt = cache.read_bytes()  # rewritten whole (a pickle of sets: not byte for byte the same)
     assert rebuilt.split(b"\n")[0] == good.split(b"\n")[0] and len(rebuilt) > 0.9 * len(good)
+
+
+# --------------------------------------------------------------------------------------------------
+# The progress bar
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_on_a_terminal_for_long_runs_only(model: Path, monkeypatch, capsys, quiet: bool) -> None:
+    from netdsl.cli import progress
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["run", str(model)] + (["--quiet"] if quiet else [])) == 0
+    assert terminal.getvalue() == ""  # short: no bar
+    monkeypatch.setattr(progress, "LONG_RUN_ELEMENTS", 1)
+    assert main(["run", str(model), "--mark", "q"] + (["--quiet"] if quiet else [])) == 0
+    out = capsys.readouterr().out
+    if quiet:
+        assert terminal.getvalue() == "" and out == ""
+    else:
+        assert "%|" in terminal.getvalue() and terminal.getvalue().endswith("\r")  # shown, then cleared
+        assert "out: float32[1, 1, 3, 3]" in out
+
+
+def test_progress_counts_every_element() -> None:
+    from netdsl.cli import progress
+
+    graph = netdsl.loads(TWO_INPUTS).graph
+    assert progress.estimate(graph) == (64 + 32) + (64 + 32) + (64 + 32)

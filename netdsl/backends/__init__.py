@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netdsl.diagnostics import UsageError
-from netdsl.ir import Graph
+from netdsl.ir import Graph, Node
 from netdsl.ops import OpDef
 
 
@@ -29,7 +29,9 @@ class Backend:
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def run(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+    def run(self, graph: Graph, inputs: dict[str, Any],
+            on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Outputs by name; ``on_node`` (a progress bar's tick) is called as each layer's work is done."""
         raise NotImplementedError
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from netdsl import arrays
 from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically, write_json
+from netdsl.cli.progress import estimate, node_elements, progress
 from netdsl.diagnostics import UsageError
 
 EPILOG = """examples:
@@ -82,16 +83,22 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
-    inputs = gather_inputs(network, args)
-    if args.save_inputs:
-        save_tensors(args.save_inputs, inputs, network.inputs, args.codes)
-    results = backend.run(network.graph, inputs)
-    types = network.outputs
-    if args.json:
-        write_json(args.json, outputs_json(results, types))
-    if args.json != "-":
+    graph, types = network.graph, network.outputs
+    with progress(estimate(graph), args.quiet) as tick:
+        inputs = gather_inputs(network, args)
+        tick("inputs", sum(array.size for array in inputs.values()))
+        if args.save_inputs:
+            save_tensors(args.save_inputs, inputs, network.inputs, args.codes)
+        results = backend.run(graph, inputs, on_node=lambda node: tick(node.outputs[0], node_elements(node, graph)))
+        if args.json:
+            write_json(args.json, outputs_json(results, types))
+        text = []
         for name, array in results.items():
-            print(format_output(name, array, types[name].dtype))
+            if args.json != "-":
+                text.append(format_output(name, array, types[name].dtype))
+            tick("summary", array.size)
+    for line in text:
+        print(line)
     sys.stdout.flush()
     if args.save:
         save_tensors(args.save, results, types, args.codes)

@@ -10,6 +10,7 @@ graph, so a repeated run pays only for its inputs, launches and downloads.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from netdsl.backends.cupy import device, launch
 from netdsl.backends.cupy.device import DeviceTensor
 from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, fusion_enabled
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
-from netdsl.ir import Graph
+from netdsl.ir import Graph, Node
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan
 from netdsl.ops.quantize import QUANTIZE, ScalePlan
@@ -72,8 +73,10 @@ class CupyBackend(Backend):
             cached = state.constants[(on_device, value.name)] = (value.data, uploaded)
         return cached[1]
 
-    def run_device(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back."""
+    def run_device(self, graph: Graph, inputs: dict[str, Any],
+                   on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:
+        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back.
+        ``on_node`` is called for each layer once its kernel is launched."""
         state = self._state(graph)
         steps = self.schedule(graph)
         on_device = device.current()
@@ -96,18 +99,22 @@ class CupyBackend(Backend):
             else:
                 results = [_run_dequantize_double(step, args)]
             env.update(zip(step.outputs, results))
+            if on_node is not None:
+                for node in step.nodes:
+                    on_node(node)
             for name in step.free:
                 env.pop(name, None)
         return {name: env[name] for name in graph.outputs}
 
-    def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, graph: Graph, inputs: dict[str, np.ndarray],
+            on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         state = self._state(graph)
         typed = state.input_values
         if typed is None:
             typed = state.input_values = [(value.name, value.type.dtype) for value in graph.inputs
                                           if value.type is not None]  # a checked graph types every input
         device_inputs = {name: device.upload(inputs[name], dtype) for name, dtype in typed}
-        results = self.run_device(graph, device_inputs)
+        results = self.run_device(graph, device_inputs, on_node)
         return {name: device.download(results[name]) for name in graph.outputs}
 
 

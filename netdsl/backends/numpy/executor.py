@@ -18,7 +18,7 @@ import numpy as np
 
 from netdsl.backends import Backend
 from netdsl.backends.numpy import compiled
-from netdsl.ir import Graph
+from netdsl.ir import Graph, Node
 from netdsl.ops import dequantize, dynamic_quantize, quantize
 from netdsl.ops.dynamic_quantize import DynamicPlan
 from netdsl.ops.quantize import ScalePlan
@@ -31,13 +31,16 @@ Box = tuple[slice, ...]
 
 
 class NumpyBackend(Backend):
-    def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, graph: Graph, inputs: dict[str, np.ndarray],
+            on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         env: dict[str, Any] = dict(inputs)
         for value in graph.constants:
             env[value.name] = value.data
         for node in graph.nodes:
             results = self.impls[node.op](node.plan, [env[name] for name in node.inputs])
             env.update(zip(node.outputs, results))
+            if on_node is not None:
+                on_node(node)
         return {name: env[name] for name in graph.outputs}
 
 
