@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.ir import Graph, Node, attr_items, format_attr, print_graph
+from netdsl.ir import Graph, Node, attr_items, print_graph
 
 #: where a tensor's values come from (``check -v``, ``check --json``, ``netdsl graph``)
 INPUT, CONSTANT, FOLDED, DYNAMIC_SCALE, COMPUTED = "input", "constant", "folded", "dynamic scale", "computed"
@@ -204,6 +204,12 @@ def granularity(node: Node) -> dict[str, Any]:
             "text": plan.describe()}
 
 
+def _attr_json(value: Any) -> Any:
+    if isinstance(value, dtypes.DType):
+        return value.name
+    return list(value) if isinstance(value, tuple) else value
+
+
 def graph_json(graph: Graph) -> dict[str, Any]:
     """The checked graph for scripts (``netdsl check --json``)."""
     kinds = provenance(graph)
@@ -222,7 +228,7 @@ def graph_json(graph: Graph) -> dict[str, Any]:
             entry["load"] = {"path": value.source.path, "key": value.source.key}
         tensors.append(entry)
     layers = [{"op": node.op.name, "inputs": list(node.inputs), "outputs": list(node.outputs),
-               "attrs": {key: format_attr(value) for key, value in attr_items(node.attrs)},
+               "attrs": {key: _attr_json(value) for key, value in attr_items(node.attrs)},
                "granularity": granularity(node), "line": node.loc.line} for node in graph.nodes]
     return {"network": graph.name, "file": graph.file, "inputs": [v.name for v in graph.inputs],
             "outputs": list(graph.outputs), "tensors": tensors, "layers": layers}

@@ -132,3 +132,9 @@ def test_graph_json() -> None:
                                         "text": "block [1, 16], to bfloat16"}
     assert layers[0]["granularity"]["kind"] == "per-tensor"
     assert document["outputs"] == ["y", "wq"] and document["inputs"] == ["x"]
+
+
+def test_graph_json_attrs_keep_their_types() -> None:
+    layers = view.graph_json(netdsl.loads(CHAIN).graph)["layers"]
+    assert layers[0]["attrs"] == {} and layers[2]["attrs"] == {"to_type": "bfloat16"}  # defaults left out
+    assert layers[1]["attrs"] == {"axis": 1, "block_size": 16}
