@@ -79,7 +79,9 @@ def measure_run(log2: int, repeat: int) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="netdsl-bench-") as folder:
         model, data = Path(folder) / "q.net", Path(folder) / "x.npy"
         model.write_text(MODEL.format(n=n))
-        np.save(data, np.random.default_rng(0).uniform(-1, 1, n).astype(np.float32))
+        # written by a child: a parent grown by the input would lend its size to every process it starts
+        subprocess.run([sys.executable, "-c", "import sys, numpy as np; np.save(sys.argv[1], np.random.default_rng(0)"
+                        ".random(int(sys.argv[2]), dtype=np.float32) * 2 - 1)", str(data), str(n)], check=True)
         payload = n * 4 + n  # the float32 input and the int8 output
         engine_cmd = [sys.executable, "-c", ENGINE, str(model), str(data)]
         cli_cmd = [sys.executable, "-m", "netdsl", "run", str(model), "--input", f"x={data}", "--backend", "numpy"]
