@@ -67,11 +67,20 @@ def timed_rss(command: list[str]) -> tuple[float, int, str]:
 
 
 def measure_check(repeat: int) -> list[str]:
-    command = [sys.executable, "-m", "netdsl", "check", str(ROOT / "examples" / "quantize.net")]
-    timed_rss(command)  # the first run builds the parser cache
-    walls = sorted(timed_rss(command)[0] for _ in range(repeat))
-    return [f"| `netdsl check examples/quantize.net` | {walls[0]:.3f} s | {statistics.median(walls):.3f} s | "
-            f"{repeat} runs |"]
+    """``netdsl check`` beside the floor under it: Python starting, and Python importing NumPy."""
+    commands = {"`netdsl check examples/quantize.net`":
+                [sys.executable, "-m", "netdsl", "check", str(ROOT / "examples" / "quantize.net")],
+                "`netdsl check examples/nvfp4_bf16.net`":
+                [sys.executable, "-m", "netdsl", "check", str(ROOT / "examples" / "nvfp4_bf16.net")],
+                "floor: `python3 -c pass`": [sys.executable, "-c", "pass"],
+                "floor: `python3 -c 'import numpy'`": [sys.executable, "-c", "import numpy"]}
+    timed_rss(next(iter(commands.values())))  # the first run builds the parser cache
+    walls: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
+        for label, command in commands.items():
+            walls[label].append(timed_rss(command)[0])
+    return [f"| {label} | {min(times):.3f} s | {statistics.median(times):.3f} s | {repeat} runs |"
+            for label, times in walls.items()]
 
 
 def measure_run(log2: int, repeat: int) -> list[str]:
