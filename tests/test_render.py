@@ -133,3 +133,10 @@ def test_picture_renders_in_a_browser(model: Path, tmp_path: Path, in_ci: bool) 
         for name in ("float32", "int8", "float16", "fp8", "e8m0"):
             assert colour_present(pixels, render.FORMAT_COLOURS[name]), f"{suffix}: no {name} colour on screen"
         assert not colour_present(pixels, render.FORMAT_COLOURS["fp4"], least=1)
+
+
+def test_marked_tensors_are_drawn_as_outputs(model: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "m.dot"
+    assert main(["graph", str(model), "-o", str(target), "--mark", "q"]) == 0
+    assert capsys.readouterr().out == f"wrote {target}\n"
+    assert "q\\nint8[4, 8]\\noutput, folded" in target.read_text()
