@@ -53,7 +53,11 @@ class Value:
     type: TensorType | None = None  # None only for a layer output whose layer failed to check
     data: np.ndarray | None = None  # a constant's values, in the dtype's storage form
     source: LoadRef | None = None  # a constant loaded from a file
+    overflow: str | None = None  # a constant's first finite value that rounded to +-Inf in its type, as written
     producer: Node | None = None
+    #: a constant-rooted layer output's values (storage form), computed by the checker where a rule needs
+    #: them (a scale's values); TensorRT computes them at build time, with the same bits
+    folded: np.ndarray | None = None
 
 
 @dataclass
@@ -103,7 +107,8 @@ def format_attr(value: Any) -> str:
 
 def print_graph(graph: Graph, verbose_plans: bool = True, notes: dict[str, str] | None = None) -> str:
     """A deterministic, human-readable listing of a checked graph; ``notes`` (tensor name -> text) adds a
-    comment to a constant's line and to the plan line of the layer that computes the tensor."""
+    comment to a constant's line, and (by the layer's first output) to the start of a layer's plan line
+    (``netdsl check -v``: netdsl.view.describe)."""
     notes = notes or {}
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
@@ -118,8 +123,8 @@ def print_graph(graph: Graph, verbose_plans: bool = True, notes: dict[str, str] 
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        comment = [node.plan.describe()] if verbose_plans and node.plan is not None else []
-        comment += [notes[o] for o in node.outputs if o in notes]
+        comment = [notes[node.outputs[0]]] if node.outputs[0] in notes else []
+        comment += [node.plan.describe()] if verbose_plans and node.plan is not None else []
         if comment:
             lines.append(f"         # {'; '.join(comment)}")
     lines.append(f"  output {', '.join(graph.outputs)}")

@@ -14,7 +14,7 @@ from netdsl.check import check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, print_graph
+from netdsl.ir import Graph
 
 
 class Network:
@@ -62,8 +62,11 @@ class Network:
         return Network(graph, self.warnings)
 
     def describe(self) -> str:
-        """The checked graph: every tensor's type and shape, each layer's granularity and mode."""
-        return print_graph(self.graph)
+        """The checked graph as ``netdsl check -v`` prints it: every tensor's type and shape, constants in
+        brief, each layer output's provenance, each layer's granularity and mode."""
+        from netdsl.view import describe
+
+        return describe(self.graph)
 
     def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
@@ -81,12 +84,21 @@ class Network:
                 raise ValueError(f"input '{name}' {error}") from None
         return prepared
 
-    def run(self, inputs: dict[str, Any], backend: str = "auto") -> dict[str, np.ndarray]:
-        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs)."""
+    def run(self, inputs: dict[str, Any], backend: str = "auto",
+            memory_limit: int | str | None = "auto") -> dict[str, np.ndarray]:
+        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs).
+
+        ``memory_limit``: a run whose estimated peak is over it raises ``MemoryError`` (a
+        ``netdsl.memory.MemoryLimitError``) before anything is allocated; "auto" (the default) is the
+        memory available now, None or "none" no limit, else bytes or a size such as "8G"
+        (docs/reliability.md, "Memory")."""
+        from netdsl import memory
         from netdsl.backends import get_backend
 
         prepared = self.prepare_inputs(inputs)
-        return get_backend(backend).run(self.graph, prepared)
+        executor = get_backend(backend)
+        memory.check(self.graph, executor.name, memory_limit, inputs_held=True)
+        return executor.run(self.graph, prepared)
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
@@ -114,10 +126,15 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     return Network(graph, diagnostics.sorted())
 
 
-def load(path: str | Path) -> Network:
-    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file. Raises ModelError (and OSError when the
-    file can't be read)."""
+def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Network:
+    """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
+    docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic). Raises ModelError (and
+    OSError when the file can't be read; UsageError when ONNX support is not installed)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, input_shapes or {})
+    if input_shapes:
+        raise ValueError("input_shapes is for ONNX models (their symbolic dimensions)")
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
         text = path.read_text(encoding="utf-8")
@@ -125,3 +142,15 @@ def load(path: str | Path) -> Network:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
     return loads(text, format=format, base_dir=path.parent, filename=str(path))
+
+
+def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
+    from netdsl.interop.onnx import import_model
+
+    diagnostics = Diagnostics()
+    graph = import_model(path, diagnostics, input_shapes)
+    if graph is not None and not diagnostics.errors:
+        check(graph, diagnostics)
+    diagnostics.raise_if_errors()
+    assert graph is not None
+    return Network(graph, diagnostics.sorted())

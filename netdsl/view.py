@@ -236,10 +236,13 @@ def graph_json(graph: Graph) -> dict[str, Any]:
 
 def describe(graph: Graph) -> str:
     """``netdsl check -v``: the checked graph (netdsl.ir.print_graph) with each constant's values in brief
-    and each layer output's provenance."""
+    and each layer output's provenance first on its layer's comment line (``# folded; per-tensor, to
+    float16``; ``# data computed, scale dynamic scale; NVFP4: ...`` where its outputs differ)."""
     kinds = provenance(graph)
     notes = {value.name: constant_brief(value.data, value.type.dtype) for value in graph.constants
              if value.data is not None and value.type is not None}
-    notes.update({node_output: f"{node_output}: {kinds[node_output]}"
-                  for node in graph.nodes for node_output in node.outputs})
+    for node in graph.nodes:
+        found = [kinds[name] for name in node.outputs]
+        notes[node.outputs[0]] = found[0] if len(set(found)) == 1 else \
+            ", ".join(f"{name} {kind}" for name, kind in zip(node.outputs, found))
     return print_graph(graph, notes=notes)

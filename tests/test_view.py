@@ -113,10 +113,10 @@ def test_check_verbose_listing() -> None:
     text = view.describe(netdsl.loads(CHAIN).graph)
     assert "  const  dqs : float32[] = literal  # [0.01]\n" in text
     assert "  const  w : float32[2, 8] = literal  # [1.0, 2.0, 3.0, 4.0, ...] (16 values, min -8.0, max 8.0)\n" in text
-    assert "# per-tensor, to int8; wq: folded\n" in text
-    assert "         # NVFP4: block [1, 16], data fp4, scale fp8" in text
-    assert "; d: computed; sc: dynamic scale\n" in text
-    assert "# per-tensor, to bfloat16; sf: dynamic scale\n" in text
+    assert "# folded; per-tensor, to int8\n" in text
+    assert "         # d computed, sc dynamic scale; NVFP4: block [1, 16], data fp4, scale fp8" in text
+    assert "# dynamic scale; per-tensor, to bfloat16\n" in text
+    assert "# computed; block [1, 16], to bfloat16\n" in text
 
 
 def test_graph_json() -> None:

@@ -20,11 +20,24 @@ from netdsl.ir import TensorType
 from netdsl.model import Network, load
 
 
-def load_model(path: str) -> Network:
+def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
+                        help="the shape of an ONNX model's input whose dimensions are symbolic")
+
+
+def load_model(path: str, input_shapes: list[str] | None = None) -> Network:
+    """Read and check a model named on the command line; ``input_shapes``: ``--input-shape`` items."""
+    shapes = {}
+    if input_shapes:
+        if Path(path).suffix.lower() != ".onnx":
+            raise UsageError("--input-shape is for ONNX models (a .net or .yaml model declares its shapes)")
+        from netdsl.interop.onnx import parse_input_shapes
+
+        shapes = parse_input_shapes(input_shapes)
     try:
         if not Path(path).is_file():
             raise UsageError(f"cannot read model '{path}': no such file")
-        network = load(path)
+        network = load(path, shapes)
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:

@@ -19,7 +19,7 @@ def add_parser(commands) -> None:
         "convert", help="write a model in the other form", epilog=EPILOG,
         description="Write a checked model as text (.net) or YAML; converting back gives the same graph "
                     "(comments and literal expressions are not kept).")
-    convert.add_argument("model", help="the model: a .net or .yaml file")
+    convert.add_argument("model", help="the model: a .net, .yaml or .onnx file")
     convert.add_argument("--to", choices=("net", "yaml"), required=True, help="the form to write")
     convert.add_argument("-o", "--output", metavar="FILE",
                          help="write to FILE (atomically) instead of stdout; load() paths are rewritten "

@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
         "graph", help="draw a model: layers and tensors, coloured by number format", epilog=EPILOG,
         description="Draw a checked model: each tensor with its type[shape] and provenance, filled with the "
                     "colour of its number format; each layer with its op, granularity and block shape.")
-    graph.add_argument("model", help="the model: a .net or .yaml file")
+    graph.add_argument("model", help="the model: a .net, .yaml or .onnx file")
     graph.add_argument("-o", "--output", metavar="FILE", required=True,
                        help="where to write the picture; the extension picks the format: .svg, .png, .html, "
                             ".dot/.gv")

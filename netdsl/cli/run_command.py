@@ -8,8 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from netdsl import arrays
-from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically, write_json
+from netdsl import arrays, memory
+from netdsl.cli.common import (
+    add_input_shape_option,
+    format_output,
+    gather_inputs,
+    load_model,
+    write_atomically,
+    write_json,
+)
 from netdsl.cli.progress import estimate, node_elements, progress
 from netdsl.diagnostics import UsageError
 
@@ -26,7 +33,7 @@ def add_parser(commands) -> None:
         "run", help="check and execute a model", epilog=EPILOG,
         description="Check a model, run it with TensorRT's numerics and print each output: name, type[shape], "
                     "and its values (a summary when it has more than 256).")
-    run.add_argument("model", help="the model: a .net or .yaml file")
+    run.add_argument("model", help="the model: a .net, .yaml or .onnx file")
     run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                      help="read input NAME from an .npy file (repeatable)")
     run.add_argument("--inputs", metavar="FILE.npz", help="read inputs from an .npz archive, one entry per input")
@@ -49,6 +56,19 @@ def add_parser(commands) -> None:
     run.add_argument("--json", metavar="FILE",
                      help="write the outputs as JSON (dtype, shape, summary; values when at most 256) to FILE, "
                           "or to stdout with '-' instead of the text")
+    add_input_shape_option(run)
+    run.add_argument("--memory-limit", metavar="SIZE|none", default="auto", type=_memory_limit,
+                     help="refuse a run whose estimated peak memory is over SIZE (8G, 512M; default: the "
+                          "memory available now); none: no check")
+
+
+def _memory_limit(text: str) -> int | str | None:
+    if text == "auto":
+        return text
+    try:
+        return memory.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def save_tensors(path: str, tensors: dict[str, np.ndarray], types: dict[str, Any], codes: bool) -> None:
@@ -74,7 +94,7 @@ def outputs_json(results: dict[str, np.ndarray], types: dict[str, Any]) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
     if args.mark:
         try:
             network = network.marked(args.mark)
@@ -83,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
+    memory.check(network.graph, backend.name, args.memory_limit)  # before any input is read or drawn
     graph, types = network.graph, network.outputs
     with progress(estimate(graph), args.quiet) as tick:
         inputs = gather_inputs(network, args)

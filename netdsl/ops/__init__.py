@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from netdsl.diagnostics import Loc, OpError
-from netdsl.ir import TensorType, Value
+from netdsl.ir import Node, TensorType, Value
 
 
 @dataclass(frozen=True)
@@ -67,16 +69,23 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-def require_constant(operand: Operand, what: str) -> None:
-    if operand.value.kind != "const":
-        raise OpError(f"{what} must be a constant (a build-time tensor); '{operand.value.name}' is "
-                      f"{'a network input' if operand.value.kind == 'input' else 'computed by a layer'}",
-                      operand.slot)
+def require_constant(operand: Operand, what: str, values: dict[str, Value]) -> None:
+    """``operand`` must be constant-rooted (docs/semantics.md, "Build-time constants")."""
+    if not is_constant_rooted(operand.value, values):
+        raise OpError(f"{what} must be a constant or computed only from constants (a build-time tensor); "
+                      f"'{operand.value.name}' is {provenance(operand.value)}", operand.slot)
+
+
+def provenance(value: Value) -> str:
+    """Where a tensor that is not constant-rooted comes from, for a message."""
+    if value.kind == "input":
+        return "a network input"
+    return "computed by a layer from a network input"
 
 
 def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
-    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
-    of thousands of layers is a valid network."""
+    """A constant, or computed only from constants (TensorRT folds it at build time: weights and their
+    scales). A walk, not a recursion: a chain of thousands of layers is a valid network."""
     pending, seen = [value], set()
     while pending:
         current = pending.pop()
@@ -87,6 +96,41 @@ def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
         seen.add(current.name)
         pending.extend(values[name] for name in current.producer.inputs)
     return True
+
+
+def constant_data(value: Value, values: dict[str, Value]) -> np.ndarray:
+    """The values (storage form) of a constant-rooted tensor: a constant's data, or a layer output folded
+    by running its layers, in order, with their NumPy references: exactly the bits a run gives, as
+    TensorRT's build-time folding does. Each folded value is kept on its ``Value`` (``folded``)."""
+    if value.kind == "const":
+        assert value.data is not None
+        return value.data
+    order: list[Node] = []  # the producers to run, each after the producers of its inputs
+    pending: list[tuple[Value, bool]] = [(value, False)]
+    queued: set[str] = set()
+    ordered: set[int] = set()
+    while pending:
+        current, expanded = pending.pop()
+        node = current.producer
+        if current.kind == "const" or current.folded is not None or node is None:
+            continue
+        if expanded:
+            if id(node) not in ordered:
+                ordered.add(id(node))
+                order.append(node)
+            continue
+        if current.name in queued:
+            continue
+        queued.add(current.name)
+        pending.append((current, True))
+        pending.extend((values[name], False) for name in node.inputs)
+    for node in order:
+        arguments = [values[name].data if values[name].kind == "const" else values[name].folded
+                     for name in node.inputs]
+        for name, result in zip(node.outputs, node.op.evaluate(node.plan, arguments)):
+            values[name].folded = result
+    assert value.folded is not None, f"'{value.name}' is not constant-rooted"
+    return value.folded
 
 
 def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:

@@ -22,9 +22,9 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, normalize_axis, register, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, expand, resolve_block_shape
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops import InferContext, OpDef, constant_data, normalize_axis, register, require_constant
+from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, resolve_block_shape
+from netdsl.ops.quantize import FLOAT_TYPES, check_scale_values, check_type
 
 #: (output_type, scale_type) -> (mode, the block size the mode requires or None, dqs required)
 MODES: dict[tuple[DType, DType], tuple[str, int | None, bool]] = {
@@ -116,15 +116,14 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
     if not needs_dqs and dqs is not None:
         raise OpError(f"{mode} takes no double_quant_scale", "double_quant_scale")
     if dqs is not None:
-        require_constant(dqs, "double_quant_scale")
+        require_constant(dqs, "double_quant_scale", ctx.values)
         check_type(dqs, FLOAT_TYPES, "double_quant_scale")
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
-        assert dqs.value.data is not None
-        dqs_value = float(dtypes.decode(dqs.value.data, dqs.type.dtype).reshape(()))
-        if not dqs_value > 0:
-            raise OpError(f"double_quant_scale must be > 0, got {dqs_value}", "double_quant_scale")
+        check_scale_values(dqs, ctx.values, "double_quant_scale")
+        dqs_value = float(dtypes.decode(constant_data(dqs.value, ctx.values), dqs.type.dtype).reshape(()))
+    block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
     plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan

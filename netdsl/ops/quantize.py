@@ -15,8 +15,16 @@ import numpy as np
 from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
-from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, Operand, is_constant_rooted, register, require_constant
+from netdsl.ir import TensorType, Value
+from netdsl.ops import (
+    InferContext,
+    OpDef,
+    Operand,
+    constant_data,
+    is_constant_rooted,
+    register,
+    require_constant,
+)
 from netdsl.ops.granularity import Granularity, expand, resolve
 
 FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
@@ -50,28 +58,33 @@ def check_type(operand: Operand, allowed, what: str) -> None:
                       operand.slot)
 
 
-def check_scale_values(scale: Operand) -> None:
-    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
-    assert scale.value.data is not None
-    values = dtypes.decode(scale.value.data, scale.type.dtype)
-    if not np.all(values > 0):
-        bad = values[~(values > 0)].flat[0]
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+def check_scale_values(scale: Operand, values: dict[str, Value], slot: str = "scale") -> None:
+    """Every value of a constant-rooted scale (a folded scale's values too) must be finite and > 0 after
+    rounding to its type (NaN, +-Inf, zero and negative values are rejected: a finite value that
+    overflowed the type on rounding too)."""
+    decoded = dtypes.decode(constant_data(scale.value, values), scale.type.dtype)
+    good = np.isfinite(decoded) & (decoded > 0)
+    if not np.all(good):
+        bad = decoded[~good].flat[0]
+        rounded = f" ({scale.value.overflow} rounded to {scale.type.dtype.name})" \
+            if np.isinf(bad) and scale.value.overflow is not None else ""
+        folded = " (folded: the value its layers compute from constants)" if scale.value.kind != "const" else ""
+        raise OpError(f"every {slot} value must be finite and > 0; '{scale.value.name}' holds {bad}{rounded}"
+                      f"{folded}", slot)
 
 
 def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
     zero_point = ctx.operands.get("zero_point")
     if zero_point is None:
         return
-    require_constant(zero_point, "the zero point")
+    require_constant(zero_point, "the zero point", ctx.values)
     scale = ctx.operands["scale"].type
     check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
     zp = zero_point.type
     if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
         raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
                       "zero_point")
-    assert zero_point.value.data is not None
-    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
+    if np.any(dtypes.decode(constant_data(zero_point.value, ctx.values), zp.dtype) != 0):
         raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
                       "zero_point")
 
@@ -92,8 +105,8 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     if x.type.rank == 0:
         raise OpError("quantize's input must not be a scalar", "input")
     check_type(scale, FLOAT_TYPES, "quantize's scale")
-    require_constant(scale, "quantize's scale")
-    check_scale_values(scale)
+    require_constant(scale, "quantize's scale", ctx.values)
+    check_scale_values(scale, ctx.values)
     to_type = ctx.attrs.to_type
     if to_type not in QUANTIZED_TYPES:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
