@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,21 +213,51 @@ def available_device() -> int | None:
         return None
 
 
-def check(graph: Graph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False) -> Estimate:
+#: runs whose estimated peak is below this are not measured against the memory available: asking the system
+#: costs more than such a run (a MemoryError is still exit 2)
+SMALL_RUN = 64 << 20
+
+_ESTIMATES: dict[tuple[int, str, bool, bool, bool | None], tuple[weakref.ref[Graph], list[Estimate]]] = {}
+
+
+def _estimates(graph: Graph, backend: str, inputs_held: bool, host: bool) -> list[Estimate]:
+    """The estimates of a run (cached per graph: a checked graph is not edited afterwards)."""
+    fusion = None
+    if backend == "cupy":
+        from netdsl.backends.cupy.executor import BACKEND
+        from netdsl.backends.cupy.fusion import fusion_enabled
+
+        fusion = fusion_enabled() if BACKEND.fusion is None else BACKEND.fusion
+    key = (id(graph), backend, inputs_held, host, fusion)
+    cached = _ESTIMATES.get(key)
+    if cached is not None and cached[0]() is graph:
+        return cached[1]
+    if backend == "cupy":
+        estimates = ([estimate_host_of_gpu_run(graph, inputs_held)] if host else []) + [estimate_cupy(graph)]
+    else:
+        estimates = [estimate_numpy(graph, inputs_held)]
+    if len(_ESTIMATES) > 256:
+        _ESTIMATES.clear()
+    _ESTIMATES[key] = (weakref.ref(graph), estimates)
+    return estimates
+
+
+def check(graph: Graph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False,
+          host: bool = True) -> Estimate:
     """Refuse (MemoryLimitError) a run of ``graph`` on ``backend`` ("numpy" or "cupy") whose estimated peak
     is over ``limit``: bytes, a size text (:func:`parse_size`, ValueError if it isn't one), None or "none"
     (no limit), or "auto" (what is available now, plus what the run holds already). With "cupy" the host
-    (inputs, constants, outputs) and the device are both checked. Returns the last estimate."""
+    (inputs, constants, outputs; unless ``host`` is False: device arrays in and out) and the device are both
+    checked. Returns the last estimate."""
     if isinstance(limit, str) and limit != "auto":
         limit = parse_size(limit)
-    if backend == "cupy":
-        estimates = [estimate_host_of_gpu_run(graph, inputs_held), estimate_cupy(graph)]
-    else:
-        estimates = [estimate_numpy(graph, inputs_held)]
+    estimates = _estimates(graph, backend, inputs_held, host)
     for estimate in estimates:
         if limit is None:
             break
         if limit == "auto":
+            if estimate.peak < SMALL_RUN:
+                continue
             room = available_host() if estimate.where == "host memory" else available_device()
             if room is None:
                 continue

@@ -68,16 +68,21 @@ class Network:
 
         return describe(self.graph)
 
-    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
+    def _check_names(self, inputs: dict[str, Any]) -> None:
+        """ValueError for an unknown or a missing input."""
         expected = self.inputs
         unknown = sorted(set(inputs) - set(expected))
         if unknown:
             raise ValueError(f"unknown input '{unknown[0]}': the network's inputs are {', '.join(expected) or 'none'}")
-        prepared = {}
         for name, tensor_type in expected.items():
             if name not in inputs:
                 raise ValueError(f"missing input '{name}' ({tensor_type})")
+
+    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
+        self._check_names(inputs)
+        prepared = {}
+        for name, tensor_type in self.inputs.items():
             try:
                 prepared[name] = arrays.coerce(inputs[name], tensor_type)
             except ValueError as error:
@@ -85,8 +90,11 @@ class Network:
         return prepared
 
     def run(self, inputs: dict[str, Any], backend: str = "auto",
-            memory_limit: int | str | None = "auto") -> dict[str, np.ndarray]:
-        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs).
+            memory_limit: int | str | None = "auto") -> dict[str, Any]:
+        """Execute; returns output name -> array. NumPy inputs give NumPy outputs (ml_dtypes types for
+        low-precision values); CuPy arrays, PyTorch tensors and other DLPack / ``__cuda_array_interface__``
+        arrays on a GPU run there and give outputs of the same kind on the same device, on the caller's
+        current stream, with no copy through the host (docs/gpu.md, "Device arrays").
 
         ``memory_limit``: a run whose estimated peak is over it raises ``MemoryError`` (a
         ``netdsl.memory.MemoryLimitError``) before anything is allocated; "auto" (the default) is the
@@ -95,10 +103,52 @@ class Network:
         from netdsl import memory
         from netdsl.backends import get_backend
 
+        if not all(isinstance(array, np.ndarray) for array in inputs.values()):
+            from netdsl.backends.cupy import external
+
+            kind = external.kind_of(inputs.values())
+            if kind == external.TORCH_HOST:
+                self._check_names(inputs)
+                host = {name: external.host_tensor_to_numpy(array, self.inputs[name])
+                        if external.kind_of([array]) == external.TORCH_HOST else array
+                        for name, array in inputs.items()}
+                results = self.run(host, backend, memory_limit)
+                return {name: external.numpy_to_host_tensor(array, self.outputs[name].dtype)
+                        for name, array in results.items()}
+            if kind != external.NUMPY:
+                return self._run_on_device(inputs, kind, backend, memory_limit)
         prepared = self.prepare_inputs(inputs)
         executor = get_backend(backend)
         memory.check(self.graph, executor.name, memory_limit, inputs_held=True)
         return executor.run(self.graph, prepared)
+
+    def _run_on_device(self, inputs: dict[str, Any], kind: str, backend: str,
+                       memory_limit: int | str | None) -> dict[str, Any]:
+        """Device arrays in, device arrays out, through the GPU backend's device-tensor entry point."""
+        import contextlib
+
+        from netdsl import memory
+        from netdsl.backends import get_backend
+        from netdsl.backends.cupy import external
+        from netdsl.backends.cupy.device import import_cupy
+
+        if backend == "numpy":
+            raise ValueError("device arrays run on the cupy backend (backend='auto' or 'cupy'); for the numpy "
+                             "backend give NumPy arrays")
+        self._check_names(inputs)
+        executor = get_backend("cupy")
+        ordinal, stream = external.current_stream(kind, inputs.values())
+        cupy = import_cupy()
+        with contextlib.ExitStack() as scope:
+            if ordinal is not None:
+                scope.enter_context(cupy.cuda.Device(ordinal))
+            if stream is not None:
+                scope.enter_context(stream)
+            memory.check(self.graph, executor.name, memory_limit, inputs_held=True, host=False)
+            on_device = {name: external.to_device_tensor(name, inputs[name], tensor_type)
+                         for name, tensor_type in self.inputs.items()}
+            results = executor.run_device(self.graph, on_device)
+            return {name: external.from_device_tensor(results[name], kind) for name in self.graph.outputs}
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,

@@ -51,7 +51,7 @@ def test_nvfp4_weight_pattern_checks_and_folds_exactly() -> None:
 def test_folded_scale_values_are_checked() -> None:
     # 0.001953125 * 2^-20 underflows float16 to 0: the folded scale holds 0, which no scale may hold
     found = errors(NVFP4_WEIGHT.format(gs="0x1p-20"))
-    assert found == ["m.net:8:19: error: every scale value must be > 0; 'scale' holds 0.0 "
+    assert found == ["m.net:8:19: error: every scale value must be finite and > 0; 'scale' holds 0.0 "
                      "(folded: the value its layers compute from constants)"]
 
 

@@ -19,7 +19,7 @@ import sys
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
 #: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
-COMMANDS = ("check", "run", "convert", "graph", "import", "export")
+COMMANDS = ("check", "run", "convert", "graph", "import", "export", "compare", "test")
 
 EPILOG = """examples:
   netdsl check examples/quantize.net

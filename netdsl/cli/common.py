@@ -20,6 +20,19 @@ from netdsl.ir import TensorType
 from netdsl.model import Network, load
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a run's inputs (``run``, ``compare``); :func:`gather_inputs` reads them."""
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                        help="one input's values from a file (repeatable)")
+    parser.add_argument("--inputs", metavar="FILE.npz", help="inputs by name from an archive")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of NumPy's default_rng for the inputs not given (default 1)")
+    parser.add_argument("--val-range", nargs="+", default=[], metavar="[NAME:][MIN,MAX]",
+                        help="range of the random values for the inputs not given, as Polygraphy takes it: "
+                             "[MIN,MAX] for every input, NAME:[MIN,MAX] for one (default [-1,1]; uniform in "
+                             "[MIN, MAX), then rounded to the input's type)")
+
+
 def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
                         help="the shape of an ONNX model's input whose dimensions are symbolic")
@@ -95,6 +108,18 @@ def parse_val_ranges(items: list[str], inputs: dict[str, Any]) -> dict[str, tupl
     return {name: ranges.get(name, default) for name in inputs}
 
 
+def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, by name, as stored."""
+    archive = _read_npy(path, what)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UsageError(f"{what} '{path}' is not an .npz archive")
+    with archive:
+        try:
+            return {key: arrays.read_npz_member(archive, key, None) for key in archive.files}
+        except _READ_ERRORS as error:
+            raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
+
+
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The inputs of a run: from --inputs and --input files, the rest random (--seed, --val-range)."""
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
@@ -127,7 +152,7 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
         given[name] = array
     if args.seed < 0:
         raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
-    ranges = parse_val_ranges(getattr(args, "val_range", []), network.inputs)
+    ranges = parse_val_ranges(args.val_range, network.inputs)
     rng = np.random.default_rng(args.seed)
     for name, tensor_type in network.inputs.items():
         if name not in given:

@@ -10,6 +10,7 @@ import numpy as np
 
 from netdsl import arrays, memory
 from netdsl.cli.common import (
+    add_input_options,
     add_input_shape_option,
     format_output,
     gather_inputs,
@@ -34,15 +35,7 @@ def add_parser(commands) -> None:
         description="Check a model, run it with TensorRT's numerics and print each output: name, type[shape], "
                     "and its values (a summary when it has more than 256).")
     run.add_argument("model", help="the model: a .net, .yaml or .onnx file")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                     help="read input NAME from an .npy file (repeatable)")
-    run.add_argument("--inputs", metavar="FILE.npz", help="read inputs from an .npz archive, one entry per input")
-    run.add_argument("--seed", type=int, default=1,
-                     help="seed of NumPy's default_rng for the inputs not given (default 1)")
-    run.add_argument("--val-range", nargs="+", default=[], metavar="[NAME:][MIN,MAX]",
-                     help="range of the random values for the inputs not given, as Polygraphy takes it: "
-                          "[MIN,MAX] for every input, NAME:[MIN,MAX] for one (default [-1,1]; uniform in "
-                          "[MIN, MAX), then rounded to the input's type)")
+    add_input_options(run)
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
                      help="auto (default): the GPU through CuPy when there is one, else NumPy; the same bits")
     run.add_argument("--mark", action="append", default=[], metavar="NAME|all",

@@ -139,7 +139,9 @@ class _Builder(Transformer):
 
     def alias(self, meta, children):
         keyword, name, original = children
-        return ("alias", self._name(keyword), self._name(name), self.string(meta, [original]), self._meta_loc(meta))
+        string = self.string(meta, [original])
+        string.loc = self._loc(original.line or 1, original.column or 1)
+        return ("alias", self._name(keyword), self._name(name), string, self._meta_loc(meta))
 
     def layer(self, meta, children):
         *outputs, op = [c for c in children if isinstance(c, Token)]

@@ -117,18 +117,21 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except OSError:
-        raise
+        raise  # the file can't be opened: the caller's usage error
     except Exception as error:  # noqa: BLE001 - protobuf's decode errors have no common public base
         diagnostics.error(whole, f"not a readable ONNX model ({_first_line(error)})")
         return None
     if not model.HasField("graph") or (model.ir_version == 0 and not model.graph.node):
         diagnostics.error(whole, "not an ONNX model (no graph)")
         return None
+    if not _texts_are_text(model):
+        diagnostics.error(whole, "not a readable ONNX model (a name or op type is not UTF-8 text)")
+        return None
     failed = False
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             try:
-                _confined(path.parent, {e.key: e.value for e in tensor.external_data}.get("location", ""))
+                _check_confined(path.parent, {e.key: e.value for e in tensor.external_data}.get("location", ""))
             except ValueError as error:
                 diagnostics.error(NodeLoc(file, 0, 0, f"initializer '{tensor.name}'"), str(error))
                 failed = True
@@ -142,6 +145,20 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     return model
 
 
+def _texts_are_text(model: Any) -> bool:
+    """protobuf hands a string field that is not UTF-8 over as bytes: every name the import reads is str."""
+    graph = model.graph
+    texts = [t.name for t in graph.initializer] + [v.name for v in list(graph.input) + list(graph.output)]
+    texts += [o.domain for o in model.opset_import]
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        texts += [value.name, *(d.dim_param for d in value.type.tensor_type.shape.dim)]
+    for tensor in graph.initializer:
+        texts += [text for entry in tensor.external_data for text in (entry.key, entry.value)]
+    for node in graph.node:
+        texts += [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+    return all(isinstance(text, str) for text in texts)
+
+
 def _all_tensors(model: Any) -> list[Any]:
     tensors = list(model.graph.initializer)
     for node in model.graph.node:
@@ -149,19 +166,17 @@ def _all_tensors(model: Any) -> list[Any]:
     return tensors
 
 
-def _confined(folder: Path, location: str) -> Path:
-    """An external-data file named by ``location``, which must stay inside the model's folder: a relative
-    path without ``..``, not reaching outside through a symbolic link."""
+def _check_confined(folder: Path, location: str) -> None:
+    """An external-data file named by ``location`` must stay inside the model's folder: a relative path
+    without ``..``, not reaching outside through a symbolic link (ValueError otherwise)."""
     if not location:
         raise ValueError("its external data names no file")
     relative = Path(location)
     if relative.is_absolute() or location.startswith(("/", "\\")) or ".." in relative.parts:
         raise ValueError(f"its external data '{location}' is outside the model's folder (an absolute path or "
                          "'..'); external data must stay beside the model")
-    target = (folder / relative).resolve()
-    if not target.is_relative_to(folder.resolve()):
+    if not (folder / relative).resolve().is_relative_to(folder.resolve()):
         raise ValueError(f"its external data '{location}' leads outside the model's folder (a symbolic link)")
-    return target
 
 
 def _first_line(error: BaseException) -> str:
@@ -203,6 +218,8 @@ class _Import:
     #: the types the kept layers' outputs will have (the checker computes them again): what an op's
     #: defaults depend on (a DequantizeLinear's output type is its scale's type)
     layer_types: dict[str, TensorType] = field(default_factory=dict)
+    #: the tensors kept layers read as data from outside the kept part (the network inputs)
+    data_inputs: list[str] = field(default_factory=list)
 
     def run(self, name: str) -> Graph:
         onnx = require_onnx()
@@ -221,6 +238,13 @@ class _Import:
         self.value_types = self._value_types(onnx)
         kept = [(i, n) for i, n in enumerate(graph.node) if n.op_type in LAYERS and n.domain in ("", "ai.onnx",
                                                                                                  TRT_DOMAIN)]
+        for index, node in enumerate(graph.node):
+            if node.domain == TRT_DOMAIN and node.op_type not in LAYERS and ("Quant" in node.op_type
+                                                                            or "QDQ" in node.op_type):
+                hint = " (ModelOpt's placeholder: its NVFP4QuantExporter replaces it by DequantizeLinear " \
+                       "layers; export with it first)" if node.op_type == "TRT_FP4QDQ" else ""
+                self.diagnostics.error(node_loc(self.file, index, node), f"{node.op_type} is not a quantization "
+                                       f"op TensorRT's parser reads{hint}")
         for index, node in kept:
             try:
                 self.layer(index, node)
@@ -234,9 +258,10 @@ class _Import:
         self.in_model_order()
         unknown = sorted(set(self.input_shapes) - self.used_shapes)
         if unknown:
-            self.diagnostics.error(NodeLoc(self.file, 0, 0), f"--input-shape names '{unknown[0]}', which is "
-                                   f"neither a graph input nor an input of the kept part; those are "
-                                   f"{', '.join(v.name for v in self.graph.inputs) or 'none'}")
+            names = [v.name for v in self.model.graph.input if v.name not in self.initializers] + \
+                [n for n in self.data_inputs if n not in {v.name for v in self.model.graph.input}]
+            raise UsageError(f"--input-shape names '{unknown[0]}', which is neither a graph input nor an input of "
+                             f"the kept part; those are {', '.join(names) or 'none'}")
         return self.graph
 
     def _value_types(self, onnx: Any) -> dict[str, Any]:
@@ -280,6 +305,7 @@ class _Import:
                                           f"'{node.name or '#' + str(index)}' ({node.op_type}), which netdsl does "
                                           f"not run: a {role} must be an initializer, a Constant node's output, or "
                                           f"computed by quantization layers from those")
+            self.data_inputs.append(name)
             value = Value(name, "input", loc, type=self.input_type(name, loc))
         self.graph.values[name] = value
         return value
@@ -360,7 +386,7 @@ class _Import:
     def layer(self, index: int, node: Any) -> None:
         loc = node_loc(self.file, index, node)
         kind = LAYERS[node.op_type]
-        attributes = {a.name: _attribute(a) for a in node.attribute}
+        attributes = _attributes(node, loc)
         inputs = list(node.input)
         while inputs and not inputs[-1]:
             inputs.pop()
@@ -413,13 +439,15 @@ class _Import:
                                       "(asymmetric UINT8 is for DLA only)")
         attrs: dict[str, Any] = {}
         if "axis" in attributes:
-            attrs["axis"] = int(attributes["axis"])
+            attrs["axis"] = attributes["axis"]
         elif scale_type is not None and scale_type.rank == 1 and scale_type.volume > 1:
-            attrs["axis"] = 1  # ONNX's default, which a per-channel scale needs written out in netdsl
+            # the parser's default (ONNX's), which a per-channel scale needs written out in netdsl; a model
+            # older than opset 13 (which had no axis) gets 0
+            attrs["axis"] = 1 if self.opset >= 13 else 0
         if kind.block_shape:
             if "block_shape" not in attributes:
                 raise OnnxModelError(loc, "TRT_BlockQuantize/TRT_BlockDequantize need a block_shape attribute")
-            attrs["block_shape"] = tuple(int(b) for b in attributes["block_shape"])
+            attrs["block_shape"] = tuple(attributes["block_shape"])
         output_dtype = attributes.get("output_dtype")
         if output_dtype is not None and output_dtype not in ELEMENT_TYPES:
             raise OnnxModelError(loc, f"output_dtype {type_name(output_dtype)} is not a type TensorRT quantizes to")
@@ -490,12 +518,12 @@ class _Import:
             scale_type = ELEMENT_TYPES.get(attributes.get("scale_type", 17))
             if scale_type != dtypes.FP8:
                 raise OnnxModelError(loc, "scale_type must be FP8 (FLOAT8E4M3FN)")
-            attrs = {"axis": int(attributes.get("axis", 1)), "block_size": int(attributes.get("block_size", 16)),
+            attrs = {"axis": attributes.get("axis", 1), "block_size": attributes.get("block_size", 16),
                      "output_type": dtypes.FP4, "scale_type": dtypes.FP8}
         elif kind.dynamic == "mxfp8":
             if len(inputs) != 1:
                 raise OnnxModelError(loc, f"TRT_MXFP8DynamicQuantize takes 1 input, {len(inputs)} are given")
-            attrs = {"axis": int(attributes.get("axis", -1)), "block_size": int(attributes.get("block_size", 32)),
+            attrs = {"axis": attributes.get("axis", -1), "block_size": attributes.get("block_size", 32),
                      "output_type": dtypes.FP8, "scale_type": dtypes.E8M0}
         else:
             if len(inputs) > 2:
@@ -510,7 +538,7 @@ class _Import:
                 if code not in ELEMENT_TYPES:
                     raise OnnxModelError(loc, f"{key} {type_name(code)} is not a netdsl type")
                 types[key] = ELEMENT_TYPES[code]
-            attrs = {"block_shape": tuple(int(b) for b in attributes["block_shape"]), **types}
+            attrs = {"block_shape": tuple(attributes["block_shape"]), **types}
         return names, attrs
 
     def in_model_order(self) -> None:
@@ -582,18 +610,24 @@ class _Uint8Codes:
 _UINT8_CODES: Any = _Uint8Codes()
 
 
-def _attribute(attribute: Any) -> Any:
-    if attribute.type == 1:  # FLOAT
-        return attribute.f
-    if attribute.type == 2:  # INT
-        return attribute.i
-    if attribute.type == 3:  # STRING
-        return attribute.s.decode("utf-8", "replace")
-    if attribute.type == 7:  # INTS
-        return list(attribute.ints)
-    if attribute.type == 6:  # FLOATS
-        return list(attribute.floats)
-    return None
+#: the attributes the quantization importers read, and their ONNX attribute types (AttributeProto INT, INTS)
+_INT_ATTRIBUTES = ("axis", "block_size", "saturate", "output_dtype", "scale_type", "output_type", "precision")
+_INTS_ATTRIBUTES = ("block_shape",)
+
+
+def _attributes(node: Any, loc: NodeLoc) -> dict[str, Any]:
+    """The node's attributes that the importers read, checked for their types (others are not read)."""
+    attributes: dict[str, Any] = {}
+    for attribute in node.attribute:
+        if attribute.name in _INT_ATTRIBUTES:
+            if attribute.type != 2:  # INT
+                raise OnnxModelError(loc, f"attribute '{attribute.name}' must be an integer (INT)")
+            attributes[attribute.name] = int(attribute.i)
+        elif attribute.name in _INTS_ATTRIBUTES:
+            if attribute.type != 7:  # INTS
+                raise OnnxModelError(loc, f"attribute '{attribute.name}' must be a list of integers (INTS)")
+            attributes[attribute.name] = [int(v) for v in attribute.ints]
+    return attributes
 
 
 def _without_defaults(attrs_type: type, attrs: dict[str, Any]) -> dict[str, Any]:
