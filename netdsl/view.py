@@ -200,7 +200,8 @@ def granularity(node: Node) -> dict[str, Any]:
     found = getattr(plan, "granularity", None)
     if found is not None:
         return {"kind": found.kind, "axis": found.axis, "block": list(found.block), "text": plan.describe()}
-    return {"kind": getattr(plan, "mode", node.op.name), "axis": None, "block": list(getattr(plan, "block", ())),
+    mode = getattr(plan, "mode", node.op.name)  # DynamicQuantize's mode: a name, or an object with one
+    return {"kind": getattr(mode, "name", mode), "axis": None, "block": list(getattr(plan, "block", ())),
             "text": plan.describe()}
 
 
