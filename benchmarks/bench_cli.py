@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,8 +53,15 @@ def environment() -> dict[str, str]:
     return env
 
 
-def timed_rss(command: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak resident set (bytes, from ``wait4``) and stdout of one process."""
+class Measured(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the process (its threads together): what waiting for a core hides
+    rss: int  # peak resident set, bytes
+    out: str
+
+
+def timed_rss(command: list[str]) -> Measured:
+    """Wall and CPU seconds, peak resident set (``wait4``'s rusage) and stdout of one process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment())
     out = process.stdout.read()  # type: ignore[union-attr]
@@ -63,7 +71,7 @@ def timed_rss(command: list[str]) -> tuple[float, int, str]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{err.decode()}")
-    return wall, usage.ru_maxrss * 1024, out.decode()
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.decode())
 
 
 def measure_check(repeat: int) -> list[str]:
@@ -75,12 +83,12 @@ def measure_check(repeat: int) -> list[str]:
                 "floor: `python3 -c pass`": [sys.executable, "-c", "pass"],
                 "floor: `python3 -c 'import numpy'`": [sys.executable, "-c", "import numpy"]}
     timed_rss(next(iter(commands.values())))  # the first run builds the parser cache
-    walls: dict[str, list[float]] = {label: [] for label in commands}
+    runs: dict[str, list[Measured]] = {label: [] for label in commands}
     for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
         for label, command in commands.items():
-            walls[label].append(timed_rss(command)[0])
-    return [f"| {label} | {min(times):.3f} s | {statistics.median(times):.3f} s | {repeat} runs |"
-            for label, times in walls.items()]
+            runs[label].append(timed_rss(command))
+    return [f"| {label} | {min(r.wall for r in found):.3f} s | {statistics.median(r.wall for r in found):.3f} s | "
+            f"{min(r.cpu for r in found):.3f} s |" for label, found in runs.items()]
 
 
 def measure_run(log2: int, repeat: int) -> list[str]:
@@ -96,21 +104,23 @@ def measure_run(log2: int, repeat: int) -> list[str]:
         cli_cmd = [sys.executable, "-m", "netdsl", "run", str(model), "--input", f"x={data}", "--backend", "numpy"]
         random_cmd = [sys.executable, "-m", "netdsl", "run", str(model), "--backend", "numpy"]
         rows = []
-        results: dict[str, list[tuple[float, int, str]]] = {"engine": [], "cli": [], "random": []}
+        results: dict[str, list[Measured]] = {"engine": [], "cli": [], "random": []}
         for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
             results["engine"].append(timed_rss(engine_cmd))
             results["cli"].append(timed_rss(cli_cmd))
             results["random"].append(timed_rss(random_cmd))
-        engine_inner = min(float(r[2].split()[1]) for r in results["engine"])
-        engine_wall = min(r[0] for r in results["engine"])
+        engine_inner = min(float(r.out.split()[1]) for r in results["engine"])
+        engine_wall = min(r.wall for r in results["engine"])
+        engine_cpu = min(r.cpu for r in results["engine"])
         for key, label in (("engine", "engine alone: `np.load` + `Network.run` in one process"),
                            ("cli", "`netdsl run q.net --input x=x.npy --backend numpy`"),
                            ("random", "`netdsl run q.net --backend numpy` (random input)")):
-            wall = min(r[0] for r in results[key])
-            rss = max(r[1] for r in results[key])
-            rows.append(f"| {label} | {wall:.2f} s | {wall / engine_wall:.2f}x | {rss / 2**30:.2f} GiB | "
-                        f"{rss / payload:.2f}x |")
-        rows.append(f"| (the engine's own time inside the first process: `Network.run`) | {engine_inner:.2f} s | | | |")
+            wall, cpu = min(r.wall for r in results[key]), min(r.cpu for r in results[key])
+            rss = max(r.rss for r in results[key])
+            rows.append(f"| {label} | {wall:.2f} s | {wall / engine_wall:.2f}x | {cpu:.2f} s | "
+                        f"{cpu / engine_cpu:.2f}x | {rss / 2**30:.2f} GiB | {rss / payload:.2f}x |")
+        rows.append(f"| (the engine's own time inside the first process: `Network.run`) | {engine_inner:.2f} s "
+                    "| | | | | |")
         return rows
 
 
@@ -150,10 +160,11 @@ def main() -> None:
              f"Command: `python3 benchmarks/bench_cli.py {' '.join(sys.argv[1:])}`".rstrip(), ""]
     if not args.imports:
         lines += ["## `netdsl check` latency (a fresh process)", "",
-                  "| command | best | median | |", "|---|---|---|---|"]
+                  "| command | wall (best) | wall (median) | CPU time (best) |", "|---|---|---|---|"]
         lines += measure_check(max(args.repeat, 5)) + [""]
         lines += [f"## `netdsl run` at 2^{args.log2} elements, float32 -> int8", "",
-                  "| what | wall (best) | vs engine alone | peak RSS | vs input + output |", "|---|---|---|---|---|"]
+                  "| what | wall (best) | vs engine alone | CPU time (best) | vs engine alone | peak RSS "
+                  "| vs input + output |", "|---|---|---|---|---|---|---|"]
         lines += measure_run(args.log2, args.repeat) + [""]
     lines += ["## Import costs (`python -X importtime -c 'import numpy; import ml_dtypes'`, cumulative)", "",
               "| ml_dtypes | numpy | ml_dtypes (best) | ml_dtypes (median) |", "|---|---|---|---|"]
