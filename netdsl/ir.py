@@ -1,18 +1,19 @@
-"""The graph IR both front ends lower to: tensor types, values, layer nodes, the graph, and a
-deterministic printer (``netdsl check -v``)."""
+"""The graph IR both front ends lower to: tensor types, values, layer nodes and the graph, as written
+(the checker, netdsl/check.py, turns a graph into a typed and resolved CheckedGraph without changing it).
+
+Nothing here depends on the ops: a node's op is anything with the :class:`OpSchema` fields (in practice a
+:class:`netdsl.ops.base.OpDef`), and its attributes are any dataclass.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from netdsl.diagnostics import Loc
 from netdsl.dtypes import DType
-
-if TYPE_CHECKING:
-    from netdsl.ops import OpDef
 
 #: TensorRT's volume limit: every tensor holds at most 2^31 - 1 elements.
 MAX_VOLUME = 2**31 - 1
@@ -60,18 +61,36 @@ class Value:
     folded: np.ndarray | None = None
 
 
+class OpSchema(Protocol):
+    """What the IR knows of a layer kind: its name and its input and output slots."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
+
+class Attrs(Protocol):
+    """A layer's attributes: an instance of its op's frozen attrs dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+
 @dataclass
 class Node:
-    """One layer: ``outputs = op(inputs, **attrs)``; ``plan`` is what the checker resolved."""
+    """One layer as written: ``outputs = op(inputs, **attrs)``."""
 
-    op: OpDef
+    op: OpSchema
     inputs: list[str]
     outputs: list[str]
-    attrs: Any
+    attrs: Attrs
     loc: Loc
     input_locs: list[Loc]
     attr_locs: dict[str, Loc]
-    plan: Any = None
 
 
 @dataclass
@@ -92,7 +111,7 @@ class Graph:
         return [v for v in self.values.values() if v.kind == "const"]
 
 
-def attr_items(attrs: Any) -> list[tuple[str, Any]]:
+def attr_items(attrs: Attrs) -> list[tuple[str, Any]]:
     """An attrs dataclass's fields that differ from their defaults, in declaration order."""
     return [(f.name, getattr(attrs, f.name)) for f in fields(attrs) if getattr(attrs, f.name) != f.default]
 
@@ -103,29 +122,3 @@ def format_attr(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
-
-
-def print_graph(graph: Graph, verbose_plans: bool = True, notes: dict[str, str] | None = None) -> str:
-    """A deterministic, human-readable listing of a checked graph; ``notes`` (tensor name -> text) adds a
-    comment to a constant's line, and (by the layer's first output) to the start of a layer's plan line
-    (``netdsl check -v``: netdsl.view.describe)."""
-    notes = notes or {}
-    lines = [f"network {graph.name}"]
-    for value in graph.inputs:
-        lines.append(f"  input  {value.name} : {value.type}")
-    for value in graph.constants:
-        origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
-            if value.source else "literal"
-        note = f"  # {notes[value.name]}" if value.name in notes else ""
-        lines.append(f"  const  {value.name} : {value.type} = {origin}{note}")
-    for node in graph.nodes:
-        outs = ", ".join(f"{o} : {graph.values[o].type}" for o in node.outputs)
-        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
-        args = ", ".join(node.inputs + ([attrs] if attrs else []))
-        lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        comment = [notes[node.outputs[0]]] if node.outputs[0] in notes else []
-        comment += [node.plan.describe()] if verbose_plans and node.plan is not None else []
-        if comment:
-            lines.append(f"         # {'; '.join(comment)}")
-    lines.append(f"  output {', '.join(graph.outputs)}")
-    return "\n".join(lines) + "\n"

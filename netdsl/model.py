@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import check
+from netdsl.check import CheckedGraph, check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph
 
 
 class Network:
-    """A parsed and checked network. ``warnings`` holds the checker's located warnings."""
+    """A parsed and checked network: ``graph`` is the checked graph (every tensor typed, every layer
+    resolved); ``warnings`` holds the checker's located warnings."""
 
-    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+    def __init__(self, graph: CheckedGraph, warnings: list[Diagnostic]):
         self.graph = graph
         self.warnings = warnings
 
@@ -57,8 +57,8 @@ class Network:
                 raise ValueError(f"cannot mark '{name}': no such tensor; the layer outputs are "
                                  f"{', '.join(layer_outputs) or 'none'}")
         added = [name for name in layer_outputs if name in wanted and name not in self.graph.outputs]
-        graph = replace(self.graph, outputs=self.graph.outputs + added,
-                        output_locs=self.graph.output_locs + [self.graph.values[name].loc for name in added])
+        graph = replace(self.graph, outputs=self.graph.outputs + tuple(added),
+                        output_locs=self.graph.output_locs + tuple(self.graph.values[name].loc for name in added))
         return Network(graph, self.warnings)
 
     def describe(self) -> str:
@@ -131,12 +131,14 @@ class Network:
         from netdsl.backends import get_backend
         from netdsl.backends.cupy import external
         from netdsl.backends.cupy.device import import_cupy
+        from netdsl.backends.cupy.executor import CupyBackend
 
         if backend == "numpy":
             raise ValueError("device arrays run on the cupy backend (backend='auto' or 'cupy'); for the numpy "
                              "backend give NumPy arrays")
         self._check_names(inputs)
         executor = get_backend("cupy")
+        assert isinstance(executor, CupyBackend)
         ordinal, stream = external.current_stream(kind, inputs.values())
         cupy = import_cupy()
         with contextlib.ExitStack() as scope:
@@ -170,10 +172,10 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    if not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics) if not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    return Network(graph, diagnostics.sorted())
+    assert checked is not None
+    return Network(checked, diagnostics.sorted())
 
 
 def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Network:
@@ -199,8 +201,7 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
 
     diagnostics = Diagnostics()
     graph = import_model(path, diagnostics, input_shapes)
-    if graph is not None and not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    assert graph is not None
-    return Network(graph, diagnostics.sorted())
+    assert checked is not None
+    return Network(checked, diagnostics.sorted())

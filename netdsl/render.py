@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from netdsl.check import CheckedGraph
 from netdsl.diagnostics import UsageError
-from netdsl.ir import Graph
 from netdsl.view import BRIEF_VALUES, constant_brief, granularity, provenance
 
 #: fill colour of each number format (tensors), also shown in the legend
@@ -44,7 +44,7 @@ def _graphviz() -> Any:
     return graphviz
 
 
-def to_dot(graph: Graph) -> Any:
+def to_dot(graph: CheckedGraph) -> Any:
     """The network as a ``graphviz.Digraph``: a box per layer, an ellipse per tensor, edges in data order."""
     graphviz = _graphviz()
     kinds = provenance(graph)
@@ -64,11 +64,9 @@ def to_dot(graph: Graph) -> Any:
                  fillcolor=FORMAT_COLOURS[value.type.dtype.name], penwidth="2.5" if role else "1")
     for index, node in enumerate(graph.nodes):
         found = granularity(node)
-        lines = [node.op.name]
-        if found:
-            lines.append(found["text"])
-            if found["kind"] == "per-channel":
-                lines.append(f"block shape [{', '.join(map(str, found['block']))}]")
+        lines = [node.op.name, found["text"]]
+        if found["kind"] == "per-channel":
+            lines.append(f"block shape [{', '.join(map(str, found['block']))}]")
         layer = f"layer.{index}"
         dot.node(layer, NEWLINE.join(lines), shape="box", style="rounded,filled", fillcolor="#ffffff")
         for name in node.inputs:
@@ -83,7 +81,7 @@ def to_dot(graph: Graph) -> Any:
     return dot
 
 
-def render(graph: Graph, suffix: str) -> bytes:
+def render(graph: CheckedGraph, suffix: str) -> bytes:
     """The picture in the format named by a file extension (:data:`FORMATS`); UsageError for an unknown one
     or when the graphviz package or the ``dot`` program is missing."""
     if suffix not in FORMATS:
@@ -102,7 +100,7 @@ def render(graph: Graph, suffix: str) -> bytes:
     return image if kind != "html" else _page(graph, image.decode())
 
 
-def _page(graph: Graph, svg: str) -> bytes:
+def _page(graph: CheckedGraph, svg: str) -> bytes:
     """A self-contained HTML page holding the SVG inline."""
     svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG in HTML has none
     title = html.escape(graph.name)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.ir import Graph, Node, attr_items, print_graph
+from netdsl.check import CheckedGraph, CheckedNode, print_graph
+from netdsl.ir import attr_items
+from netdsl.ops.common import ScaleResolution
 
 #: where a tensor's values come from (``check -v``, ``check --json``, ``netdsl graph``)
 INPUT, CONSTANT, FOLDED, DYNAMIC_SCALE, COMPUTED = "input", "constant", "folded", "dynamic scale", "computed"
@@ -25,7 +27,7 @@ PRINT_LIMIT = 256
 SUMMARY_PIECE = 1 << 20
 
 
-def provenance(graph: Graph) -> dict[str, str]:
+def provenance(graph: CheckedGraph) -> dict[str, str]:
     """Tensor name -> where its values come from: ``input``; ``constant``; ``folded`` (a layer output
     whose inputs are all constants or folded: TensorRT computes it at build time); ``dynamic scale``
     (the scale output of dynamic_quantize, or a layer output computed from such scales and constants);
@@ -191,18 +193,16 @@ def _format_value(value: float | int, dtype: dtypes.DType) -> str:
     return str(value) if isinstance(value, int) else _short(value)
 
 
-def granularity(node: Node) -> dict[str, Any]:
+def granularity(node: CheckedNode) -> dict[str, Any]:
     """A checked layer's granularity: ``kind`` (per-tensor, per-channel, block, or the dynamic mode),
     ``axis`` where per-channel, ``block`` (the block shape, every axis), and ``text`` as ``check -v`` says it."""
-    plan = node.plan
-    if plan is None:
-        return {}
-    found = getattr(plan, "granularity", None)
-    if found is not None:
-        return {"kind": found.kind, "axis": found.axis, "block": list(found.block), "text": plan.describe()}
-    mode = getattr(plan, "mode", node.op.name)  # DynamicQuantize's mode: a name, or an object with one
-    return {"kind": getattr(mode, "name", mode), "axis": None, "block": list(getattr(plan, "block", ())),
-            "text": plan.describe()}
+    resolution = node.resolution
+    if isinstance(resolution, ScaleResolution):
+        found = resolution.granularity
+        return {"kind": found.kind, "axis": found.axis, "block": list(found.block), "text": resolution.describe()}
+    mode = resolution.mode  # DynamicQuantize's mode: its name, or an object with one
+    return {"kind": getattr(mode, "name", mode), "axis": None, "block": list(resolution.block),
+            "text": resolution.describe()}
 
 
 def _attr_json(value: Any) -> Any:
@@ -211,7 +211,7 @@ def _attr_json(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def graph_json(graph: Graph) -> dict[str, Any]:
+def graph_json(graph: CheckedGraph) -> dict[str, Any]:
     """The checked graph for scripts (``netdsl check --json``)."""
     kinds = provenance(graph)
     tensors = []
@@ -235,7 +235,7 @@ def graph_json(graph: Graph) -> dict[str, Any]:
             "outputs": list(graph.outputs), "tensors": tensors, "layers": layers}
 
 
-def describe(graph: Graph) -> str:
+def describe(graph: CheckedGraph) -> str:
     """``netdsl check -v``: the checked graph (netdsl.ir.print_graph) with each constant's values in brief
     and each layer output's provenance first on its layer's comment line (``# folded; per-tensor, to
     float16``; ``# data computed, scale dynamic scale; NVFP4: ...`` where its outputs differ)."""

@@ -85,7 +85,7 @@ def test_marked_equals_unmarked_and_the_network_cut_short_numpy(name: str) -> No
     network = netdsl.loads(NETWORKS[name])
     marked_names, cut_text = INTERMEDIATES[name]
     marked = network.marked(marked_names)
-    assert marked.graph.outputs == network.graph.outputs + marked_names
+    assert marked.graph.outputs == network.graph.outputs + tuple(marked_names)
     for seed in range(3):
         inputs = special_input(network, seed)
         plain, seen = run(network, inputs, "numpy"), run(marked, inputs, "numpy")
@@ -96,9 +96,9 @@ def test_marked_equals_unmarked_and_the_network_cut_short_numpy(name: str) -> No
 
 def test_mark_all_and_errors() -> None:
     network = netdsl.loads(NVFP4_CHAIN)
-    assert network.marked(["all"]).graph.outputs == ["y", "d", "sc", "sf"]
-    assert network.marked(["sf", "y", "sf"]).graph.outputs == ["y", "sf"]
-    assert network.graph.outputs == ["y"]  # the original is unchanged
+    assert network.marked(["all"]).graph.outputs == ("y", "d", "sc", "sf")
+    assert network.marked(["sf", "y", "sf"]).graph.outputs == ("y", "sf")
+    assert network.graph.outputs == ("y",)  # the original is unchanged
     with pytest.raises(ValueError, match="'x': it is a network input"):
         network.marked(["x"])
     with pytest.raises(ValueError, match="'dqs': it is a constant"):

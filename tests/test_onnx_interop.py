@@ -58,7 +58,7 @@ def ir(graph) -> tuple:
     scale's shape implies) are compared through the plan."""
     return ([(v.name, v.type) for v in graph.inputs],
             [(v.name, v.type, np.asarray(v.data).tobytes()) for v in graph.constants],
-            [(n.op.name, n.inputs, n.outputs, n.plan) for n in graph.nodes],
+            [(n.op.name, n.inputs, n.outputs, n.resolution) for n in graph.nodes],
             graph.outputs)
 
 

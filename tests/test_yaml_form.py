@@ -8,11 +8,11 @@ import pytest
 
 import netdsl
 from netdsl import ModelError
+from netdsl.check import print_graph
 from netdsl.diagnostics import Diagnostics
 from netdsl.frontend import ast
 from netdsl.frontend.text import parse_text
 from netdsl.frontend.yaml_form import parse_yaml
-from netdsl.ir import print_graph
 
 TEXT_EXAMPLE = """# TensorRT operator docs, "Quantize"
 network quantize                       # optional, first statement; defaults to the file stem

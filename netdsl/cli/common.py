@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netdsl import arrays, dtypes
+from netdsl.atomic import write_atomically as write_atomically  # re-exported for the commands' old import
 from netdsl.diagnostics import UsageError
 from netdsl.ir import TensorType
 from netdsl.model import Network, load
@@ -172,7 +170,7 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     if array.size <= view.PRINT_LIMIT:
         return header + "\n" + np.array2string(view.plain_values(array, dtype), separator=" ",
                                                 threshold=view.PRINT_LIMIT, max_line_width=100)
-    return f"{header}\n  {view.summarize(array, dtype).describe(integral=dtype.name in ('int8', 'int4'))}"
+    return f"{header}\n  {view.summarize(array, dtype).describe(integral=dtype.is_integer)}"
 
 
 def write_json(path: str, document: Any) -> None:
@@ -187,22 +185,3 @@ def write_json(path: str, document: Any) -> None:
         write_atomically(path, lambda stream: stream.write(text), binary=False)
     except OSError as error:
         raise UsageError(f"cannot write '{path}': {error.strerror or error}") from None
-
-
-def write_atomically(path: str, write: Callable[[Any], object], binary: bool = True) -> None:
-    """Write through a temporary file in the destination folder, then rename: on any error the
-    destination is untouched and no partial file remains."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write '{path}': no such directory '{folder}'")
-    if target.exists() and not target.is_file():  # a rename would replace a device, FIFO or directory
-        raise UsageError(f"cannot write '{path}': it is {'a directory' if target.is_dir() else 'not a regular file'}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from netdsl.cli.common import add_input_shape_option, load_model, write_atomically
+from netdsl.atomic import write_atomically
+from netdsl.cli.common import add_input_shape_option, load_model
 from netdsl.diagnostics import UsageError
 
 EPILOG = """examples:

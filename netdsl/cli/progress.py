@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from netdsl.ir import Graph, Node
+from netdsl.check import CheckedGraph
+from netdsl.ir import Node
 
 #: runs touching fewer elements than this (inputs + every layer output + printed outputs) show no bar: about
 #: a second of NumPy work
@@ -16,17 +17,17 @@ LONG_RUN_ELEMENTS = 1 << 27
 Tick = Callable[[str, int], None]
 
 
-def node_elements(node: Node, graph: Graph) -> int:
+def node_elements(node: Node, graph: CheckedGraph) -> int:
     """The elements a layer writes: the volumes of its outputs."""
-    return sum(graph.values[name].type.volume for name in node.outputs if graph.values[name].type is not None)
+    return sum(graph.type_of(name).volume for name in node.outputs)
 
 
-def estimate(graph: Graph) -> int:
+def estimate(graph: CheckedGraph) -> int:
     """The elements a run of ``graph`` touches: its inputs (read or drawn), every layer output, every output
     summarised."""
-    volume = {name: value.type.volume for name, value in graph.values.items() if value.type is not None}
-    return sum(volume[value.name] for value in graph.inputs) + sum(node_elements(node, graph) for node in graph.nodes) \
-        + sum(volume.get(name, 0) for name in graph.outputs)
+    inputs = sum(graph.type_of(value.name).volume for value in graph.inputs)
+    outputs = sum(graph.type_of(name).volume for name in graph.outputs)
+    return inputs + sum(node_elements(node, graph) for node in graph.nodes) + outputs
 
 
 @contextmanager

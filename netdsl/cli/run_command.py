@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays, memory
+from netdsl.atomic import write_atomically
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
     format_output,
     gather_inputs,
     load_model,
-    write_atomically,
     write_json,
 )
 from netdsl.cli.progress import estimate, node_elements, progress
