@@ -74,9 +74,9 @@ class DType:
 
 @functools.cache
 def _storage(name: str) -> np.dtype:
-    """NumPy's own types by name; the others from ml_dtypes, imported on first use: its import costs 0.47 s
-    in version 0.7.0 (5 ms in 0.6.0; pyproject.toml), which ``netdsl check`` of a float32/int8 model never
-    pays."""
+    """NumPy's own types by name; the others from ml_dtypes, imported on first use: its import costs half a
+    second in version 0.7.0 (4 ms in 0.6.0; pyproject.toml, benchmarks/results-cli.md), which ``netdsl
+    check`` of a float32/int8 model never pays."""
     if name in ("float32", "float16", "int8", "uint8"):
         return np.dtype(name)
     import ml_dtypes
