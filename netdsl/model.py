@@ -160,7 +160,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
-    diagnostics = Diagnostics()
+    diagnostics = Diagnostics(sources={file: (text, format)})
     if format == "net":
         module = parse_text(text, file, diagnostics)
     else:
@@ -172,9 +172,8 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    checked = check(graph, diagnostics) if not diagnostics.errors else None
+    checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
-    assert checked is not None
     return Network(checked, diagnostics.sorted())
 
 
@@ -203,5 +202,4 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
     graph = import_model(path, diagnostics, input_shapes)
     checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    assert checked is not None
     return Network(checked, diagnostics.sorted())
