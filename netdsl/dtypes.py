@@ -51,7 +51,7 @@ class DType:
     @property
     def storage(self) -> np.dtype:
         """The dtype of one-element-per-value arrays of this type (ml_dtypes' for the low-precision ones)."""
-        return _storage(self.storage_name)
+        return storage_dtype(self.storage_name)
 
     @property
     def is_float(self) -> bool:
@@ -73,12 +73,14 @@ class DType:
 
 
 @functools.cache
-def _storage(name: str) -> np.dtype:
-    """NumPy's own types by name; the others from ml_dtypes, imported on first use: its import costs half a
-    second in version 0.7.0 (4 ms in 0.6.0; pyproject.toml, benchmarks/results-cli.md), which ``netdsl
-    check`` of a float32/int8 model never pays."""
-    if name in ("float32", "float16", "int8", "uint8"):
-        return np.dtype(name)
+def storage_dtype(name: str) -> np.dtype:
+    """The NumPy dtype called ``name``: NumPy's own types (``float32``, ``uint8``, ``bool_``), else the
+    ml_dtypes type of that name (``bfloat16``, ``float8_e4m3fn``, ...), ml_dtypes imported on first use: its
+    import costs half a second in version 0.7.0 (4 ms in 0.6.0; pyproject.toml, benchmarks/results-cli.md),
+    which ``netdsl check`` of a float32/int8 model never pays."""
+    numpy_type = getattr(np, name, None)
+    if isinstance(numpy_type, type) and issubclass(numpy_type, np.generic):
+        return np.dtype(numpy_type)
     import ml_dtypes
 
     return np.dtype(getattr(ml_dtypes, name))

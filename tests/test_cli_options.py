@@ -213,13 +213,20 @@ def test_val_range_errors(two: Path, capsys, value: str, message: str) -> None:
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
 
 
-def test_save_inputs_reproduces_the_run(two: Path, tmp_path: Path, capsys) -> None:
-    inputs, first, second = tmp_path / "inputs.npz", tmp_path / "first.npz", tmp_path / "second.npz"
+@pytest.mark.parametrize("suffix", [".npz", ".json"])  # .json: Polygraphy's --load-inputs format
+def test_save_inputs_reproduces_the_run(two: Path, tmp_path: Path, capsys, suffix: str) -> None:
+    inputs, first, second = tmp_path / f"inputs{suffix}", tmp_path / "first.npz", tmp_path / "second.npz"
     assert cli(capsys, "run", two, "--seed", "3", "--save-inputs", inputs, "--save", first)[0] == 0
-    assert sorted(np.load(inputs).files) == ["a", "b"]
+    if suffix == ".npz":
+        assert sorted(np.load(inputs).files) == ["a", "b"]
     assert cli(capsys, "run", two, "--inputs", inputs, "--save", second)[0] == 0
     for name in ("qa", "qb"):
         assert np.load(first)[name].tobytes() == np.load(second)[name].tobytes()
+
+
+def test_save_inputs_target_checked_before_the_run(two: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = cli(capsys, "run", two, "--save-inputs", tmp_path / "no" / "inputs.npz")
+    assert (code, out) == (2, "") and err.startswith("netdsl: error: cannot write ")
 
 
 def test_save_inputs_with_codes(two: Path, tmp_path: Path, capsys) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_input_shape_option, load_model, write_json
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model, write_json
 
 EPILOG = """examples:
   netdsl check examples/quantize.net            # prints ok, or FILE:LINE:COL: error: ... (exit 1)
@@ -16,7 +16,7 @@ def add_parser(commands) -> None:
     check = commands.add_parser(
         "check", help="validate a model and print ok", epilog=EPILOG,
         description="Parse and check a model: syntax, shapes, types and every TensorRT layer constraint.")
-    check.add_argument("model", help="the model: a .net, .yaml or .onnx file")
+    add_model_arguments(check)
     check.add_argument("-v", "--verbose", action="store_true",
                        help="print the checked graph: each tensor's type[shape] and where its values come from "
                             "(input, constant, folded, dynamic scale, computed), constants in brief, and each "
@@ -28,7 +28,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model, args.input_shape)
+    network = load_model(args.model, args.input_shape, args.trust_paths)
     if args.json:
         from netdsl.view import graph_json
 
@@ -36,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             return 0
     if args.verbose:
-        from netdsl.view import describe
-
-        print(describe(network.graph), end="")
-    print("ok")
+        emit(network.describe(), end="")
+    emit("ok")
     return 0

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from netdsl.atomic import write_atomically
-from netdsl.cli.common import add_input_shape_option, load_model
+from netdsl import files
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model, writing
 from netdsl.diagnostics import UsageError
 
 EPILOG = """examples:
@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
         "convert", help="write a model in the other form", epilog=EPILOG,
         description="Write a checked model as text (.net) or YAML; converting back gives the same graph "
                     "(comments and literal expressions are not kept).")
-    convert.add_argument("model", help="the model: a .net, .yaml or .onnx file")
+    add_model_arguments(convert)
     convert.add_argument("--to", choices=("net", "yaml"), required=True, help="the form to write")
     convert.add_argument("-o", "--output", metavar="FILE",
                          help="write to FILE (atomically) instead of stdout; load() paths are rewritten "
@@ -31,21 +31,44 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from netdsl.frontend.writer import write_model
 
-    network = load_model(args.model, args.input_shape)
-    if args.model.lower().endswith(".onnx"):  # as netdsl import: the constants go to a file beside the output
+    onnx = args.model.lower().endswith(".onnx")
+    if onnx and not args.output:
+        raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
+    if args.output is not None:
+        if onnx:
+            from netdsl.cli.import_command import check_targets
+
+            check_targets(Path(args.output), args.model)
+        else:
+            with writing(args.output):
+                files.check_target(args.output, [args.model])
+    network = load_model(args.model, args.input_shape, args.trust_paths)
+    if onnx:  # as netdsl import: the constants go to a file beside the output
         from netdsl.cli.import_command import write_with_constants
 
-        if not args.output:
-            raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
-        write_with_constants(network, Path(args.output), args.to)
+        write_with_constants(network, Path(args.output), args.to, [args.model])
         return 0
     target_dir = Path(args.output).parent if args.output else Path.cwd()
     text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
-    if args.output:
+    outside = []  # the written model reads its files from its own folder
+    for value in network.graph.constants:
+        if value.source is not None and value.source.path not in outside:
+            try:
+                files.confined(Path(args.model).parent.resolve() / value.source.path, target_dir)
+            except files.FileError:
+                outside.append(value.source.path)
+    if outside:
+        print(f"netdsl: warning: the written model's load() reads {', '.join(map(repr, outside))} from outside its "
+              f"folder: run it with --trust-paths, or move the files beside it", file=sys.stderr)
+    if args.output is not None:
         try:
-            write_atomically(args.output, lambda stream: stream.write(text), binary=False)
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise UsageError(f"cannot write '{args.output}': the model holds text that is not valid Unicode "
+                             f"({error.object[error.start:error.end]!r}), such as a load() path that is not "
+                             f"UTF-8") from None
+        with writing(args.output):
+            files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     else:
-        sys.stdout.write(text)
+        emit(text, end="")
     return 0

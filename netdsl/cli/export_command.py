@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_input_shape_option, load_model, write_atomically
+from netdsl import files
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, load_model, writing
 from netdsl.diagnostics import UsageError
 
 EPILOG = """examples:
@@ -17,7 +18,7 @@ def add_parser(commands) -> None:
         "export", help="write a model as an ONNX file", epilog=EPILOG,
         description="Write a checked model as ONNX, each layer at the lowest opset that holds it "
                     "(docs/onnx.md, \"Export\").")
-    export.add_argument("model", help="the model: a .net, .yaml or .onnx file")
+    add_model_arguments(export)
     export.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="the ONNX file to write")
     add_input_shape_option(export)
 
@@ -28,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith(".onnx"):
         raise UsageError(f"export writes an .onnx file, not '{args.output}'")
     require_onnx()
-    network = load_model(args.model, args.input_shape)
+    with writing(args.output):
+        files.check_target(args.output, [args.model])
+    network = load_model(args.model, args.input_shape, args.trust_paths)
     data = export_model(network.graph).SerializeToString()
-    try:
-        write_atomically(args.output, lambda stream: stream.write(data))
-    except OSError as error:
-        raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+    with writing(args.output):
+        files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from netdsl.cli.common import load_model, write_atomically
+from netdsl import files
+from netdsl.cli.common import add_model_arguments, emit, load_model, writing
 from netdsl.diagnostics import UsageError
 
 EPILOG = """examples:
@@ -21,7 +22,7 @@ def add_parser(commands) -> None:
         "graph", help="draw a model: layers and tensors, coloured by number format", epilog=EPILOG,
         description="Draw a checked model: each tensor with its type[shape] and provenance, filled with the "
                     "colour of its number format; each layer with its op, granularity and block shape.")
-    graph.add_argument("model", help="the model: a .net, .yaml or .onnx file")
+    add_model_arguments(graph)
     graph.add_argument("-o", "--output", metavar="FILE", required=True,
                        help="where to write the picture; the extension picks the format: .svg, .png, .html, "
                             ".dot/.gv")
@@ -32,16 +33,14 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from netdsl.render import render
 
-    network = load_model(args.model)
+    network = load_model(args.model, trust_paths=args.trust_paths)
     if args.mark:
         try:
             network = network.marked(args.mark)
         except ValueError as error:
             raise UsageError(f"--mark: {error}") from None
     image = render(network.graph, Path(args.output).suffix.lower())
-    try:
-        write_atomically(args.output, lambda stream: stream.write(image))
-    except OSError as error:
-        raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
-    print(f"wrote {args.output}")
+    with writing(args.output):
+        files.write_atomically(args.output, lambda stream: stream.write(image), protect=[args.model])
+    emit(f"wrote {args.output}")
     return 0
