@@ -3,7 +3,7 @@ deterministic printer (``netdsl check -v``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,30 @@ class TensorType:
 
 
 @dataclass(frozen=True)
+class NamedType:
+    """An input's declared type whose dimensions may be names (``bfloat16[N, K]``): the network is checked
+    again for each concrete shape it meets (:func:`bind`)."""
+
+    dtype: DType
+    dims: tuple[int | str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.dtype.name}[{', '.join(map(str, self.dims))}]"
+
+    def match(self, shape: tuple[int, ...], bindings: dict[str, int]) -> str | None:
+        """Bind this type's names to ``shape`` (adding to ``bindings``); why it doesn't fit, or None."""
+        if len(shape) != len(self.dims):
+            return f"rank {len(shape)} does not fit {self}"
+        for dim, extent in zip(self.dims, shape):
+            if isinstance(dim, int):
+                if dim != extent:
+                    return f"shape {list(shape)} does not fit {self}"
+            elif bindings.setdefault(dim, extent) != extent:
+                return f"shape {list(shape)} does not fit {self}: {dim} is {bindings[dim]} and {extent}"
+        return None
+
+
+@dataclass(frozen=True)
 class LoadRef:
     """Where a constant's values came from: ``load(path)`` or ``load(path, key)``, as written."""
 
@@ -54,6 +78,10 @@ class Value:
     data: np.ndarray | None = None  # a constant's values, in the dtype's storage form
     source: LoadRef | None = None  # a constant loaded from a file
     producer: Node | None = None
+    #: a recipe's input: a build-time weight whose values arrive when the recipe is applied
+    weight: bool = False
+    #: an input whose declared dimensions include names; ``type`` is set when the network is bound
+    declared: NamedType | None = None
 
 
 @dataclass
@@ -87,6 +115,27 @@ class Graph:
     def constants(self) -> list[Value]:
         return [v for v in self.values.values() if v.kind == "const"]
 
+    @property
+    def named_dims(self) -> bool:
+        """Whether an input's dimensions include names (the graph is checked per concrete shape)."""
+        return any(v.declared is not None for v in self.inputs)
+
+    def bind(self, types: dict[str, TensorType], weights: bool) -> Graph:
+        """A copy with every input of the given type, unchecked (layer outputs untyped, plans unset);
+        constants' arrays are shared, not copied. ``weights``: the inputs are build-time weights."""
+        copy = Graph(self.name, self.file, outputs=list(self.outputs), output_locs=list(self.output_locs))
+        nodes = {id(node): replace(node, plan=None) for node in self.nodes}
+        copy.nodes = [nodes[id(node)] for node in self.nodes]
+        for name, value in self.values.items():
+            if value.kind == "input":
+                copy.values[name] = replace(value, type=types[name], weight=weights, declared=None)
+            elif value.kind == "const":
+                copy.values[name] = value
+            else:
+                producer = nodes.get(id(value.producer)) if value.producer is not None else None
+                copy.values[name] = replace(value, type=None, data=None, producer=producer)
+        return copy
+
 
 def attr_items(attrs: Any) -> list[tuple[str, Any]]:
     """An attrs dataclass's fields that differ from their defaults, in declaration order."""
@@ -96,6 +145,8 @@ def attr_items(attrs: Any) -> list[tuple[str, Any]]:
 def format_attr(value: Any) -> str:
     if isinstance(value, DType):
         return value.name
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
@@ -105,13 +156,13 @@ def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
     """A deterministic, human-readable listing of a checked graph."""
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
-        lines.append(f"  input  {value.name} : {value.type}")
+        lines.append(f"  input  {value.name} : {value.declared or value.type}")
     for value in graph.constants:
         origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
             if value.source else "literal"
         lines.append(f"  const  {value.name} : {value.type} = {origin}")
     for node in graph.nodes:
-        outs = ", ".join(f"{o} : {graph.values[o].type}" for o in node.outputs)
+        outs = ", ".join(f"{o} : {graph.values[o].type or '?'}" for o in node.outputs)
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")

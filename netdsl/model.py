@@ -12,15 +12,22 @@ from netdsl.check import check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, print_graph
+from netdsl.ir import Graph, NamedType, TensorType, print_graph
 
 
 class Network:
-    """A parsed and checked network. ``warnings`` holds the checker's located warnings."""
+    """A parsed and checked network. ``warnings`` holds the checker's located warnings.
 
-    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+    A recipe (a network whose input dimensions are names, or one loaded with ``recipe=True``) takes its
+    inputs as build-time weights and is checked for each concrete shape it meets (:meth:`bind`, cached per
+    shape); ``run`` binds it to the shapes of the arrays it is given (docs/checkpoints.md).
+    """
+
+    def __init__(self, graph: Graph, warnings: list[Diagnostic], recipe: bool = False):
         self.graph = graph
         self.warnings = warnings
+        self.recipe = recipe
+        self._bound: dict[tuple[tuple[int, ...], ...], Network] = {}
 
     @property
     def name(self) -> str:
@@ -28,8 +35,39 @@ class Network:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        """Input name -> TensorType."""
-        return {v.name: v.type for v in self.graph.inputs}
+        """Input name -> TensorType (a NamedType where the dimensions are names)."""
+        return {v.name: v.declared or v.type for v in self.graph.inputs}
+
+    def bind(self, shapes: dict[str, tuple[int, ...]]) -> Network:
+        """This recipe checked for concrete input ``shapes`` (cached: each distinct shape is checked once).
+        Raises ValueError for a shape that doesn't fit the declared one, ModelError (located in the recipe,
+        each message saying the bound dimensions) where the layers reject it."""
+        if not self.recipe:
+            raise ValueError(f"'{self.name}' is not a recipe: its inputs have fixed shapes")
+        key = tuple(tuple(int(d) for d in shapes[v.name]) if v.name in shapes else () for v in self.graph.inputs)
+        bound = self._bound.get(key)
+        if bound is not None:
+            return bound
+        bindings: dict[str, int] = {}
+        types = {}
+        for value, shape in zip(self.graph.inputs, key):
+            if value.name not in shapes:
+                raise ValueError(f"missing input '{value.name}' ({value.declared or value.type})")
+            declared = value.declared or NamedType(value.type.dtype, value.type.shape)
+            problem = declared.match(shape, bindings)
+            if problem:
+                raise ValueError(f"input '{value.name}': {problem}")
+            types[value.name] = TensorType(declared.dtype, shape)
+        graph = self.graph.bind(types, weights=True)
+        diagnostics = Diagnostics()
+        check(graph, diagnostics)
+        if diagnostics.errors:
+            where = ", ".join(f"{name}={extent}" for name, extent in bindings.items()) or \
+                ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+            raise ModelError([Diagnostic(d.loc, d.severity, f"{d.message} (with {where})")
+                              for d in diagnostics.sorted()])
+        bound = self._bound[key] = Network(graph, diagnostics.sorted())
+        return bound
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -60,14 +98,18 @@ class Network:
         """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs)."""
         from netdsl.backends import get_backend
 
+        if self.recipe:
+            return self.bind({name: np.shape(array) for name, array in inputs.items()}).run(inputs, backend)
         prepared = self.prepare_inputs(inputs)
         return get_backend(backend).run(self.graph, prepared)
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
-          filename: str | None = None) -> Network:
+          filename: str | None = None, recipe: bool = False) -> Network:
     """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
-    against ``base_dir`` (default: the current directory). Raises ModelError."""
+    against ``base_dir`` (default: the current directory). A model whose input dimensions are names, or any
+    model with ``recipe=True``, is a recipe: its inputs are weights and it is checked when bound to concrete
+    shapes (:meth:`Network.bind`; a recipe without named dimensions is bound here). Raises ModelError."""
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
@@ -83,15 +125,19 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    if not diagnostics.errors:
+    recipe = recipe or graph.named_dims
+    if not diagnostics.errors and not recipe:
         check(graph, diagnostics)
     diagnostics.raise_if_errors()
-    return Network(graph, diagnostics.sorted())
+    network = Network(graph, diagnostics.sorted(), recipe)
+    if recipe and not graph.named_dims:
+        network.bind({v.name: v.type.shape for v in graph.inputs if v.type is not None})
+    return network
 
 
-def load(path: str | Path) -> Network:
-    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file. Raises ModelError (and OSError when the
-    file can't be read)."""
+def load(path: str | Path, recipe: bool = False) -> Network:
+    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file (``recipe``: as :func:`loads`). Raises ModelError
+    (and OSError when the file can't be read)."""
     path = Path(path)
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
@@ -99,4 +145,4 @@ def load(path: str | Path) -> Network:
     except UnicodeDecodeError as error:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
-    return loads(text, format=format, base_dir=path.parent, filename=str(path))
+    return loads(text, format=format, base_dir=path.parent, filename=str(path), recipe=recipe)

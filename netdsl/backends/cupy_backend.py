@@ -28,11 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from netdsl import dtypes
 from netdsl.backends import Backend, cuda  # cuda imports without CuPy (it loads CuPy lazily)
 from netdsl.ir import Graph, Node
+from netdsl.ops import elementwise, reduce
+from netdsl.ops.cast import CAST, CastPlan
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan
-from netdsl.ops.quantize import QUANTIZE, ScalePlan
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan, applied_double_quant_scale
+from netdsl.ops.elementwise import ELEMENTWISE, ElementwisePlan
+from netdsl.ops.quantize import QUANTIZE, ScalePlan, check_applied_scale
+from netdsl.ops.reduce import REDUCE, ReducePlan
+from netdsl.ops.unary import UNARY, UnaryPlan
 
 # --------------------------------------------------------------------------------------------------
 # The planning pass (no CuPy)
@@ -243,6 +249,8 @@ def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
     q_plan: ScalePlan = quantize_node.plan
     dq_plan: ScalePlan = dequantize_node.plan
     x, q_scale, dq_scale = args
+    _check_applied(q_plan, q_scale)
+    _check_applied(dq_plan, dq_scale)
     granularity = q_plan.granularity
     return cuda.quantize_dequantize(x, _reshaped(q_scale, granularity.scale_shape), granularity.block,
                                     q_plan.to_type, _reshaped(dq_scale, granularity.scale_shape), dq_plan.to_type)
@@ -253,6 +261,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
     sf_plan: ScalePlan = scale_node.plan
     plan: ScalePlan = data_node.plan
     data, codes, codes_scale = args
+    _check_applied(sf_plan, codes_scale)
     granularity = plan.granularity
     return cuda.dequantize_double(data, _reshaped(codes, granularity.scale_shape), codes_scale, granularity.block,
                                   sf_plan.to_type, plan.to_type)
@@ -260,6 +269,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
 
 @BACKEND.impl(QUANTIZE)
 def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
+    _check_applied(plan, args[1])
     granularity = plan.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [cuda.quantize(args[0], scale, granularity.block, plan.to_type)]
@@ -267,6 +277,7 @@ def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DEQUANTIZE)
 def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
+    _check_applied(plan, args[1])
     granularity = plan.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [cuda.dequantize(args[0], scale, granularity.block, plan.to_type)]
@@ -274,5 +285,65 @@ def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
 def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[Any]:
-    return list(cuda.dynamic_quantize(args[0], plan.block, plan.output_type, plan.scale_type,
-                                      plan.double_quant_scale))
+    dqs = plan.double_quant_scale
+    if plan.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
+        dqs = applied_double_quant_scale(plan, cuda.download(args[1]))
+    return list(cuda.dynamic_quantize(args[0], plan.block, plan.output_type, plan.scale_type, dqs))
+
+
+def _check_applied(plan: ScalePlan, scale: Any) -> None:
+    """A scale computed from a recipe's weight is checked as a constant's would be (on the host: a scale
+    is small)."""
+    if plan.applied_scale is not None:
+        check_applied_scale(plan, cuda.download(scale))
+
+
+# --- the recipe layers: plain CuPy array operations on float32 (IEEE, no fast-math), the ops' own rules
+
+
+def _float32(tensor: Any) -> Any:
+    """A float32 CuPy array of a float tensor's values (exact)."""
+    cp = cuda._cupy()
+    if tensor.dtype == dtypes.BFLOAT16:
+        return (tensor.data.astype(cp.uint32) << 16).view(cp.float32).reshape(tensor.shape)
+    return tensor.data.astype(cp.float32).reshape(tensor.shape)
+
+
+def _stored(values: Any, dtype: dtypes.DType) -> Any:
+    """float32 CuPy ``values`` rounded to nearest even to a float ``dtype``, NaN canonical (dtypes.encode's
+    rules), as a device tensor."""
+    cp = cuda._cupy()
+    values = cp.ascontiguousarray(values, dtype=cp.float32)
+    nan = cp.isnan(values)
+    if dtype == dtypes.FLOAT32:
+        raw = cp.where(nan, cp.float32(np.nan), values)
+    elif dtype == dtypes.FLOAT16:
+        raw = values.astype(cp.float16)
+        raw.view(cp.uint16)[nan] = 0x7E00
+    else:
+        bits = values.view(cp.uint32)
+        raw = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(cp.uint16)
+        raw[nan] = 0x7FC0
+    return cuda.DeviceTensor(dtype, tuple(values.shape), raw.reshape(-1))
+
+
+@BACKEND.impl(UNARY)
+def _unary(plan: UnaryPlan, args: list[Any]) -> list[Any]:
+    x32 = _float32(args[0])
+    return [_stored(cuda._cupy().abs(x32) if plan.op == "abs" else -x32, plan.dtype)]
+
+
+@BACKEND.impl(REDUCE)
+def _reduce(plan: ReducePlan, args: list[Any]) -> list[Any]:
+    return [_stored(reduce.compute(_float32(args[0]), plan.op, plan.axes, plan.keep_dims, cuda._cupy()),
+                    plan.dtype)]
+
+
+@BACKEND.impl(ELEMENTWISE)
+def _elementwise(plan: ElementwisePlan, args: list[Any]) -> list[Any]:
+    return [_stored(elementwise.compute(_float32(args[0]), _float32(args[1]), plan.op, cuda._cupy()), plan.dtype)]
+
+
+@BACKEND.impl(CAST)
+def _cast(plan: CastPlan, args: list[Any]) -> list[Any]:
+    return [_stored(_float32(args[0]), plan.to_type)]

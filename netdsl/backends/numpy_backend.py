@@ -18,7 +18,7 @@ import numpy as np
 
 from netdsl.backends import Backend, compiled
 from netdsl.ir import Graph
-from netdsl.ops import dequantize, dynamic_quantize, quantize
+from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, unary
 from netdsl.ops.dynamic_quantize import DynamicPlan
 from netdsl.ops.quantize import ScalePlan
 
@@ -97,6 +97,7 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
     where numba is installed)."""
     def run(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
         x, scale = args[0], args[1]
+        quantize.check_applied_scale(plan, scale)
         granularity = plan.granularity
         block, scale_shape = granularity.block, granularity.scale_shape
         scale = scale.reshape(scale_shape)
@@ -114,6 +115,9 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
     return run
 
 
+for _op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST):  # the recipe layers: references
+    BACKEND.impl(_op)(_op.evaluate)
+
 BACKEND.impl(quantize.QUANTIZE)(_scaled(quantize.reference))
 BACKEND.impl(dequantize.DEQUANTIZE)(_scaled(dequantize.reference))
 
@@ -121,12 +125,13 @@ BACKEND.impl(dequantize.DEQUANTIZE)(_scaled(dequantize.reference))
 @BACKEND.impl(dynamic_quantize.DYNAMIC_QUANTIZE)
 def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[np.ndarray]:
     x = args[0]
+    dqs = dynamic_quantize.applied_double_quant_scale(plan, args[1] if len(args) > 1 else None)
     data = np.empty(x.shape, plan.output_type.storage)
     scale = np.empty(plan.scale_shape, plan.scale_type.storage)
 
     def work(box: Box) -> None:
         data[box], scale[_scale_box(box, plan.block, plan.scale_shape)] = dynamic_quantize.reference(
-            x[box], plan.block, plan.output_type, plan.scale_type, plan.double_quant_scale)
+            x[box], plan.block, plan.output_type, plan.scale_type, dqs)
 
     _run_pieces(x.shape, plan.block, (True,) * x.ndim, work)
     return [data, scale]

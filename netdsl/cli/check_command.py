@@ -17,5 +17,8 @@ def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
     if args.verbose:
         print(network.describe(), end="")
-    print("ok")
+    if network.graph.named_dims:
+        print("ok (a recipe: checked again for each shape it meets)")
+    else:
+        print("ok")
     return 0

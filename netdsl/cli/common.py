@@ -15,7 +15,7 @@ import numpy as np
 
 from netdsl import arrays, dtypes
 from netdsl.diagnostics import UsageError
-from netdsl.ir import TensorType
+from netdsl.ir import NamedType, TensorType
 from netdsl.model import Network, load
 
 #: outputs with more elements than this print as a summary
@@ -57,6 +57,34 @@ def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
         raise UsageError(f"{what} {error}") from None
     except _READ_ERRORS as error:
         raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
+
+
+def bind_recipe(network: Network, args: argparse.Namespace) -> Network:
+    """A recipe (docs/checkpoints.md) bound to the shapes of the input files given on the command line;
+    an input whose dimensions are names can't be drawn at random."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    if args.inputs:
+        archive = _read_npy(args.inputs, "inputs file")
+        if isinstance(archive, np.lib.npyio.NpzFile):
+            with archive:
+                shapes.update({key: archive[key].shape for key in archive.files if key in network.inputs})
+    for item in args.input:
+        name, _, path = item.partition("=")
+        if name in network.inputs and path:
+            try:
+                shapes[name] = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            except _READ_ERRORS:
+                pass  # gather_inputs reports it
+    for name, declared in network.inputs.items():
+        if name not in shapes:
+            if isinstance(declared, NamedType):
+                raise UsageError(f"input '{name}' has named dimensions ({declared}): give it with "
+                                 f"--input {name}=FILE.npy")
+            shapes[name] = declared.shape
+    try:
+        return network.bind(shapes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:

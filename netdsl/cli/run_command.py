@@ -7,8 +7,8 @@ import argparse
 import numpy as np
 
 from netdsl import arrays
-from netdsl.cli.common import format_output, gather_inputs, load_model, write_atomically
-from netdsl.diagnostics import UsageError
+from netdsl.cli.common import bind_recipe, format_output, gather_inputs, load_model, write_atomically
+from netdsl.diagnostics import UsageError, WeightValueError
 
 
 def add_parser(commands) -> None:
@@ -24,11 +24,16 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     network = load_model(args.model)
+    if network.recipe:
+        network = bind_recipe(network, args)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
     inputs = gather_inputs(network, args)
-    results = backend.run(network.graph, inputs)
+    try:
+        results = backend.run(network.graph, inputs)
+    except WeightValueError as error:
+        raise UsageError(f"the recipe's input doesn't fit it: {error}") from None
     types = network.outputs
     for name, array in results.items():
         print(format_output(name, array, types[name].dtype))

@@ -16,7 +16,7 @@ import numpy as np
 from netdsl import arrays, dtypes
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
-from netdsl.ir import MAX_VOLUME, Graph, LoadRef, Node, TensorType, Value
+from netdsl.ir import MAX_VOLUME, Graph, LoadRef, NamedType, Node, TensorType, Value
 from netdsl.ops import OPS, OpDef
 
 _SPECIAL_NAMES = {"inf": math.inf, "nan": math.nan}
@@ -63,8 +63,7 @@ class _Lowering:
                         raise _LoweringError(statement.loc, "'network' must be the first statement")
                     graph.name = statement.name.name
                 elif isinstance(statement, ast.InputStmt):
-                    self.define(Value(statement.name.name, "input", statement.name.loc,
-                                      type=self.tensor_type(statement.type)))
+                    self.input(statement)
                 elif isinstance(statement, ast.ConstStmt):
                     self.constant(statement)
                 elif isinstance(statement, ast.LayerStmt):
@@ -120,6 +119,21 @@ class _Lowering:
 
     # --- types and constants ---------------------------------------------------------------------
 
+    def input(self, statement: ast.InputStmt) -> None:
+        """An input; its dimensions may be names (``bfloat16[N, K]``), bound for each concrete shape the
+        network meets (docs/checkpoints.md)."""
+        ref = statement.type
+        names = {i: d.name for i, d in enumerate(ref.dims)
+                 if isinstance(d, ast.Name) and d.name.lower() not in _SPECIAL_NAMES}
+        value = Value(statement.name.name, "input", statement.name.loc)
+        if names:
+            concrete = [ast.Number(1, "1", d.loc) if i in names else d for i, d in enumerate(ref.dims)]
+            probe = self.tensor_type(ast.TypeRef(ref.dtype, concrete, ref.loc))  # checks the rest of the type
+            value.declared = NamedType(probe.dtype, tuple(names.get(i, d) for i, d in enumerate(probe.shape)))
+        else:
+            value.type = self.tensor_type(ref)
+        self.define(value)
+
     def tensor_type(self, ref: ast.TypeRef) -> TensorType:
         try:
             dtype = dtypes.lookup(ref.dtype.name)
@@ -131,6 +145,9 @@ class _Lowering:
                                           f"this type has {len(ref.dims)}")
         shape = []
         for dim in ref.dims:
+            if isinstance(dim, ast.Name) and dim.name.lower() not in _SPECIAL_NAMES:
+                raise _LoweringError(dim.loc, f"a dimension must be a non-negative integer; only an input's "
+                                              f"dimensions may be names (here '{dim.name}')")
             if isinstance(dim, ast.Number) and _integer_text(dim.text) and not dim.value <= MAX_VOLUME:
                 raise _LoweringError(dim.loc, f"dimension {_abbreviated(dim.text)} is over TensorRT's limit of 2^31-1")
             if not (isinstance(dim, ast.Number) and isinstance(dim.value, int)):
@@ -329,6 +346,14 @@ class _Lowering:
                     expr.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
         if kind == "int":
             return self.integer(key, expr)
+        if kind == "word":
+            if not isinstance(expr, ast.Name):
+                raise _LoweringError(expr.loc, f"{key} takes a word, e.g. {key}=max")
+            return expr.name
+        if kind == "bool":
+            if not (isinstance(expr, ast.Name) and expr.name in ("true", "false")):
+                raise _LoweringError(expr.loc, f"{key} takes true or false")
+            return expr.name == "true"
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"{key} takes a list of integers, e.g. {key}=[4, -1]")
         return tuple(self.integer(key, item) for item in expr.items)

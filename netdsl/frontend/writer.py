@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from netdsl import dtypes
+from netdsl.frontend.yaml_form import ATTRIBUTE_KEYS
 from netdsl.ir import Graph, LoadRef, Node, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
@@ -141,7 +142,7 @@ def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
     if name is not None:
         lines.append(f"network {name}")
     for value in graph.inputs:
-        lines.append(f"input {value.name} : {value.type}")
+        lines.append(f"input {value.name} : {value.declared or value.type}")
     for value in graph.constants:
         if value.source is not None:
             source = paths(value.source)
@@ -186,7 +187,8 @@ def _yaml_layer(node: Node) -> list[str]:
     lines = [f"  - op: {node.op.name}",
              f"    inputs: [{', '.join(node.inputs)}]",
              f"    outputs: [{', '.join(node.outputs)}]"]
-    lines += [f"    {key}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
+    keys = {attribute: key for key, attribute in ATTRIBUTE_KEYS.items()}
+    lines += [f"    {keys.get(key, key)}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
     return lines
 
 
@@ -197,7 +199,7 @@ def _write_yaml(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
         lines.append(f"network: {name}")
     if graph.inputs:
         lines.append("inputs:")
-        lines += [f"  {value.name}: {value.type}" for value in graph.inputs]
+        lines += [f"  {value.name}: {value.declared or value.type}" for value in graph.inputs]
     if graph.constants:
         lines.append("constants:")
         lines += [f"  {value.name}: {_yaml_constant(value, paths)}" for value in graph.constants]

@@ -23,6 +23,9 @@ from netdsl.frontend.text import parse_number, parse_type
 TOP_KEYS = ("network", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
 LAYER_KEYS = ("op", "inputs", "outputs")
+#: a layer attribute whose name is a layer key takes another key in the YAML form: the recipe layers'
+#: TensorRT ``op`` attribute (``reduce(x, op=max)`` in the text form) is ``operation: max`` here
+ATTRIBUTE_KEYS = {"operation": "op"}
 _LAYER_EXAMPLES = {"op": "op: quantize", "inputs": "inputs: [x, scale]", "outputs": "outputs: [q]"}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -385,6 +388,8 @@ class _Builder:
             if key in LAYER_KEYS:
                 continue
             key_name = self.guarded(self.name, key_node, "an attribute name")
+            if key_name is not None and key_name.name in ATTRIBUTE_KEYS:
+                key_name = ast.Name(ATTRIBUTE_KEYS[key_name.name], key_name.loc)
             value = self.guarded(self.attribute, value_node)
             if key_name is not None and value is not None:
                 keywords.append(ast.Keyword(key_name, value, key_name.loc))

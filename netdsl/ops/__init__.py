@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from netdsl.diagnostics import Loc, OpError
-from netdsl.ir import TensorType, Value
+from netdsl.ir import Node, TensorType, Value
 
 
 @dataclass(frozen=True)
@@ -67,26 +69,63 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-def require_constant(operand: Operand, what: str) -> None:
-    if operand.value.kind != "const":
-        raise OpError(f"{what} must be a constant (a build-time tensor); '{operand.value.name}' is "
-                      f"{'a network input' if operand.value.kind == 'input' else 'computed by a layer'}",
+def require_constant(operand: Operand, what: str, values: dict[str, Value]) -> None:
+    """``operand`` must be constant-rooted: a build-time tensor (docs/semantics.md, "Build-time constants")."""
+    if not is_constant_rooted(operand.value, values):
+        raise OpError(f"{what} must be a constant (a build-time tensor, or computed by layers only from "
+                      f"build-time tensors); '{operand.value.name}' is "
+                      f"{'a network input' if operand.value.kind == 'input' else 'computed from a network input'}",
                       operand.slot)
 
 
 def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
-    """A constant, or computed only from constants (TensorRT's weights). A walk, not a recursion: a chain
-    of thousands of layers is a valid network."""
+    """A constant or a recipe's weight, or computed only from those (TensorRT's build-time tensors). A walk,
+    not a recursion: a chain of thousands of layers is a valid network."""
     pending, seen = [value], set()
     while pending:
         current = pending.pop()
-        if current.kind == "const" or current.name in seen:
+        if current.kind == "const" or current.weight or current.name in seen:
             continue
         if current.producer is None:
             return False
         seen.add(current.name)
         pending.extend(values[name] for name in current.producer.inputs)
     return True
+
+
+def constant_data(value: Value, values: dict[str, Value]) -> np.ndarray | None:
+    """The values of a constant-rooted tensor, folding the layers that compute it (as TensorRT folds them
+    at build time; folding runs each layer's own reference, so it never changes a bit). None where the
+    tensor is computed from a recipe's weight, whose values arrive only when the recipe is applied."""
+    if value.data is not None or value.kind == "const":
+        return value.data
+    if value.weight or value.producer is None:
+        return None
+    order: list[Node] = []  # the producers still to fold, each after those it reads (a walk, not a recursion)
+    visited: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(value.producer, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for name in node.inputs:
+            source = values[name]
+            if source.data is not None or source.kind == "const":
+                continue
+            if source.weight or source.producer is None:
+                return None
+            stack.append((source.producer, False))
+    for node in order:
+        if values[node.outputs[0]].data is None:
+            results = node.op.evaluate(node.plan, [values[name].data for name in node.inputs])
+            for name, data in zip(node.outputs, results):
+                values[name].data = data
+    return value.data
 
 
 def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:
@@ -96,7 +135,15 @@ def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:
 
 
 def _import_ops() -> None:
-    from netdsl.ops import dequantize, dynamic_quantize, quantize  # noqa: F401  (they register themselves)
+    from netdsl.ops import (  # noqa: F401  (they register themselves)
+        cast,
+        dequantize,
+        dynamic_quantize,
+        elementwise,
+        quantize,
+        reduce,
+        unary,
+    )
 
 
 _import_ops()

@@ -14,7 +14,7 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
-from netdsl.ops import InferContext, OpDef, register
+from netdsl.ops import InferContext, OpDef, is_constant_rooted, register
 from netdsl.ops.granularity import expand
 from netdsl.ops.quantize import (
     FLOAT_TYPES,
@@ -56,8 +56,9 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     if q.type.rank == 0:
         raise OpError("dequantize's input must not be a scalar", "input")
     check_type(scale, SCALE_TYPES, "dequantize's scale")
-    if scale.value.kind == "const":
-        check_scale_values(scale)
+    applied_scale = None
+    if is_constant_rooted(scale.value, ctx.values):
+        applied_scale = check_scale_values(ctx, scale)
     elif not dynamic_scale_source(scale.value, ctx.values):
         raise OpError(f"dequantize's scale must be a constant or come from a dynamic_quantize scale output "
                       f"(directly or through a dequantize of it); '{scale.value.name}' is "
@@ -67,7 +68,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
         raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, q.type.dtype)
     granularity = resolve_scale(ctx, q)
-    return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type)
+    return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type, applied_scale)
 
 
 def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.diagnostics import OpError
+from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, normalize_axis, register, require_constant
+from netdsl.ops import InferContext, OpDef, constant_data, normalize_axis, register, require_constant
 from netdsl.ops.granularity import block_view, ceil_div, expand, resolve_block_shape
 from netdsl.ops.quantize import FLOAT_TYPES, check_type
 
@@ -52,9 +52,14 @@ class DynamicPlan:
     output_type: DType
     scale_type: DType
     double_quant_scale: float | None
+    #: the double_quant_scale tensor's name where it is computed from a recipe's weight (its value is known,
+    #: and checked, when the recipe is applied: :func:`applied_double_quant_scale`)
+    applied_double_quant_scale: str | None = None
 
     def describe(self) -> str:
         dqs = f", double_quant_scale {self.double_quant_scale!r}" if self.double_quant_scale is not None else ""
+        if self.applied_double_quant_scale is not None:
+            dqs = f", double_quant_scale '{self.applied_double_quant_scale}' computed when applied"
         return f"{self.mode}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
                f"scale {self.scale_type.name}{dqs}"
 
@@ -110,24 +115,44 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
             raise OpError(f"{mode} needs blocks of {required_size} along the last or second-to-last axis, "
                           f"got block [{', '.join(map(str, block))}]", where)
     dqs = ctx.operands.get("double_quant_scale")
-    dqs_value = None
+    dqs_value, applied_dqs = None, None
     if needs_dqs and dqs is None:
         raise OpError(f"{mode} needs a double_quant_scale input (a one-element constant > 0)", None)
     if not needs_dqs and dqs is not None:
         raise OpError(f"{mode} takes no double_quant_scale", "double_quant_scale")
     if dqs is not None:
-        require_constant(dqs, "double_quant_scale")
+        require_constant(dqs, "double_quant_scale", ctx.values)
         check_type(dqs, FLOAT_TYPES, "double_quant_scale")
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
-        assert dqs.value.data is not None
-        dqs_value = float(dtypes.decode(dqs.value.data, dqs.type.dtype).reshape(()))
-        if not dqs_value > 0:
-            raise OpError(f"double_quant_scale must be > 0, got {dqs_value}", "double_quant_scale")
+        data = constant_data(dqs.value, ctx.values)
+        if data is None:
+            applied_dqs = dqs.value.name
+        else:
+            dqs_value = double_quant_scale_value(data, dqs.value.name)
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
-    plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
+    plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value, applied_dqs)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan
+
+
+def double_quant_scale_value(data: np.ndarray, name: str) -> float:
+    """A double_quant_scale's one value, which must be > 0 and finite (OpError naming ``name`` otherwise)."""
+    value = float(np.asarray(data, dtype=np.float32).reshape(()))
+    if not (value > 0 and np.isfinite(value)):
+        raise OpError(f"double_quant_scale must be > 0 and finite, got {value} ('{name}')", "double_quant_scale")
+    return value
+
+
+def applied_double_quant_scale(plan: DynamicPlan, dqs: np.ndarray | None) -> float | None:
+    """The double_quant_scale a layer runs with: the checked constant, or (computed from a recipe's weight)
+    the host array ``dqs``, checked now (ValueError when it is not finite and > 0)."""
+    if plan.applied_double_quant_scale is None or dqs is None:
+        return plan.double_quant_scale
+    try:
+        return double_quant_scale_value(dqs, plan.applied_double_quant_scale)
+    except OpError as error:
+        raise WeightValueError(error.message) from None
 
 
 def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
@@ -164,7 +189,8 @@ def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_t
 def evaluate(plan: DynamicPlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
     x = args[0]
     assert x is not None
-    return list(reference(x, plan.block, plan.output_type, plan.scale_type, plan.double_quant_scale))
+    dqs = applied_double_quant_scale(plan, args[1] if len(args) > 1 else None)
+    return list(reference(x, plan.block, plan.output_type, plan.scale_type, dqs))
 
 
 DYNAMIC_QUANTIZE = register(OpDef(

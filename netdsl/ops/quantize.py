@@ -13,10 +13,18 @@ from typing import Any
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.diagnostics import OpError
+from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, Operand, is_constant_rooted, register, require_constant
+from netdsl.ops import (
+    InferContext,
+    OpDef,
+    Operand,
+    constant_data,
+    is_constant_rooted,
+    register,
+    require_constant,
+)
 from netdsl.ops.granularity import Granularity, expand, resolve
 
 FLOAT_TYPES, QUANTIZED_TYPES = dtypes.FLOAT_TYPES, dtypes.QUANTIZED_TYPES
@@ -35,9 +43,12 @@ class ScalePlan:
 
     granularity: Granularity
     to_type: DType
+    #: the scale tensor's name where its values are computed from a recipe's weight: checked when applied
+    applied_scale: str | None = None
 
     def describe(self) -> str:
-        return f"{self.granularity.describe()}, to {self.to_type.name}"
+        checked = f", scale '{self.applied_scale}' checked when applied" if self.applied_scale else ""
+        return f"{self.granularity.describe()}, to {self.to_type.name}{checked}"
 
 
 def names(types) -> str:
@@ -50,28 +61,50 @@ def check_type(operand: Operand, allowed, what: str) -> None:
                       operand.slot)
 
 
-def check_scale_values(scale: Operand) -> None:
-    """Every constant scale value must be > 0 (NaN and non-positive values are rejected)."""
-    assert scale.value.data is not None
-    values = dtypes.decode(scale.value.data, scale.type.dtype)
-    if not np.all(values > 0):
-        bad = values[~(values > 0)].flat[0]
-        raise OpError(f"every scale value must be > 0; '{scale.value.name}' holds {bad}", "scale")
+def scale_values_error(values: np.ndarray, name: str) -> str | None:
+    """Why float32 scale ``values`` are not valid scales (each > 0), or None."""
+    bad = ~(values > 0)
+    if not bad.any():
+        return None
+    return f"every scale value must be > 0; '{name}' holds {values[bad].flat[0]}"
+
+
+def check_scale_values(ctx: InferContext, scale: Operand) -> str | None:
+    """Check a constant-rooted scale's values now; returns the scale's name instead where they are computed
+    from a recipe's weight (they are checked when the recipe is applied: :func:`check_applied_scale`)."""
+    data = constant_data(scale.value, ctx.values)
+    if data is None:
+        return scale.value.name
+    message = scale_values_error(dtypes.decode(data, scale.type.dtype), scale.value.name)
+    if message:
+        raise OpError(message, "scale")
+    return None
+
+
+def check_applied_scale(plan: ScalePlan, scale: np.ndarray) -> None:
+    """The values of a scale computed from a recipe's weight (host storage array), as the checker checks a
+    constant's: ValueError when one is not > 0."""
+    if plan.applied_scale is not None:
+        message = scale_values_error(np.asarray(scale, dtype=np.float32), plan.applied_scale)
+        if message:
+            raise WeightValueError(message)
 
 
 def check_zero_point(ctx: InferContext, quantized_type: DType) -> None:
     zero_point = ctx.operands.get("zero_point")
     if zero_point is None:
         return
-    require_constant(zero_point, "the zero point")
+    require_constant(zero_point, "the zero point", ctx.values)
     scale = ctx.operands["scale"].type
     check_type(zero_point, (quantized_type, dtypes.FLOAT32), "the zero point")
     zp = zero_point.type
     if zp.shape != scale.shape and not (zp.volume == 1 and scale.volume == 1):
         raise OpError(f"the zero point must have the scale's shape {list(scale.shape)}, got {list(zp.shape)}",
                       "zero_point")
-    assert zero_point.value.data is not None
-    if np.any(dtypes.decode(zero_point.value.data, zp.dtype) != 0):
+    data = constant_data(zero_point.value, ctx.values)
+    if data is None:
+        raise OpError("the zero point must not be computed from the weight", "zero_point")
+    if np.any(dtypes.decode(data, zp.dtype) != 0):
         raise OpError("the zero point must be all zeros (TensorRT supports only symmetric quantization)",
                       "zero_point")
 
@@ -92,14 +125,14 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     if x.type.rank == 0:
         raise OpError("quantize's input must not be a scalar", "input")
     check_type(scale, FLOAT_TYPES, "quantize's scale")
-    require_constant(scale, "quantize's scale")
-    check_scale_values(scale)
+    require_constant(scale, "quantize's scale", ctx.values)
+    applied_scale = check_scale_values(ctx, scale)
     to_type = ctx.attrs.to_type
     if to_type not in QUANTIZED_TYPES:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, to_type)
     granularity = resolve_scale(ctx, x)
-    return [TensorType(to_type, x.type.shape)], ScalePlan(granularity, to_type)
+    return [TensorType(to_type, x.type.shape)], ScalePlan(granularity, to_type, applied_scale)
 
 
 def reference(x: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,
@@ -133,6 +166,7 @@ def scaled_evaluate(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan
     """A Quantize or Dequantize layer's evaluation: ``reference`` on the normalised block scale."""
     def evaluate(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
         data, scale = args[0], args[1]
+        check_applied_scale(plan, scale)
         granularity = plan.granularity
         return [reference(data, scale.reshape(granularity.scale_shape), granularity.block, plan.to_type)]
     return evaluate

@@ -1,0 +1,107 @@
+"""Reduce (TensorRT IReduceLayer, ``trt.ReduceOperation``): the max or min of ``x`` over ``axes``.
+
+``reduce(x, op=max, axes=[0, 1], keep_dims=false)``: ``axes`` lists the reduced dimensions (TensorRT
+takes them as a bit mask; -rank..rank-1 here), ``keep_dims`` keeps them as extents of 1. The result
+has the input's type; max and min are exact, so every order of evaluation gives the same bits.
+IEEE 754-2019 ``maximum``/``minimum``: a NaN anywhere in a reduced set makes the result NaN (canonical),
+and +0 is larger than -0 (docs/semantics.md, "Recipe layers"). Sum, product and average are not offered:
+TensorRT does not fix their order of accumulation, so they have no bit-exact definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.diagnostics import OpError
+from netdsl.dtypes import DType
+from netdsl.ir import TensorType
+from netdsl.ops import InferContext, OpDef, normalize_axis, register
+from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.unary import operation
+
+#: netdsl's spelling -> trt.ReduceOperation member
+OPERATIONS = {"max": "MAX", "min": "MIN"}
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    op: str | None = None
+    axes: tuple[int, ...] | None = None
+    keep_dims: bool = False
+
+
+@dataclass(frozen=True)
+class ReducePlan:
+    op: str
+    axes: tuple[int, ...]
+    keep_dims: bool
+    dtype: DType
+
+    def describe(self) -> str:
+        kept = ", keep_dims" if self.keep_dims else ""
+        return f"{self.op} (trt.ReduceOperation.{OPERATIONS[self.op]}) over axes " \
+               f"[{', '.join(map(str, self.axes))}]{kept}, {self.dtype.name}"
+
+
+def infer(ctx: InferContext) -> tuple[list[TensorType], ReducePlan]:
+    x = ctx.operands["input"]
+    check_type(x, FLOAT_TYPES, "reduce's input")
+    op = operation(ctx, OPERATIONS, "reduce")
+    attrs = ctx.attrs
+    if attrs.axes is None:
+        raise OpError("reduce needs axes=[...], the dimensions to reduce", None)
+    shape = x.type.shape
+    if not attrs.axes:
+        raise OpError("axes must name at least one dimension", "axes")
+    axes = tuple(normalize_axis(a, len(shape), "axes") for a in attrs.axes)
+    if len(set(axes)) != len(axes):
+        raise OpError(f"axes names a dimension twice: {list(attrs.axes)}", "axes")
+    empty = [a for a in axes if shape[a] == 0]
+    if empty:
+        raise OpError(f"dimension {empty[0]} has extent 0: the {op} of no values is not defined", "axes")
+    axes = tuple(sorted(axes))
+    if attrs.keep_dims:
+        out_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    else:
+        out_shape = tuple(d for i, d in enumerate(shape) if i not in axes)
+    return [TensorType(x.type.dtype, out_shape)], ReducePlan(op, axes, attrs.keep_dims, x.type.dtype)
+
+
+def compute(x32: Any, op: str, axes: tuple[int, ...], keep_dims: bool, xp: Any = np) -> Any:
+    """The max or min of float32 ``x32`` over ``axes``, NaN propagating, +0 > -0; ``xp`` is NumPy or CuPy
+    (the GPU backend runs this same code on device arrays)."""
+    result = (xp.max if op == "max" else xp.min)(x32, axis=axes, keepdims=keep_dims)
+    zero = result == 0
+    if bool(zero.any()):  # the sign of a zero max/min would depend on the order the zeros are met in
+        winner_negative = op == "min"  # max: +0 when a +0 is there, else -0; min: -0 when a -0 is there
+        present = xp.any((x32 == 0) & (xp.signbit(x32) == winner_negative), axis=axes, keepdims=keep_dims)
+        winner, other = (xp.float32(-0.0), xp.float32(0.0)) if winner_negative else \
+            (xp.float32(0.0), xp.float32(-0.0))
+        result = xp.where(zero, xp.where(present, winner, other), result).astype(xp.float32)
+    return result
+
+
+def reference(x: np.ndarray, op: str, axes: tuple[int, ...], keep_dims: bool, dtype: DType) -> np.ndarray:
+    """:func:`compute` on ``x`` (``dtype`` storage), stored as ``dtype`` (exact: the result is an element)."""
+    result = compute(np.asarray(x, dtype=np.float32), op, axes, keep_dims)
+    return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
+
+
+def evaluate(plan: ReducePlan, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [reference(args[0], plan.op, plan.axes, plan.keep_dims, plan.dtype)]
+
+
+REDUCE = register(OpDef(
+    name="reduce",
+    attrs=ReduceAttrs,
+    attr_kinds={"op": "word", "axes": "shape", "keep_dims": "bool"},
+    inputs=("input",),
+    required_inputs=1,
+    outputs=("output",),
+    infer=infer,
+    evaluate=evaluate,
+))
