@@ -38,6 +38,7 @@ from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan, applied_d
 from netdsl.ops.elementwise import ELEMENTWISE, ElementwisePlan
 from netdsl.ops.quantize import QUANTIZE, ScalePlan, check_applied_scale
 from netdsl.ops.reduce import REDUCE, ReducePlan
+from netdsl.ops.shuffle import SHUFFLE, ShufflePlan
 from netdsl.ops.unary import UNARY, UnaryPlan
 
 # --------------------------------------------------------------------------------------------------
@@ -347,3 +348,8 @@ def _elementwise(plan: ElementwisePlan, args: list[Any]) -> list[Any]:
 @BACKEND.impl(CAST)
 def _cast(plan: CastPlan, args: list[Any]) -> list[Any]:
     return [_stored(_float32(args[0]), plan.to_type)]
+
+
+@BACKEND.impl(SHUFFLE)
+def _shuffle(plan: ShufflePlan, args: list[Any]) -> list[Any]:
+    return [cuda.DeviceTensor(args[0].dtype, plan.shape, args[0].data)]  # flat row-major storage: a new shape

@@ -18,7 +18,7 @@ import numpy as np
 
 from netdsl.backends import Backend, compiled
 from netdsl.ir import Graph
-from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, unary
+from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, shuffle, unary
 from netdsl.ops.dynamic_quantize import DynamicPlan
 from netdsl.ops.quantize import ScalePlan
 
@@ -115,7 +115,8 @@ def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[A
     return run
 
 
-for _op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST):  # the recipe layers: references
+# the recipe layers: their references
+for _op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST, shuffle.SHUFFLE):
     BACKEND.impl(_op)(_op.evaluate)
 
 BACKEND.impl(quantize.QUANTIZE)(_scaled(quantize.reference))

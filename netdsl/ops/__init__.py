@@ -142,6 +142,7 @@ def _import_ops() -> None:
         elementwise,
         quantize,
         reduce,
+        shuffle,
         unary,
     )
 
