@@ -16,7 +16,7 @@ import sys
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
 #: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
-COMMANDS = ("check", "run", "convert")
+COMMANDS = ("check", "run", "convert", "apply")
 
 
 class Parser(argparse.ArgumentParser):
