@@ -27,6 +27,10 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     options, a checkpoint or tensor the recipe can't take), ModelError (a shape the recipe's layers reject,
     located in the recipe)."""
     try:
+        import safetensors  # noqa: F401  (read here: a missing extra is a usage error before any work)
+    except ImportError:
+        raise UsageError('netdsl apply needs safetensors: pip install "netdsl[apply]"') from None
+    try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
         raise UsageError(str(error)) from None

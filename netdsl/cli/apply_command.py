@@ -38,16 +38,19 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{option} takes a number >= 1, got {value}")
     bar = None
+    if not args.no_progress:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            raise UsageError('the progress bar needs tqdm: pip install "netdsl[apply]" '
+                             '(or give --no-progress)') from None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
+        if args.no_progress:
+            return
         if bar is None:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="apply", file=sys.stderr,
-                       disable=args.no_progress or None)
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="apply", file=sys.stderr, disable=None)
         bar.update(done - bar.n)
 
     try:
