@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl.backends import compiled  # noqa: E402
-from netdsl.backends.numpy_backend import BACKEND  # noqa: E402
+from netdsl.backends.numpy import BACKEND, compiled  # noqa: E402
 
 
 def median_time(function, repeat: int) -> float:

@@ -6,7 +6,7 @@ Options: --sizes 20,24,28 (log2 element counts), --types float32,bfloat16, --cas
 --reps N, --no-peers, --budget SECONDS (peers still waiting when it is spent are listed as skipped),
 --commit TEXT (recorded in the header; default: git rev-parse, where .git exists).
 
-Method (.library/device/METHOD.md): each netdsl case runs through netdsl.backends.cuda as a user
+Method (.library/device/METHOD.md): each netdsl case runs through netdsl.backends.cupy as a user
 would (output allocation included), captured into a CUDA graph (small sizes measure the GPU, not
 Python's launch overhead), over enough rotating input buffers (>= 256 MiB in all, far above the
 50 MB L2) that no run reads a cached input; times are CUDA-event medians after a warm-up. Bytes =
@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from netdsl import dtypes  # noqa: E402
-from netdsl.backends import cuda  # noqa: E402
+from netdsl.backends import cupy as gpu  # noqa: E402
+from netdsl.backends.cupy.device import import_cupy  # noqa: E402
 
 ROTATION_BYTES = 256 << 20
 ROW = 4096
@@ -146,24 +147,24 @@ def float_data(cp: Any, n: int, dtype: dtypes.DType) -> Any:
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
 
 
-def random_input(cp: Any, n: int, dtype: dtypes.DType) -> cuda.DeviceTensor:
-    return cuda.DeviceTensor(dtype, (n // ROW, ROW), float_data(cp, n, dtype))
+def random_input(cp: Any, n: int, dtype: dtypes.DType) -> gpu.DeviceTensor:
+    return gpu.DeviceTensor(dtype, (n // ROW, ROW), float_data(cp, n, dtype))
 
 
-def random_codes(cp: Any, n: int, dtype: dtypes.DType) -> cuda.DeviceTensor:
+def random_codes(cp: Any, n: int, dtype: dtypes.DType) -> gpu.DeviceTensor:
     """Random codes of a quantized type; fp8 without its NaN codes (real data has none)."""
     length = n // 2 if dtype.bits == 4 else n
     codes = cp.random.randint(0, 256, length, dtype=np.uint8)
     if dtype == D.FP8:
         codes = cp.where((codes & 0x7F) == 0x7F, codes ^ 1, codes).astype(np.uint8)
-    return cuda.DeviceTensor(dtype, (n // ROW, ROW), codes)
+    return gpu.DeviceTensor(dtype, (n // ROW, ROW), codes)
 
 
-def scale_tensor(cp: Any, shape: tuple[int, ...], dtype: dtypes.DType = D.FLOAT32) -> cuda.DeviceTensor:
+def scale_tensor(cp: Any, shape: tuple[int, ...], dtype: dtypes.DType = D.FLOAT32) -> gpu.DeviceTensor:
     values = cp.random.uniform(0.01, 1, math.prod(shape)).astype(np.float32)
     if dtype == D.FP8:  # positive fp8 codes 0x20..0x6F
-        return cuda.DeviceTensor(dtype, shape, cp.random.randint(0x20, 0x70, math.prod(shape), dtype=np.uint8))
-    return cuda.DeviceTensor(dtype, shape, values)
+        return gpu.DeviceTensor(dtype, shape, cp.random.randint(0x20, 0x70, math.prod(shape), dtype=np.uint8))
+    return gpu.DeviceTensor(dtype, shape, values)
 
 
 QTYPES = (D.INT8, D.INT4, D.FP8, D.FP4)
@@ -190,38 +191,38 @@ def cases(cp: Any, n: int, t: dtypes.DType):
             scale = scale_tensor(cp, sshape)
             sbytes = 4 * math.prod(sshape)
             yield (f"Q {q} {name}", n * tb + n * q.bits // 8 + sbytes, "x",
-                   lambda x, s=scale, b=block, q=q: lambda: cuda.quantize(x, s, b, q))
+                   lambda x, s=scale, b=block, q=q: lambda: gpu.quantize(x, s, b, q))
             yield (f"DQ {q} {name}", n * q.bits // 8 + sbytes + n * tb, ("q", q),
-                   lambda c, s=scale, b=block: lambda: cuda.dequantize(c, s, b, t))
+                   lambda c, s=scale, b=block: lambda: gpu.dequantize(c, s, b, t))
     for q, (name, block, sshape) in [(q, next(granularities(rows, q))) for q in QTYPES] + [
             (D.INT8, list(granularities(rows, D.INT8))[1]), (D.FP4, list(granularities(rows, D.FP4))[2]),
             (D.INT4, list(granularities(rows, D.INT4))[2])]:
         scale = scale_tensor(cp, sshape)
         yield (f"Q->DQ {q} {name} (fused)", 2 * n * tb + 4 * math.prod(sshape), "x",
-               lambda x, s=scale, b=block, q=q: lambda: cuda.quantize_dequantize(x, s, b, q))
+               lambda x, s=scale, b=block, q=q: lambda: gpu.quantize_dequantize(x, s, b, q))
     codes, dqs = scale_tensor(cp, (rows, ROW // 16), D.FP8), scale_tensor(cp, (1, 1))
     yield ("DQ(fp4, DQ(fp8 scale, dqs)) 1x16 (fused chain)", n // 2 + n // 16 + n * tb, ("q", D.FP4),
-           lambda c: lambda: cuda.dequantize_double(c, codes, dqs, (1, 16), t, t))
+           lambda c: lambda: gpu.dequantize_double(c, codes, dqs, (1, 16), t, t))
     nvfp4 = n * tb + n // 2 + n // 16
     mxfp8 = n * tb + n + n // 32
-    yield "DynQ NVFP4 1x16", nvfp4, "x", lambda x: lambda: cuda.dynamic_quantize(x, (1, 16), D.FP4, D.FP8, 1.0)
-    yield "DynQ NVFP4 16x1", nvfp4, "x", lambda x: lambda: cuda.dynamic_quantize(x, (16, 1), D.FP4, D.FP8, 1.0)
-    yield "DynQ MXFP8 1x32", mxfp8, "x", lambda x: lambda: cuda.dynamic_quantize(x, (1, 32), D.FP8, D.E8M0, None)
-    yield "DynQ MXFP8 32x1", mxfp8, "x", lambda x: lambda: cuda.dynamic_quantize(x, (32, 1), D.FP8, D.E8M0, None)
+    yield "DynQ NVFP4 1x16", nvfp4, "x", lambda x: lambda: gpu.dynamic_quantize(x, (1, 16), D.FP4, D.FP8, 1.0)
+    yield "DynQ NVFP4 16x1", nvfp4, "x", lambda x: lambda: gpu.dynamic_quantize(x, (16, 1), D.FP4, D.FP8, 1.0)
+    yield "DynQ MXFP8 1x32", mxfp8, "x", lambda x: lambda: gpu.dynamic_quantize(x, (1, 32), D.FP8, D.E8M0, None)
+    yield "DynQ MXFP8 32x1", mxfp8, "x", lambda x: lambda: gpu.dynamic_quantize(x, (32, 1), D.FP8, D.E8M0, None)
     yield ("DynQ float fp8 1x128", n * tb + n + 4 * (n // 128), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (1, 128), D.FP8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (1, 128), D.FP8, D.FLOAT32, None))
     yield ("DynQ float int8 1x128", n * tb + n + 4 * (n // 128), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (1, 128), D.INT8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (1, 128), D.INT8, D.FLOAT32, None))
     yield ("DynQ float fp8 32x32", n * tb + n + 4 * (n // 1024), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (32, 32), D.FP8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (32, 32), D.FP8, D.FLOAT32, None))
     yield ("DynQ float fp8 128x128", n * tb + n + 4 * (n // 16384), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (128, 128), D.FP8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (128, 128), D.FP8, D.FLOAT32, None))
     yield ("DynQ float int8 128x128", n * tb + n + 4 * (n // 16384), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (128, 128), D.INT8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (128, 128), D.INT8, D.FLOAT32, None))
     yield ("DynQ float int8 1x4096", n * tb + n + 4 * (n // ROW), "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (1, ROW), D.INT8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (1, ROW), D.INT8, D.FLOAT32, None))
     yield ("DynQ float fp8 per-tensor (general path)", n * tb + n + 4, "x",
-           lambda x: lambda: cuda.dynamic_quantize(x, (rows, ROW), D.FP8, D.FLOAT32, None))
+           lambda x: lambda: gpu.dynamic_quantize(x, (rows, ROW), D.FP8, D.FLOAT32, None))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ def host_overhead(cp: Any, reps: int = 300) -> dict[str, float]:
     """Host µs per executed step of the executor on tiny tensors (kernels queue asynchronously, the
     host time is what is left): a chain of 64 quantize/dequantize layers, fused (32 steps) and not."""
     import netdsl
-    from netdsl.backends.cupy_backend import BACKEND
+    from netdsl.backends.cupy import BACKEND
 
     layers = ["network overhead", "input x : float32[16, 64]", "const s : float32[16, 4] = "
               + str(np.full((16, 4), 0.25).tolist())]
@@ -403,11 +404,11 @@ def host_overhead(cp: Any, reps: int = 300) -> dict[str, float]:
         previous = f"y{i}"
     layers.append(f"output {previous}")
     graph = netdsl.loads("\n".join(layers) + "\n").graph
-    x = cuda.upload(np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32), D.FLOAT32)
+    x = gpu.upload(np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32), D.FLOAT32)
     result = {}
     for fusion in (False, True):
         BACKEND.fusion = fusion
-        steps = len(BACKEND.plan(graph))
+        steps = len(BACKEND.schedule(graph))
         samples = []
         for i in range(reps + 20):
             cp.cuda.Device().synchronize()
@@ -430,7 +431,7 @@ def end_to_end(cp: Any, reps: int = 500) -> dict[str, float]:
     Network.run adds to the backend (prepare_inputs, get_backend) are timed on their own."""
     import netdsl
     from netdsl.backends import get_backend
-    from netdsl.backends.cupy_backend import BACKEND
+    from netdsl.backends.cupy import BACKEND
 
     network = netdsl.load(ROOT / "examples" / "dynamic_quantize.net")
     x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
@@ -455,7 +456,7 @@ def peak_memory(cp: Any) -> dict[str, Any]:
     CuPy memory pool's high-water mark (pool.total_bytes() with the pool emptied after the input was
     made; freed blocks are reused, so it is the peak of what was live at once), fused and unfused."""
     import netdsl
-    from netdsl.backends.cupy_backend import BACKEND
+    from netdsl.backends.cupy import BACKEND
 
     text = (ROOT / "examples" / "nvfp4_bf16.net").read_text().replace("bfloat16[8, 64]", "bfloat16[65536, 4096]")
     graph = netdsl.loads(text).graph
@@ -466,7 +467,7 @@ def peak_memory(cp: Any) -> dict[str, Any]:
         # x made without temporaries (bfloat16 1.5 everywhere: the values don't change what is allocated), so
         # that it fills its own pool chunk: a random x is cut from a larger chunk of its temporaries, whose free
         # rest the run's outputs would then reuse unseen
-        x = cuda.DeviceTensor(D.BFLOAT16, (65536, 4096), cp.full(1 << 28, 0x3FC0, dtype=np.uint16))
+        x = gpu.DeviceTensor(D.BFLOAT16, (65536, 4096), cp.full(1 << 28, 0x3FC0, dtype=np.uint16))
         cp.cuda.Device().synchronize()
         pool.free_all_blocks()  # only x is left in the pool (a fresh process: nothing else was allocated)
         base = pool.total_bytes()
@@ -522,19 +523,19 @@ def main() -> None:
     parser.add_argument("--peak-memory-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_memory_json:
-        print(json.dumps(peak_memory(cuda._cupy())))
+        print(json.dumps(peak_memory(import_cupy())))
         return
     began = time.monotonic()
     deadline = began + args.budget
     if args.defines:
         os.environ["NETDSL_CUDA_DEFINES"] = args.defines
     wanted = [w for w in args.cases.split(",") if w]
-    ok, reason = cuda.available()
+    ok, reason = gpu.available()
     if not ok:
         sys.exit(f"no GPU: {reason}")
-    cp = cuda._cupy()
+    cp = import_cupy()
     started = time.monotonic()
-    built = cuda.precompile()  # kernel parts missing from the disk cache, in parallel processes
+    built = gpu.precompile()  # kernel parts missing from the disk cache, in parallel processes
     print(f"precompile: {built} kernel parts built in {time.monotonic() - started:.0f} s", flush=True)
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
@@ -571,7 +572,7 @@ def main() -> None:
             tb = t.bits // 8
             buffers = max(1, math.ceil(ROTATION_BYTES / (n * tb)))
             x_inputs = [random_input(cp, n, t) for _ in range(buffers)]
-            code_inputs: dict[str, list[cuda.DeviceTensor]] = {}
+            code_inputs: dict[str, list[gpu.DeviceTensor]] = {}
             group = []
             for label, moved, kind, make in cases(cp, n, t):
                 if wanted and not any(w in label for w in wanted):

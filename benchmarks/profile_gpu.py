@@ -17,22 +17,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdsl import dtypes  # noqa: E402
-from netdsl.backends import cuda  # noqa: E402
+from netdsl.backends import cupy as gpu  # noqa: E402
+from netdsl.backends.cupy.device import import_cupy  # noqa: E402
 
 
 def main() -> None:
-    cp = cuda._cupy()
+    cp = import_cupy()
     n, row = 1 << 26, 4096
     values = cp.random.standard_normal(n, dtype=np.float32)
-    bf16 = cuda.DeviceTensor(dtypes.BFLOAT16, (n // row, row), (values.view(np.uint32) >> 16).astype(np.uint16))
-    per_tensor = cuda.DeviceTensor(dtypes.FLOAT32, (1, 1), cp.full(1, 0.05, dtype=np.float32))
-    block16 = cuda.DeviceTensor(dtypes.FLOAT32, (n // row, row // 16),
+    bf16 = gpu.DeviceTensor(dtypes.BFLOAT16, (n // row, row), (values.view(np.uint32) >> 16).astype(np.uint16))
+    per_tensor = gpu.DeviceTensor(dtypes.FLOAT32, (1, 1), cp.full(1, 0.05, dtype=np.float32))
+    block16 = gpu.DeviceTensor(dtypes.FLOAT32, (n // row, row // 16),
                                 cp.full(n // 16, 0.05, dtype=np.float32))
     cases = [
-        lambda: cuda.quantize(bf16, per_tensor, bf16.shape, dtypes.FP8),
-        lambda: cuda.quantize(bf16, block16, (1, 16), dtypes.FP4),
-        lambda: cuda.dynamic_quantize(bf16, (1, 16), dtypes.FP4, dtypes.FP8, 1.0),
-        lambda: cuda.dynamic_quantize(bf16, (16, 1), dtypes.FP4, dtypes.FP8, 1.0),
+        lambda: gpu.quantize(bf16, per_tensor, bf16.shape, dtypes.FP8),
+        lambda: gpu.quantize(bf16, block16, (1, 16), dtypes.FP4),
+        lambda: gpu.dynamic_quantize(bf16, (1, 16), dtypes.FP4, dtypes.FP8, 1.0),
+        lambda: gpu.dynamic_quantize(bf16, (16, 1), dtypes.FP4, dtypes.FP8, 1.0),
     ]
     for _ in range(2):  # the first round compiles and warms up
         for case in cases:

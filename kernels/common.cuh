@@ -18,7 +18,7 @@ constexpr int kThreads = 256;  // threads per CTA for every kernel
 constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
 
 // n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
-// FastDivmod); the host computes mul and shr (netdsl/backends/cuda.py, _fast_div).
+// FastDivmod); the host computes mul and shr (netdsl/backends/cupy/geometry.py, fast_div).
 struct FastDiv {
   u32 d, mul, shr;
   NETDSL_D u32 div(u32 n) const { return d == 1u ? n : __umulhi(n, mul) >> shr; }
@@ -186,7 +186,7 @@ NETDSL_D bool quantize16(const float (&x)[16], float s, float r, float amax, flo
 }
 
 // A scale tensor whose element type is chosen at run time (one uniform branch per load), which
-// keeps the number of kernel instantiations down. Kinds: ScaleKind, mirrored in cuda.py.
+// keeps the number of kernel instantiations down. Kinds: ScaleKind, mirrored in netdsl/backends/cupy/abi.py.
 enum ScaleKind : u32 { kScaleFloat32 = 0, kScaleFloat16 = 1, kScaleBFloat16 = 2, kScaleE8M0 = 3 };
 
 struct ScaleTensor {

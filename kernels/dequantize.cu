@@ -1,6 +1,6 @@
 // Dequantize, y = round_to(Out, fl32(float32(q) * scale)): the product rounds to float32, then
 // (float16/bfloat16 output) rounds again, as a float32 multiply followed by a cast does.
-// Instantiated by name from netdsl/backends/cuda.py:
+// Instantiated by name from netdsl/backends/cupy/abi.py:
 //   dequantize_kernel<Q, Out, Mode>          the scale type (float32/float16/bfloat16/e8m0) is a
 //                                            run-time ScaleKind;
 //   dequantize_double_kernel<Q, Out, Mode>   the NVFP4 chain sf = Dequantize(codes, dqs) (dqs

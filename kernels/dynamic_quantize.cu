@@ -150,7 +150,7 @@ NETDSL_D void load_row(const u8* __restrict__ p, bool in_range, u32 (&w)[kWords]
   }
 }
 
-// Tuning knobs (benchmarks/bench_gpu.py --defines; netdsl/backends/cuda.py reads the same values):
+// Tuning knobs (benchmarks/bench_gpu.py --defines; netdsl/backends/cupy/abi.py reads the same values):
 // bfloat16 columns per thread in 16-row bands, and resident CTAs per SM.
 #ifndef NETDSL_TILE16_BF16_VEC
 #define NETDSL_TILE16_BF16_VEC 4

@@ -1,6 +1,6 @@
 // Quantize, q = saturate(round_half_even(x / scale)), and the fused Quantize -> Dequantize
 // (fake quantization) that never materialises q. Instantiated by name from
-// netdsl/backends/cuda.py: quantize_kernel<In, Out, Mode>, quantize_dequantize_kernel<In, Q, Out, Mode>;
+// netdsl/backends/cupy/abi.py: quantize_kernel<In, Out, Mode>, quantize_dequantize_kernel<In, Q, Out, Mode>;
 // the scale types (quantize: float32/float16/bfloat16; dequantize: those or e8m0) are run-time
 // ScaleKinds.
 #include "common.cuh"

@@ -21,7 +21,7 @@ def python_path(first: Path | str) -> str:
 
 def gpu_reason() -> str | None:
     """None when the cupy backend can run here, else why not."""
-    from netdsl.backends.cupy_backend import BACKEND
+    from netdsl.backends.cupy import BACKEND
 
     ok, reason = BACKEND.available()
     return None if ok else reason

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from netdsl.backends import get_backend
-from netdsl.backends.cupy_backend import BACKEND as CUPY
-from netdsl.backends.numpy_backend import BACKEND as NUMPY
+from netdsl.backends.cupy import BACKEND as CUPY
+from netdsl.backends.numpy import BACKEND as NUMPY
 from netdsl.diagnostics import UsageError
 from netdsl.ops import OPS
 

@@ -178,7 +178,7 @@ def test_save_into_missing_directory_exits_2(model, tmp_path, capsys) -> None:
 
 
 def test_cupy_backend_unavailable_is_a_usage_error(model, capsys) -> None:
-    from netdsl.backends.cupy_backend import BACKEND
+    from netdsl.backends.cupy import BACKEND
 
     if BACKEND.available()[0]:
         pytest.skip("a GPU is available here")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import netdsl
-from netdsl.backends import compiled
+from netdsl.backends.numpy import compiled
 from tests.conftest import ROOT, python_path
 
 F32 = np.float32

@@ -1,4 +1,4 @@
-"""Graph-level fusion in the GPU executor (netdsl/backends/cupy_backend.py).
+"""Graph-level fusion in the GPU executor (netdsl/backends/cupy/fusion.py and executor.py).
 
 - The planning pass itself, on the CPU (no CuPy, no GPU needed): which nodes fuse and which don't
   (an intermediate that is a graph output or has a second consumer, different block geometry,
@@ -17,17 +17,9 @@ import numpy as np
 import pytest
 
 import netdsl
-from netdsl.backends.cupy_backend import (
-    BACKEND as CUPY,
-)
-from netdsl.backends.cupy_backend import (
-    DEQUANTIZE_DOUBLE,
-    NODE,
-    QUANTIZE_DEQUANTIZE,
-    fusion_enabled,
-    plan_graph,
-)
-from netdsl.backends.numpy_backend import BACKEND as NUMPY
+from netdsl.backends.cupy import BACKEND as CUPY
+from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, fusion_enabled, schedule
+from netdsl.backends.numpy import BACKEND as NUMPY
 
 GPU_OK, GPU_REASON = CUPY.available()
 gpu = pytest.mark.skipif(not GPU_OK, reason=f"no GPU: {GPU_REASON}")
@@ -35,7 +27,7 @@ gpu = pytest.mark.skipif(not GPU_OK, reason=f"no GPU: {GPU_REASON}")
 
 def kinds(text: str, fusion: bool = True) -> list[tuple[str, tuple[str, ...]]]:
     graph = netdsl.loads(text).graph
-    return [(step.kind, step.names) for step in plan_graph(graph, fusion)]
+    return [(step.kind, step.names) for step in schedule(graph, fusion)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,7 +120,7 @@ y = dequantize(q, s, axis=0, to_type=float16)
 output y
 """
     graph = netdsl.loads(text).graph
-    steps = plan_graph(graph)
+    steps = schedule(graph)
     assert [(step.kind, step.names) for step in steps] == [
         (NODE, ("d",)), (DEQUANTIZE_DOUBLE, ("sf", "a")), (QUANTIZE_DEQUANTIZE, ("q", "y"))]
     # d and sc die after the chain step, a after the pair; the constants' last uses free them too.
@@ -140,12 +132,12 @@ def test_fusion_switch(monkeypatch) -> None:
     graph = netdsl.loads(PAIR).graph
     monkeypatch.setenv("NETDSL_FUSION", "0")
     assert not fusion_enabled()
-    assert [step.kind for step in CUPY.plan(graph)] == [NODE, NODE]
+    assert [step.kind for step in CUPY.schedule(graph)] == [NODE, NODE]
     monkeypatch.setenv("NETDSL_FUSION", "1")
-    assert [step.kind for step in CUPY.plan(graph)] == [QUANTIZE_DEQUANTIZE]
+    assert [step.kind for step in CUPY.schedule(graph)] == [QUANTIZE_DEQUANTIZE]
     CUPY.fusion = False
     try:
-        assert [step.kind for step in CUPY.plan(graph)] == [NODE, NODE]
+        assert [step.kind for step in CUPY.schedule(graph)] == [NODE, NODE]
     finally:
         CUPY.fusion = None
 
@@ -157,8 +149,8 @@ def test_planning_imports_without_cupy() -> None:
 
     code = ("import sys; sys.modules['cupy'] = None\n"
             "import netdsl\n"
-            "from netdsl.backends.cupy_backend import plan_graph\n"
-            f"print(len(plan_graph(netdsl.loads({PAIR!r}).graph)))\n")
+            "from netdsl.backends.cupy.fusion import schedule\n"
+            f"print(len(schedule(netdsl.loads({PAIR!r}).graph)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "1"
 
@@ -271,7 +263,7 @@ def run_three_ways(text: str, inputs: dict[str, np.ndarray], expect_fused: str |
     want = NUMPY.run(graph, prepared)
     try:
         CUPY.fusion = True
-        step_kinds = [step.kind for step in CUPY.plan(graph)]
+        step_kinds = [step.kind for step in CUPY.schedule(graph)]
         fused = CUPY.run(graph, prepared)
         CUPY.fusion = False
         unfused = CUPY.run(graph, prepared)

@@ -1,4 +1,4 @@
-"""The CUDA kernels (kernels/*.cu through netdsl.backends.cuda) against the NumPy references, bit for bit.
+"""The CUDA kernels (kernels/*.cu through netdsl.backends.cupy) against the NumPy references, bit for bit.
 
 Two kinds of test:
 
@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 
 from netdsl import dtypes
-from netdsl.backends import cuda
+from netdsl.backends.cupy import abi, device, dynamic, geometry, launch, loader
 from netdsl.ops import dequantize as dequantize_op
 from netdsl.ops import dynamic_quantize as dynamic_quantize_op
 from netdsl.ops import quantize as quantize_op
 from netdsl.ops.granularity import expand
 
-GPU_OK, GPU_REASON = cuda.available()
+GPU_OK, GPU_REASON = device.available()
 gpu = pytest.mark.skipif(not GPU_OK, reason=f"no GPU: {GPU_REASON}")
 
 FLOATS = [dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16]
@@ -60,14 +60,14 @@ def test_kernels_compile_for_sm90(tmp_path: Path) -> None:
             pytest.fail("CI=true but nvcc is not installed: the kernels cannot be compile-checked")
         pytest.skip("nvcc not installed")
     jobs = {}
-    for file, names in cuda.KERNEL_NAMES.items():
+    for file, names in abi.KERNEL_NAMES.items():
         # Taking each instantiation's address makes nvcc build exactly the kernels the launch layer
         # asks NVRTC for (its name expressions).
         unit = tmp_path / file
-        unit.write_text(cuda.kernel_source(file) + "\nstatic void* const netdsl_instantiations[] = {\n"
+        unit.write_text(loader.kernel_source(file) + "\nstatic void* const netdsl_instantiations[] = {\n"
                         + ",\n".join(f"    (void*)&{name}" for name in names) + "\n};\n")
         cubin = tmp_path / (file + ".cubin")
-        command = [nvcc, "-arch=sm_90", "--cubin", "-diag-suppress", "177", *cuda.COMPILE_OPTIONS,
+        command = [nvcc, "-arch=sm_90", "--cubin", "-diag-suppress", "177", *abi.COMPILE_OPTIONS,
                    "-o", str(cubin), str(unit)]
         jobs[file] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
                       cubin, names)
@@ -79,15 +79,15 @@ def test_kernels_compile_for_sm90(tmp_path: Path) -> None:
 
 
 def test_kernel_sources_found_and_inlined() -> None:
-    for file in cuda.KERNEL_NAMES:
-        source = cuda.kernel_source(file)
+    for file in abi.KERNEL_NAMES:
+        source = loader.kernel_source(file)
         assert '#include "' not in source and "namespace netdsl" in source
 
 
 def test_collapse_keeps_scale_indices() -> None:
     for shape, block in [((4, 8), (2, 8)), ((9, 10), (4, 3)), ((2, 3, 4, 5), (2, 1, 4, 5)), ((6, 64), (16, 1)),
                          ((3, 1, 7), (1, 1, 7)), ((2, 3, 4, 33), (1, 2, 3, 8)), ((5,), (2,))]:
-        dims = cuda.collapse(shape, block)
+        dims = geometry.collapse(shape, block)
         index = np.arange(math.prod(shape))
         expected = np.zeros_like(index)
         stride = 1
@@ -135,23 +135,23 @@ def dtype_of(array: np.ndarray) -> dtypes.DType:
 
 
 def gpu_quantize(x, scale, block, to_type):
-    return cuda.download(cuda.quantize(cuda.upload(x, dtype_of(x)), cuda.upload(scale, dtype_of(scale)),
+    return device.download(launch.quantize(device.upload(x, dtype_of(x)), device.upload(scale, dtype_of(scale)),
                                        block, to_type))
 
 
 def gpu_dequantize(q, scale, block, to_type):
-    return cuda.download(cuda.dequantize(cuda.upload(q, dtype_of(q)), cuda.upload(scale, dtype_of(scale)),
+    return device.download(launch.dequantize(device.upload(q, dtype_of(q)), device.upload(scale, dtype_of(scale)),
                                          block, to_type))
 
 
 def gpu_quantize_dequantize(x, scale, block, quant_type):
-    x_device, scale_device = cuda.upload(x, dtype_of(x)), cuda.upload(scale, dtype_of(scale))
-    return cuda.download(cuda.quantize_dequantize(x_device, scale_device, block, quant_type))
+    x_device, scale_device = device.upload(x, dtype_of(x)), device.upload(scale, dtype_of(scale))
+    return device.download(launch.quantize_dequantize(x_device, scale_device, block, quant_type))
 
 
 def gpu_dynamic_quantize(x, block, output_type, scale_type, dqs):
-    data, scale = cuda.dynamic_quantize(cuda.upload(x, dtype_of(x)), block, output_type, scale_type, dqs)
-    return cuda.download(data), cuda.download(scale)
+    data, scale = launch.dynamic_quantize(device.upload(x, dtype_of(x)), block, output_type, scale_type, dqs)
+    return device.download(data), device.download(scale)
 
 
 def cast(values: np.ndarray, dtype: dtypes.DType) -> np.ndarray:
@@ -337,8 +337,8 @@ def test_every_granularity(in_type, to_type, shape, block) -> None:
         dq_scale = (cast(np.exp(rng.uniform(-8, 8, scale.shape)), other_type) if scale_type != dtypes.BFLOAT16
                     else dtypes.from_codes(rng.integers(0, 256, scale.shape).astype(np.uint8), dtypes.E8M0))
         y_want = dequantize_op.reference(q_want, dq_scale, block, other_type)
-        got = cuda.download(cuda.quantize_dequantize(cuda.upload(x, dtype_of(x)), cuda.upload(scale, dtype_of(scale)),
-                                                     block, to_type, cuda.upload(dq_scale, dtype_of(dq_scale)),
+        got = device.download(launch.quantize_dequantize(device.upload(x, dtype_of(x)), device.upload(scale, dtype_of(scale)),
+                                                     block, to_type, device.upload(dq_scale, dtype_of(dq_scale)),
                                                      other_type))
         assert_same_bits(got, y_want, x, "fused, other scale and output " + what)
         # the NVFP4-style chain: q dequantized with S = round_to(sf type, decode(code) * dqs) per block
@@ -346,8 +346,8 @@ def test_every_granularity(in_type, to_type, shape, block) -> None:
         dqs = cast(np.exp(rng.uniform(-10, 10, (1,) * len(shape))), scale_type)
         sf = dequantize_op.reference(codes, dqs, tuple(max(d, 1) for d in scale.shape), other_type)
         y_want = dequantize_op.reference(q_want, sf, block, in_type)
-        got = cuda.download(cuda.dequantize_double(cuda.upload(q_want, to_type), cuda.upload(codes, dtypes.FP8),
-                                                   cuda.upload(dqs, dtype_of(dqs)), block, other_type, in_type))
+        got = device.download(launch.dequantize_double(device.upload(q_want, to_type), device.upload(codes, dtypes.FP8),
+                                                   device.upload(dqs, dtype_of(dqs)), block, other_type, in_type))
         assert_same_bits(got, y_want, q_want, "dequantize chain " + what)
 
 
@@ -419,10 +419,10 @@ CTA_GEOMETRIES = [
 
 @pytest.mark.parametrize("shape,block,f32,bf16", CTA_GEOMETRIES)
 def test_block_kernel_takes_these_geometries(shape, block, f32, bf16) -> None:
-    dims = cuda._scale_indexing(shape, block).dims
-    assert (cuda._cta_geometry(dims, "FloatFP8", dtypes.FLOAT32) is not None) == f32
-    assert (cuda._cta_geometry(dims, "FloatInt8", dtypes.BFLOAT16) is not None) == bf16
-    assert cuda._cta_geometry(dims, "NVFP4", dtypes.FLOAT32) is None
+    dims = geometry.scale_indexing(shape, block).dims
+    assert (dynamic.cta_geometry(dims, "FloatFP8", dtypes.FLOAT32) is not None) == f32
+    assert (dynamic.cta_geometry(dims, "FloatInt8", dtypes.BFLOAT16) is not None) == bf16
+    assert dynamic.cta_geometry(dims, "NVFP4", dtypes.FLOAT32) is None
 
 
 def dynamic_input(shape, block, in_type, rng) -> np.ndarray:
@@ -572,13 +572,13 @@ def test_large_random() -> None:
 def test_device_tensor_storage() -> None:
     """The documented raw layout: 4-bit codes packed two per byte, low nibble first, last byte padded."""
     codes = np.array([1, 2, 3, 4, 5], np.uint8)
-    t = cuda.upload(dtypes.from_codes(codes, dtypes.FP4), dtypes.FP4)
-    assert cuda._cupy().asnumpy(t.data).tolist() == [0x21, 0x43, 0x05]
-    q = cuda.quantize(cuda.upload(np.array([0.5, 1, 1.5, 2, 3], np.float32), dtypes.FLOAT32),
-                      cuda.upload(np.array([1], np.float32), dtypes.FLOAT32), (5,), dtypes.FP4)
-    assert cuda._cupy().asnumpy(q.data).tolist() == [0x21, 0x43, 0x05]
-    bf16 = cuda.upload(np.array([1.5, -2], ml_dtypes.bfloat16), dtypes.BFLOAT16)
-    assert cuda._cupy().asnumpy(bf16.data).tolist() == [0x3FC0, 0xC000]
-    empty = cuda.quantize(cuda.upload(np.zeros((0, 3), np.float32), dtypes.FLOAT32),
-                          cuda.upload(np.ones((0, 1), np.float32), dtypes.FLOAT32), (1, 3), dtypes.INT8)
-    assert cuda.download(empty).shape == (0, 3)
+    t = device.upload(dtypes.from_codes(codes, dtypes.FP4), dtypes.FP4)
+    assert device.import_cupy().asnumpy(t.data).tolist() == [0x21, 0x43, 0x05]
+    q = launch.quantize(device.upload(np.array([0.5, 1, 1.5, 2, 3], np.float32), dtypes.FLOAT32),
+                      device.upload(np.array([1], np.float32), dtypes.FLOAT32), (5,), dtypes.FP4)
+    assert device.import_cupy().asnumpy(q.data).tolist() == [0x21, 0x43, 0x05]
+    bf16 = device.upload(np.array([1.5, -2], ml_dtypes.bfloat16), dtypes.BFLOAT16)
+    assert device.import_cupy().asnumpy(bf16.data).tolist() == [0x3FC0, 0xC000]
+    empty = launch.quantize(device.upload(np.zeros((0, 3), np.float32), dtypes.FLOAT32),
+                          device.upload(np.ones((0, 1), np.float32), dtypes.FLOAT32), (1, 3), dtypes.INT8)
+    assert device.download(empty).shape == (0, 3)

@@ -8,8 +8,8 @@ import pytest
 
 import netdsl
 from netdsl import dtypes
-from netdsl.backends import numpy_backend
-from netdsl.backends.numpy_backend import pieces
+from netdsl.backends.numpy import executor as numpy_executor
+from netdsl.backends.numpy.executor import pieces
 from netdsl.ops import quantize
 from tests import oracle
 
@@ -47,8 +47,8 @@ def test_chunking_never_changes_a_bit(tmp_path, monkeypatch, model: str, target:
     for node in net.graph.nodes:  # the references on whole tensors, no pieces
         env.update(zip(node.outputs, node.op.evaluate(node.plan, [env[n] for n in node.inputs])))
     whole = {name: env[name] for name in net.graph.outputs}
-    monkeypatch.setattr(numpy_backend, "PIECE_ELEMENTS", target)
-    monkeypatch.setattr(numpy_backend.pieces, "__defaults__", (target,))
+    monkeypatch.setattr(numpy_executor, "PIECE_ELEMENTS", target)
+    monkeypatch.setattr(numpy_executor.pieces, "__defaults__", (target,))
     chunked = net.run(inputs, backend="numpy")
     for name in whole:
         assert chunked[name].dtype == whole[name].dtype

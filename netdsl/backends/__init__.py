@@ -42,13 +42,13 @@ def get_backend(name: str) -> Backend:
     if name not in ("auto",) + BACKEND_NAMES:
         raise UsageError(f"unknown backend '{name}' (choose auto, numpy or cupy)")
     if name in ("auto", "cupy"):
-        from netdsl.backends.cupy_backend import BACKEND as gpu
+        from netdsl.backends.cupy import BACKEND as gpu
 
         ok, reason = gpu.available()
         if ok:
             return gpu
         if name == "cupy":
             raise UsageError(f"the cupy backend is not available: {reason}")
-    from netdsl.backends.numpy_backend import BACKEND as cpu
+    from netdsl.backends.numpy import BACKEND as cpu
 
     return cpu

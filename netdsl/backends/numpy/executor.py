@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from netdsl.backends import Backend, compiled
+from netdsl.backends import Backend
+from netdsl.backends.numpy import compiled
 from netdsl.ir import Graph
 from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, shuffle, unary
 from netdsl.ops.dynamic_quantize import DynamicPlan

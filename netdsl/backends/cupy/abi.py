@@ -1,0 +1,178 @@
+"""The kernels' ABI as the host sees it: every constant, enum and template instantiation of ``kernels/*.cu``
+that the launchers rely on. Plain Python (no CuPy).
+
+Each constant names its C++ twin; ``tests/test_kernel_abi.py`` reads the ``.cu``/``.cuh`` files and checks
+that the two agree, so a change on one side that the other misses fails on any machine, GPU or not.
+"""
+
+from __future__ import annotations
+
+import os
+
+from netdsl import dtypes
+
+#: the element types of the kernels' template parameters (the tag structs of netdsl::type)
+FLOAT_TYPES = tuple(t.name for t in dtypes.FLOAT_TYPES)
+QUANTIZED_TYPES = tuple(t.name for t in dtypes.QUANTIZED_TYPES)
+DEQUANTIZE_SCALE_TYPES = (*FLOAT_TYPES, "e8m0")
+
+#: kThreads in common.cuh: threads per CTA for every kernel
+THREADS = 256
+#: the block argument of every launch
+BLOCK = (THREADS,)
+#: kMaxDims in common.cuh: the most (extent, block) dims a ScaleMap holds
+MAX_DIMS = 8
+#: kScaleMapWords in common.cuh: ScaleMap's uint32 words (rank, then per dim extent and block FastDivs
+#: of 3 words each and the scale stride)
+SCALE_MAP_WORDS = 1 + MAX_DIMS * (3 + 3 + 1)
+#: dims of BlockGeometry in dynamic_quantize.cu (DynamicQuantize takes rank 2..4)
+BLOCK_GEOMETRY_DIMS = 4
+#: kBlockGeometryWords in dynamic_quantize.cu: extents, blocks, and a FastDiv per dim
+BLOCK_GEOMETRY_WORDS = BLOCK_GEOMETRY_DIMS * (1 + 1 + 3)
+#: elements per chunk, one thread's unit of work (Chunk<T> in formats.cuh: pack16/unpack16)
+CHUNK = 16
+
+#: ScaleKind in common.cuh: the scale's element type is a run-time kernel argument
+SCALE_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2, "e8m0": 3}
+#: CodeKind in dequantize.cu: the type of the scale codes in a fused Dequantize chain
+CODE_KINDS = {"int8": 0, "int4": 1, "fp8": 2, "fp4": 3}
+
+#: MapMode in common.cuh: how an elementwise kernel finds an element's scale
+PER_TENSOR, CHUNKED, GENERAL = 0, 1, 2
+MAP_MODES = (PER_TENSOR, CHUNKED, GENERAL)
+
+#: (output_type, scale_type) -> the DynamicQuantize mode struct of dynamic_quantize.cu: the modes of
+#: ops/dynamic_quantize.py's MODES, the float-scale mode with one struct per data type
+DYNAMIC_MODES: dict[tuple[str, str], str] = {
+    ("fp4", "fp8"): "NVFP4",
+    ("fp8", "e8m0"): "MXFP8",
+    ("fp8", "float32"): "FloatFP8",
+    ("int8", "float32"): "FloatInt8",
+}
+#: the DynamicQuantize modes whose blocks can be large enough for the one-block-per-CTA kernel
+CTA_MODES = ("FloatFP8", "FloatInt8")
+#: CtaShape::kCtasPerSm in dynamic_quantize.cu (__launch_bounds__ of the CTA kernel)
+CTA_CTAS_PER_SM = 2
+#: the tile kernel's (rows per band, per-column) instantiations per DynamicQuantize mode: NVFP4 and
+#: MXFP8 block one dimension (16 and 32 rows, a scale per column); float scales any block
+TILE_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "NVFP4": ((16, True),),
+    "MXFP8": ((32, True),),
+    "FloatFP8": ((16, True), (16, False), (32, True), (32, False)),
+    "FloatInt8": ((16, True), (16, False), (32, True), (32, False)),
+}
+#: the tile kernel's longest column block (its largest kRows)
+MAX_TILE_ROWS = 32
+#: the rows kernel's largest block: 32 lanes of one chunk each
+MAX_ROW_BLOCK = CHUNK * 32
+#: larger general blocks take the atomic amax pass (block_amax_kernel loops over a block per thread)
+MAX_BLOCK_LOOP = 1024
+#: resident CTAs per SM the grids are sized for: 2048 resident threads per SM on sm_90
+CTAS_PER_SM = 8
+
+#: NVRTC (and nvcc) options: IEEE division, subnormals kept, no contraction of a*b+c into an FMA.
+COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true")
+
+#: the kernels' tuning macros and their defaults (the ``#ifndef`` blocks of the .cu/.cuh files)
+TUNING_DEFAULTS = {"NETDSL_MIN_CTAS_PER_SM": 4, "NETDSL_TILE16_BF16_VEC": 4, "NETDSL_TILE_PREFETCH": 1,
+                   "NETDSL_TILE_CTAS": 2}
+
+
+def cuda_defines() -> tuple[str, ...]:
+    """The words of $NETDSL_CUDA_DEFINES (``NAME=VALUE`` tuning macros, e.g. NETDSL_MIN_CTAS_PER_SM=3;
+    see benchmarks/bench_gpu.py --defines)."""
+    return tuple(os.environ.get("NETDSL_CUDA_DEFINES", "").split())
+
+
+def compile_options() -> tuple[str, ...]:
+    """COMPILE_OPTIONS plus ``-D`` for each word of $NETDSL_CUDA_DEFINES."""
+    return COMPILE_OPTIONS + tuple(f"-D{word}" for word in cuda_defines())
+
+
+def tuning(name: str) -> int:
+    """A kernel tuning macro's value as $NETDSL_CUDA_DEFINES sets it for the kernels, else its default."""
+    for word in cuda_defines():
+        key, _, value = word.partition("=")
+        if key == name:
+            return int(value)
+    return TUNING_DEFAULTS[name]
+
+
+#: __launch_bounds__ of the tile kernel (2: up to 128 registers); read once, as the kernels are compiled
+TILE_CTAS_PER_SM = tuning("NETDSL_TILE_CTAS")
+#: the tile kernel's bfloat16 columns per thread in 16-row bands (TileShape::kVec)
+TILE16_BF16_VEC = tuning("NETDSL_TILE16_BF16_VEC")
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernel names: the template instantiations, as NVRTC name expressions
+
+
+def _cxx(type_name: str) -> str:
+    return f"netdsl::type::{type_name}"
+
+
+def quantize_name(x: str, q: str, mode: int) -> str:
+    return f"netdsl::quantize_kernel<{_cxx(x)}, {_cxx(q)}, {mode}>"
+
+
+def quantize_dequantize_name(x: str, q: str, out: str, mode: int) -> str:
+    return f"netdsl::quantize_dequantize_kernel<{_cxx(x)}, {_cxx(q)}, {_cxx(out)}, {mode}>"
+
+
+def dequantize_name(q: str, out: str, mode: int) -> str:
+    return f"netdsl::dequantize_kernel<{_cxx(q)}, {_cxx(out)}, {mode}>"
+
+
+def dequantize_double_name(q: str, out: str, mode: int) -> str:
+    return f"netdsl::dequantize_double_kernel<{_cxx(q)}, {_cxx(out)}, {mode}>"
+
+
+def rows_name(x: str, mode_struct: str) -> str:
+    return f"netdsl::dynamic_quantize_rows_kernel<{_cxx(x)}, netdsl::{mode_struct}>"
+
+
+def tile_name(x: str, mode_struct: str, rows: int, per_column: bool) -> str:
+    column = "true" if per_column else "false"
+    return f"netdsl::dynamic_quantize_tile_kernel<{_cxx(x)}, netdsl::{mode_struct}, {rows}, {column}>"
+
+
+def cta_name(x: str, mode_struct: str) -> str:
+    return f"netdsl::dynamic_quantize_cta_kernel<{_cxx(x)}, netdsl::{mode_struct}>"
+
+
+def block_amax_name(x: str) -> str:
+    return f"netdsl::block_amax_kernel<{_cxx(x)}>"
+
+
+def atomic_amax_name(x: str, mode: int) -> str:
+    return f"netdsl::atomic_amax_kernel<{_cxx(x)}, {mode}>"
+
+
+def block_scales_name(mode_struct: str) -> str:
+    return f"netdsl::block_scales_kernel<netdsl::{mode_struct}>"
+
+
+_STRUCTS = tuple(DYNAMIC_MODES.values())
+
+#: kernel file -> every instantiation the launchers use (the CI compile test builds exactly these)
+KERNEL_NAMES: dict[str, tuple[str, ...]] = {
+    "quantize.cu": tuple(
+        [quantize_name(x, q, m) for x in FLOAT_TYPES for q in QUANTIZED_TYPES for m in MAP_MODES]
+        + [quantize_dequantize_name(x, q, y, m)
+           for x in FLOAT_TYPES for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in MAP_MODES]
+    ),
+    "dequantize.cu": tuple(
+        [dequantize_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in MAP_MODES]
+        + [dequantize_double_name(q, y, m) for q in QUANTIZED_TYPES for y in FLOAT_TYPES for m in MAP_MODES]
+    ),
+    "dynamic_quantize.cu": tuple(
+        [rows_name(x, mode) for x in FLOAT_TYPES for mode in _STRUCTS]
+        + [tile_name(x, mode, rows, column) for x in FLOAT_TYPES for mode in _STRUCTS
+           for rows, column in TILE_VARIANTS[mode]]
+        + [cta_name(x, mode) for x in FLOAT_TYPES for mode in CTA_MODES]
+        + [block_amax_name(x) for x in FLOAT_TYPES]
+        + [atomic_amax_name(x, m) for x in FLOAT_TYPES for m in MAP_MODES]
+        + [block_scales_name(mode) for mode in _STRUCTS]
+    ),
+}

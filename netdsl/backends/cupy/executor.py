@@ -1,0 +1,177 @@
+"""The GPU executor: runs a checked graph through the CUDA kernels of ``kernels/`` (via CuPy).
+
+Before the first run of a graph the fusion pass (:mod:`netdsl.backends.cupy.fusion`) turns its nodes
+into a schedule of steps. Tensors stay on the device between steps; each intermediate is freed after
+its last use, so a run holds at most the inputs, the outputs and one tensor per live edge. The
+schedule, the constants uploaded to the device and every kernel launch's fixed arguments are kept per
+graph, so a repeated run pays only for its inputs, launches and downloads.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netdsl.backends import Backend
+from netdsl.backends.cupy import device, launch
+from netdsl.backends.cupy.device import DeviceTensor
+from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, fusion_enabled
+from netdsl.backends.cupy.fusion import schedule as schedule_graph
+from netdsl.ir import Graph
+from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan, applied_double_quant_scale
+from netdsl.ops.quantize import QUANTIZE, ScalePlan, check_applied_scale
+
+
+@dataclass
+class _GraphState:
+    """What the backend keeps per graph: the schedules (by fusion flag) and the constants on the device."""
+
+    graph: weakref.ref[Graph]
+    schedules: dict[bool, Schedule] = field(default_factory=dict)
+    constants: dict[tuple[int, str], tuple[np.ndarray, Any]] = field(default_factory=dict)
+    #: the graph's constant values and typed inputs, listed with its first schedule (like the schedule,
+    #: they assume the checked graph is not edited afterwards)
+    constant_values: list[Any] | None = None
+    input_values: list[tuple[str, Any]] | None = None
+
+
+class CupyBackend(Backend):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.fusion: bool | None = None  # None: $NETDSL_FUSION decides
+        self._graphs: dict[int, _GraphState] = {}
+
+    def available(self) -> tuple[bool, str]:
+        return device.available()
+
+    def _state(self, graph: Graph) -> _GraphState:
+        state = self._graphs.get(id(graph))
+        if state is None or state.graph() is not graph:
+            for key in [k for k, s in self._graphs.items() if s.graph() is None]:
+                del self._graphs[key]
+            state = self._graphs[id(graph)] = _GraphState(weakref.ref(graph))
+        return state
+
+    def schedule(self, graph: Graph) -> Schedule:
+        """The steps this backend runs for ``graph`` (cached per graph and fusion setting)."""
+        fusion = fusion_enabled() if self.fusion is None else self.fusion
+        state = self._state(graph)
+        steps = state.schedules.get(fusion)
+        if steps is None:
+            steps = state.schedules[fusion] = schedule_graph(graph, fusion)
+        return steps
+
+    def _constant(self, state: _GraphState, value: Any, on_device: int) -> Any:
+        cached = state.constants.get((on_device, value.name))
+        if cached is None or cached[0] is not value.data:
+            uploaded = device.upload(value.data, value.type.dtype)
+            cached = state.constants[(on_device, value.name)] = (value.data, uploaded)
+        return cached[1]
+
+    def run_device(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back."""
+        state = self._state(graph)
+        steps = self.schedule(graph)
+        on_device = device.current()
+        env: dict[str, Any] = dict(inputs)
+        constants = state.constant_values
+        if constants is None:
+            constants = state.constant_values = graph.constants
+        for value in constants:
+            cached = state.constants.get((on_device, value.name))
+            env[value.name] = cached[1] if cached is not None and cached[0] is value.data \
+                else self._constant(state, value, on_device)
+        impls = self.impls
+        for step in steps:
+            args = [env[name] for name in step.inputs]
+            if step.kind == NODE:
+                node = step.nodes[0]
+                results = impls[node.op](node.plan, args)
+            elif step.kind == QUANTIZE_DEQUANTIZE:
+                results = [_run_quantize_dequantize(step, args)]
+            else:
+                results = [_run_dequantize_double(step, args)]
+            env.update(zip(step.outputs, results))
+            for name in step.free:
+                env.pop(name, None)
+        return {name: env[name] for name in graph.outputs}
+
+    def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        state = self._state(graph)
+        typed = state.input_values
+        if typed is None:
+            typed = state.input_values = [(value.name, value.type.dtype) for value in graph.inputs
+                                          if value.type is not None]  # a checked graph types every input
+        device_inputs = {name: device.upload(inputs[name], dtype) for name, dtype in typed}
+        results = self.run_device(graph, device_inputs)
+        return {name: device.download(results[name]) for name in graph.outputs}
+
+
+BACKEND = CupyBackend("cupy")
+
+
+def _reshaped(tensor: Any, shape: tuple[int, ...]) -> Any:
+    if tuple(tensor.shape) == tuple(shape):
+        return tensor
+    return DeviceTensor(dtype=tensor.dtype, shape=tuple(shape), data=tensor.data)
+
+
+def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
+    quantize_node, dequantize_node = step.nodes
+    q_plan: ScalePlan = quantize_node.plan
+    dq_plan: ScalePlan = dequantize_node.plan
+    x, q_scale, dq_scale = args
+    _check_applied(q_plan, q_scale)
+    _check_applied(dq_plan, dq_scale)
+    granularity = q_plan.granularity
+    return launch.quantize_dequantize(x, _reshaped(q_scale, granularity.scale_shape), granularity.block,
+                                    q_plan.to_type, _reshaped(dq_scale, granularity.scale_shape), dq_plan.to_type)
+
+
+def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
+    scale_node, data_node = step.nodes
+    sf_plan: ScalePlan = scale_node.plan
+    plan: ScalePlan = data_node.plan
+    data, codes, codes_scale = args
+    _check_applied(sf_plan, codes_scale)
+    granularity = plan.granularity
+    return launch.dequantize_double(data, _reshaped(codes, granularity.scale_shape), codes_scale, granularity.block,
+                                  sf_plan.to_type, plan.to_type)
+
+
+@BACKEND.impl(QUANTIZE)
+def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
+    _check_applied(plan, args[1])
+    granularity = plan.granularity
+    scale = _reshaped(args[1], granularity.scale_shape)
+    return [launch.quantize(args[0], scale, granularity.block, plan.to_type)]
+
+
+@BACKEND.impl(DEQUANTIZE)
+def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
+    _check_applied(plan, args[1])
+    granularity = plan.granularity
+    scale = _reshaped(args[1], granularity.scale_shape)
+    return [launch.dequantize(args[0], scale, granularity.block, plan.to_type)]
+
+
+@BACKEND.impl(DYNAMIC_QUANTIZE)
+def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[Any]:
+    dqs = plan.double_quant_scale
+    if plan.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
+        dqs = applied_double_quant_scale(plan, device.download(args[1]))
+    return list(launch.dynamic_quantize(args[0], plan.block, plan.output_type, plan.scale_type, dqs))
+
+
+def _check_applied(plan: ScalePlan, scale: Any) -> None:
+    """A scale computed from a recipe's weight is checked as a constant's would be (on the host: a scale
+    is small)."""
+    if plan.applied_scale is not None:
+        check_applied_scale(plan, device.download(scale))
+
+
+from netdsl.backends.cupy import recipe_layers  # noqa: E402,F401  (registers the recipe layers' impls)
