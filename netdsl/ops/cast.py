@@ -25,10 +25,11 @@ class CastAttrs:
 
 @dataclass(frozen=True)
 class CastPlan:
+    from_type: DType
     to_type: DType
 
     def describe(self) -> str:
-        return f"to {self.to_type.name}"
+        return f"{self.from_type.name} to {self.to_type.name}"
 
 
 def infer(ctx: InferContext) -> tuple[list[TensorType], CastPlan]:
@@ -39,11 +40,11 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], CastPlan]:
         raise OpError(f"cast needs to_type=, one of {names(FLOAT_TYPES)}", None)
     if to_type not in FLOAT_TYPES:
         raise OpError(f"cast's to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
-    return [TensorType(to_type, x.type.shape)], CastPlan(to_type)
+    return [TensorType(to_type, x.type.shape)], CastPlan(x.type.dtype, to_type)
 
 
 def evaluate(plan: CastPlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [dtypes.encode(np.asarray(args[0], dtype=np.float32), plan.to_type)]
+    return [dtypes.encode(dtypes.decode(np.asarray(args[0]), plan.from_type), plan.to_type)]
 
 
 CAST = register(OpDef(

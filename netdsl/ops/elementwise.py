@@ -81,7 +81,7 @@ def compute(a32: Any, b32: Any, op: str, xp: Any = np) -> Any:
 def reference(a: np.ndarray, b: np.ndarray, op: str, dtype: DType) -> np.ndarray:
     """:func:`compute` on ``a`` and ``b`` (``dtype`` storage), rounded to ``dtype``."""
     with np.errstate(all="ignore"):
-        result = compute(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), op)
+        result = compute(dtypes.decode(np.asarray(a), dtype), dtypes.decode(np.asarray(b), dtype), op)
         return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
 
 

@@ -87,7 +87,7 @@ def compute(x32: Any, op: str, axes: tuple[int, ...], keep_dims: bool, xp: Any =
 
 def reference(x: np.ndarray, op: str, axes: tuple[int, ...], keep_dims: bool, dtype: DType) -> np.ndarray:
     """:func:`compute` on ``x`` (``dtype`` storage), stored as ``dtype`` (exact: the result is an element)."""
-    result = compute(np.asarray(x, dtype=np.float32), op, axes, keep_dims)
+    result = compute(dtypes.decode(np.asarray(x), dtype), op, axes, keep_dims)
     return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
 
 

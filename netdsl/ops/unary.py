@@ -60,11 +60,12 @@ def reference(x: np.ndarray, op: str, dtype: DType) -> np.ndarray:
     unsigned = np.dtype(f"u{array.itemsize}")
     sign = unsigned.type(1 << (8 * array.itemsize - 1))
     bits = array.view(unsigned)
-    result = (bits & ~sign if op == "abs" else bits ^ sign).view(dtype.storage)
-    nan = np.isnan(result)
+    result = bits & ~sign if op == "abs" else bits ^ sign
+    infinity = np.asarray(np.inf, dtype.storage).view(unsigned)
+    nan = (result & ~sign) > infinity  # exponent all ones, mantissa not zero
     if nan.any():
-        result[nan] = dtypes.encode(np.full(1, np.nan, np.float32), dtype)[0]
-    return result
+        result[nan] = dtypes.encode(np.full(1, np.nan, np.float32), dtype).view(unsigned)[0]
+    return result.view(dtype.storage)
 
 
 def evaluate(plan: UnaryPlan, args: list[np.ndarray]) -> list[np.ndarray]:

@@ -1,0 +1,241 @@
+"""``netdsl apply`` throughput beside the rate of just reading (and hashing) the same files, one run.
+
+    python3 benchmarks/bench_apply.py [--size-gb 3] [--dir DIR] [--recipe examples/recipes/nvfp4_weights.net]
+                                      [--backend numpy|cupy] [--workers N] [--peer-python PYTHON]
+                                      [--out benchmarks/results-apply.md]
+
+Builds (once, in DIR) a synthetic Llama-shaped bfloat16 checkpoint of about SIZE GB in 1 GB shards, then
+measures in this order: reading every shard (64 MiB reads), reading and SHA-256 hashing them, and
+``netdsl apply`` (a fresh process, its peak resident memory from the OS) on the same files; rates are
+GB of checkpoint read per second. The files are read from the page cache in every measurement (they were
+just written or read; the machine has the memory), so the read rate is the ceiling of memory-to-memory
+reading, not the disk's. Target on the GPU (issue 14): apply >= 90% of the read rate.
+
+Peer: ModelOpt's own NVFP4 quantizer (``NVFP4QTensor.quantize``, torch on the CPU) over the same weights,
+read with safetensors and written with ``save_file`` per shard, when ``--peer-python`` names a Python with
+torch and nvidia-modelopt installed; its output is compared with netdsl's, block scale by block scale
+(docs/checkpoints.md says where the two rules differ).
+
+The lead's GPU row: ``python3 benchmarks/bench_apply.py --backend cupy --out benchmarks/results-apply.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HIDDEN, INTERMEDIATE = 4096, 11008
+CHUNK = 1 << 26
+
+
+def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
+    prefix = f"model.layers.{layer}."
+    square, wide, narrow = (HIDDEN, HIDDEN), (INTERMEDIATE, HIDDEN), (HIDDEN, INTERMEDIATE)
+    return [(prefix + "self_attn.q_proj.weight", square), (prefix + "self_attn.k_proj.weight", square),
+            (prefix + "self_attn.v_proj.weight", square), (prefix + "self_attn.o_proj.weight", square),
+            (prefix + "mlp.gate_proj.weight", wide), (prefix + "mlp.up_proj.weight", wide),
+            (prefix + "mlp.down_proj.weight", narrow), (prefix + "input_layernorm.weight", (HIDDEN,))]
+
+
+def make_checkpoint(folder: Path, size_gb: float) -> None:
+    """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard."""
+    from safetensors.numpy import save_file
+
+    marker = folder / "bench.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("size_gb") == size_gb:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.safetensors"):
+        old.unlink()
+    rng = np.random.default_rng(0)
+    per_layer = sum(int(np.prod(s)) * 2 for _, s in layer_tensors(0))
+    layers = max(1, round(size_gb * 1e9 / per_layer))
+    shards: list[dict[str, np.ndarray]] = [{}]
+    shard_bytes = 0
+    for layer in range(layers):
+        for name, shape in layer_tensors(layer):
+            if shard_bytes > 1e9:
+                shards.append({})
+                shard_bytes = 0
+            values = rng.standard_normal(shape, dtype=np.float32)
+            values *= np.float32(0.02)
+            shards[-1][name] = values.astype(ml_dtypes.bfloat16)
+            shard_bytes += values.size * 2
+    weight_map = {}
+    for i, tensors in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(tensors, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({t: name for t in tensors})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN}))
+    marker.write_text(json.dumps({"size_gb": size_gb, "layers": layers}))
+
+
+def read_rate(files: list[Path], hash_it: bool) -> tuple[float, float]:
+    """(seconds, bytes) to read every file in 64 MiB pieces, SHA-256 hashing them when ``hash_it``."""
+    buffer = bytearray(CHUNK)
+    total = 0
+    start = time.perf_counter()
+    for path in files:
+        digest = hashlib.sha256() if hash_it else None
+        with open(path, "rb", buffering=0) as stream:
+            while True:
+                count = stream.readinto(buffer)
+                if not count:
+                    break
+                total += count
+                if digest is not None:
+                    digest.update(memoryview(buffer)[:count])
+    return time.perf_counter() - start, total
+
+
+def run_apply(recipe: Path, folder: Path, backend: str, workers: int | None) -> tuple[float, float, Path]:
+    """(seconds, peak resident GB of the apply process) for one fresh ``netdsl apply``."""
+    out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
+    command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
+               "--backend", backend, "--no-progress"] + (["--workers", str(workers)] if workers else [])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, (peak_kb if peak_kb > before else before) / 1e6, out / "q"
+
+
+PEER = r'''
+import json, os, sys, time
+from pathlib import Path
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+torch.set_num_threads(os.cpu_count())
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+FUSED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
+def group_of(name):
+    parent, member, _ = name.rsplit(".", 2)
+    return parent, FUSED.get(member, member)
+groups = {}
+for name in index:
+    if name.endswith("_proj.weight"):
+        groups.setdefault(group_of(name), []).append(name)
+start = time.perf_counter()
+handles = {shard: safe_open(str(folder / shard), framework="pt") for shard in set(index.values())}
+global_scale = {}  # one per fused group, over all its members (ModelOpt's export unifies them too)
+for shard in sorted(handles):
+    result = {}
+    f = handles[shard]
+    for name in f.keys():
+        w = f.get_tensor(name)
+        if not name.endswith("_proj.weight"):
+            result[name] = w
+            continue
+        key = group_of(name)
+        if key not in global_scale:
+            amax = max(handles[index[m]].get_tensor(m).abs().amax().float() for m in groups[key])
+            global_scale[key] = amax / (6.0 * 448.0)
+        packed, scale, scale_2 = NVFP4QTensor.quantize(w, 16, weights_scaling_factor_2=global_scale[key])
+        result[name] = packed._quantized_data
+        result[name + "_scale"] = scale
+        result[name + "_scale_2"] = scale_2
+    save_file(result, str(out / shard), metadata={"format": "pt"})
+print(time.perf_counter() - start)
+'''
+
+
+def run_peer(python: str, folder: Path) -> tuple[float, Path]:
+    out = Path(tempfile.mkdtemp(prefix="bench-apply-peer-", dir=folder.parent))
+    result = subprocess.run([python, "-c", PEER, str(folder), str(out)], check=True, capture_output=True, text=True)
+    return float(result.stdout.strip().splitlines()[-1]), out
+
+
+def compare_with_peer(ours: Path, peer: Path) -> str:
+    """Block scales and packed codes that differ between netdsl's output and ModelOpt's."""
+    from safetensors import safe_open
+
+    scales = codes = blocks = elements = 0
+    for path in sorted(ours.glob("*.safetensors")):
+        with safe_open(str(path), framework="numpy") as a, safe_open(str(peer / path.name), framework="numpy") as b:
+            for name in a.keys():
+                if name.endswith("_proj.weight_scale"):
+                    x, y = a.get_tensor(name).view(np.uint8), b.get_tensor(name).view(np.uint8)
+                    scales += int(np.count_nonzero(x != y))
+                    blocks += x.size
+                elif name.endswith("_proj.weight"):
+                    x, y = a.get_tensor(name), b.get_tensor(name)
+                    codes += int(np.count_nonzero(x != y))
+                    elements += x.size
+    return (f"{scales} of {blocks} block scales differ ({scales / max(blocks, 1):.2e}); {codes} of {elements} "
+            f"code bytes differ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gb", type=float, default=3.0)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "netdsl-bench-apply")
+    parser.add_argument("--recipe", type=Path, default=ROOT / "examples" / "recipes" / "nvfp4_weights.net")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--peer-python", help="a Python with torch and nvidia-modelopt (ModelOpt's quantizer)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    folder = args.dir / "checkpoint"
+    make_checkpoint(folder, args.size_gb)
+    files = sorted(folder.glob("*.safetensors"))
+    read_rate(files, False)  # into the page cache, for every measurement alike
+    read_seconds, size = read_rate(files, False)
+    hash_seconds, _ = read_rate(files, True)
+    apply_seconds, peak_gb, ours = run_apply(args.recipe, folder, args.backend, args.workers)
+    largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
+    group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
+    rows = [("read (64 MiB reads)", read_seconds), ("read + SHA-256", hash_seconds),
+            (f"netdsl apply {args.recipe.stem} ({args.backend}{f', {args.workers} workers' if args.workers else ''})",
+             apply_seconds)]
+    peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
+    if args.peer_python:
+        peer_seconds, peer_out = run_peer(args.peer_python, folder)
+        rows.append(("ModelOpt NVFP4QTensor.quantize (torch, CPU) + save_file", peer_seconds))
+        peer_line = "netdsl vs ModelOpt on the same weights: " + compare_with_peer(ours, peer_out)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"## {datetime.date.today()}: {size / 1e9:.2f} GB checkpoint, {len(files)} shards, {os.cpu_count()} cores "
+             f"({cpu}), backend {args.backend}", "",
+             "| what | seconds | GB/s of checkpoint read | % of read |", "|---|---|---|---|"]
+    for what, seconds in rows:
+        lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% |")
+    lines += ["", f"- apply's peak resident memory: {peak_gb:.2f} GB; largest tensor {largest:.3f} GB, largest fused "
+              f"group (gate + up) {group:.3f} GB.", f"- {peer_line}", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        previous = args.out.read_text() if args.out.exists() else "# netdsl apply: benchmark results\n\n" \
+            "Written by `benchmarks/bench_apply.py`; newest first.\n\n"
+        head, _, rest = previous.partition("## ")
+        args.out.write_text(head + text + "\n" + ("## " + rest if rest else ""))
+
+
+if __name__ == "__main__":
+    main()
