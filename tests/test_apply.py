@@ -19,7 +19,7 @@ from netdsl import ModelError
 from netdsl.apply import apply
 from netdsl.cli import main
 from netdsl.diagnostics import UsageError
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, backends
 
 RECIPES = EXAMPLES / "recipes"
 NVFP4 = RECIPES / "nvfp4_weights.net"
@@ -422,9 +422,37 @@ def test_cli(checkpoint, tmp_path: Path, capsys) -> None:
 
 
 def test_two_dask_workers_write_the_same_bytes(checkpoint, tmp_path: Path) -> None:
-    pytest.importorskip("distributed", reason='Dask is the "dask" extra')
+    """--workers 2 (a local cluster of two processes) and --scheduler (a running cluster's address) against
+    one process, byte for byte."""
+    distributed = pytest.importorskip("distributed", reason='Dask is the "dask" extra')
     folder, _ = checkpoint
     apply(NVFP4, folder, tmp_path / "one", backend="numpy")
     apply(NVFP4, folder, tmp_path / "two", backend="numpy", workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        apply(NVFP4, folder, tmp_path / "remote", backend="numpy", scheduler=cluster.scheduler_address)
     for path in sorted((tmp_path / "one").iterdir()):
         assert path.read_bytes() == (tmp_path / "two" / path.name).read_bytes(), path.name
+        assert path.read_bytes() == (tmp_path / "remote" / path.name).read_bytes(), path.name
+
+
+def test_gpus_without_dask_cuda_names_the_extra(checkpoint, tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason='Dask is the "dask" extra')
+    try:
+        import dask_cuda  # noqa: F401
+        pytest.skip("dask-cuda is installed")
+    except ImportError:
+        pass
+    folder, _ = checkpoint
+    with pytest.raises(UsageError, match=r'--gpus needs dask-cuda: pip install "netdsl\[dask-cuda\]"'):
+        apply(NVFP4, folder, tmp_path / "out", backend="numpy", gpus=1)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("backend", backends()[1:])
+def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path: Path) -> None:
+    folder, _ = checkpoint
+    for recipe in ("nvfp4_weights", "mxfp8_weights", "fp8_per_channel_weights"):
+        apply(RECIPES / f"{recipe}.net", folder, tmp_path / f"numpy-{recipe}", backend="numpy")
+        apply(RECIPES / f"{recipe}.net", folder, tmp_path / f"{backend}-{recipe}", backend=backend)
+        for path in sorted((tmp_path / f"numpy-{recipe}").glob("*.safetensors")):
+            assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)

@@ -8,6 +8,7 @@ one at a time, in this process or on Dask, and the index, configs and other file
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from netdsl.apply.checkpoint import open_checkpoint
@@ -41,35 +42,36 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
 
         backend = get_backend(backend).name  # a usage error now, not in a worker
     out = Path(outdir)
-    manifest = Manifest.open(out, plan.settings)
-    todo = [shard for shard in plan.shards if not manifest.finished(shard, out)]
-    total = source.size
-    done = [total - sum(plan.input_bytes(s) for s in todo)]
+    on_dask = workers is not None or scheduler is not None or gpus is not None
+    if on_dask:
+        from netdsl.apply.scheduler import dask_client, run_on_dask
+    with dask_client(workers, scheduler, gpus) if on_dask else nullcontext() as client:
+        manifest = Manifest.open(out, plan.settings)
+        todo = [shard for shard in plan.shards if not manifest.finished(shard, out)]
+        total = source.size
+        done = [total - sum(plan.input_bytes(s) for s in todo)]
 
-    def advance(nbytes: int) -> None:
-        done[0] += nbytes
-        if progress:
-            progress(done[0], total)
+        def advance(nbytes: int) -> None:
+            done[0] += nbytes
+            if progress:
+                progress(done[0], total)
 
-    advance(0)
-    manifest.complete = False
-    if todo:
-        manifest.save()
-    try:
-        if workers is not None or scheduler is not None or gpus is not None:
-            from netdsl.apply.scheduler import dask_client, run_on_dask
+        def finished(shard: str, sha256: str) -> None:
+            manifest.record(shard, sha256)
+            advance(plan.input_bytes(shard))
 
-            def finished(shard: str, sha256: str) -> None:
-                manifest.record(shard, sha256)
-                advance(plan.input_bytes(shard))
-
-            with dask_client(workers, scheduler, gpus) as client:
+        advance(0)
+        manifest.complete = False
+        if todo:
+            manifest.save()
+        try:
+            if on_dask:
                 run_on_dask(client, plan, todo, str(out), backend, finished)
-        else:
-            for shard in todo:
-                manifest.record(*write_shard(plan, shard, str(out), backend, advance))
-    except CheckpointError as error:
-        raise UsageError(str(error)) from None
+            else:
+                for shard in todo:
+                    manifest.record(*write_shard(plan, shard, str(out), backend, advance))
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
     finish(plan, out)
     manifest.complete = True
     manifest.save()
