@@ -186,6 +186,46 @@ def draw_mxfp8_input() -> np.ndarray:
     return x.astype(np.float32)
 
 
+def draw_nvfp4_weight() -> np.ndarray:
+    """A float16 [8, 64] weight (kept in float32) with rows of different magnitudes; block 3 of row 7 is
+    all zero (ModelOpt writes block scale 1.0 there)."""
+    rng = np.random.default_rng(416)
+    w = rng.standard_normal((8, 64)) * (0.02 * 2.0 ** np.arange(8))[:, None]
+    w[7, 48:64] = 0.0
+    return w.astype(np.float16).astype(np.float32)
+
+
+def modelopt_nvfp4_export(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three constants ModelOpt's NVFP4 ONNX export writes for a weight (modelopt/torch/quantization/
+    qtensor/nvfp4_tensor.py, computed here with the oracle's float32 steps): gs = fl32(amax / 2688);
+    block scale sf = fp8(block_amax / fl32(6 * gs)) (one division; 1.0 for an all-zero block);
+    w_fp4 = fp4(w / fl32(sf * gs)). Returns (w_fp4 values, sf values, gs), all float32. (Checked once
+    against ModelOpt 0.47's NVFP4QTensor.get_weights_scaling_factor / quantize on the CPU: the same gs, block
+    scales and fp4 codes for this weight.)"""
+    gs = oracle.f32_div(float(np.abs(w).max()), 2688.0)
+    six_gs = oracle.f32_mul(6.0, gs)
+    blocks = np.abs(w).reshape(8, 4, 16).max(axis=2)
+    sf = np.vectorize(lambda a: 1.0 if a == 0 else oracle.encode_fp8(oracle.f32_div(a, six_gs)))(blocks)
+    effective = np.repeat(np.vectorize(lambda s: oracle.f32_mul(s, gs))(sf), 16, axis=1)
+    w_fp4 = np.vectorize(lambda x, e: oracle.encode_fp4(oracle.f32_div(x, e)))(w, effective)
+    return f32(w_fp4), f32(sf), f32([gs])
+
+
+def draw_mxfp4_weight() -> np.ndarray:
+    """A bfloat16 [8, 64] weight (kept in float32) with rows of different magnitudes."""
+    rng = np.random.default_rng(432)
+    return bf16(rng.standard_normal((8, 64)) * (0.05 * 2.0 ** np.arange(8))[:, None])
+
+
+def mxfp4_export(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MXFP4 weights as the OCP MX spec defines them: per block of 32, scale 2^(floor(log2 amax) - 2)
+    (2 = the largest fp4 exponent), data fp4(w / scale). Returns (w_fp4 values, scale values), float32."""
+    amax = np.abs(w).reshape(8, 2, 32).max(axis=2)
+    scale = np.exp2(np.floor(np.log2(amax)) - 2)
+    w_fp4 = np.vectorize(lambda x, s: oracle.encode_fp4(oracle.f32_div(x, s)))(w, np.repeat(scale, 32, axis=1))
+    return f32(w_fp4), f32(scale)
+
+
 DATA_FILES = {
     "int4_weight_only.weights.npy": draw_int4_weights,
     "int8_per_channel.weights.npy": draw_int8_weights,
@@ -419,6 +459,34 @@ def case_int4_weight_only(new: bool) -> None:
     )
 
 
+def case_nvfp4_weights(new: bool) -> None:
+    w_fp4, sf, gs = modelopt_nvfp4_export(draw_nvfp4_weight())
+    np.savez(OUT / "nvfp4_weights.npz", w_fp4=w_fp4, sf_fp8=sf, gs=gs)
+    scale = oracle.dequantize(sf, gs, "float16")
+    y = oracle.dequantize(w_fp4, scale, "float16", block_shape=[1, 16])
+    write_case(
+        "nvfp4_weights",
+        "NVFP4 weights as ModelOpt exports them: the fp4 weight, its fp8 block scales and the float32\n"
+        "global scale (computed as ModelOpt does, examples/make_cases.py); the block scales dequantized to\n"
+        "float16 (folded: all three are constants), then the weight. Expected: the oracle.",
+        ORACLE_SOURCE, {},
+        {"scale": (scale, None), "y": (y, None)},
+    )
+
+
+def case_mxfp4_weights(new: bool) -> None:
+    w_fp4, scale = mxfp4_export(draw_mxfp4_weight())
+    np.savez(OUT / "mxfp4_weights.npz", w_fp4=w_fp4, scale=scale)
+    y = oracle.dequantize(w_fp4, scale, "bfloat16", block_shape=[1, 32])
+    write_case(
+        "mxfp4_weights",
+        "MXFP4 weights: fp4 data with e8m0 scales, blocks of 32 along the last axis (OCP MX: scale\n"
+        "2^(floor(log2 amax) - 2)), dequantized to bfloat16. Expected: the oracle.",
+        ORACLE_SOURCE, {},
+        {"y": (y, None)},
+    )
+
+
 def literal_scales(model: Path) -> np.ndarray:
     """The 16 numbers of ``scale``'s literal in int8_per_channel.net / .yaml, read as float32."""
     text = model.read_text(encoding="utf-8")
@@ -503,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                   case_trt_dq_fp8_rows, case_trt_nvfp4_rows, case_trt_dq_2d):
         fixed()
     for drawn in (case_int4_weight_only, case_int8_per_channel, case_fp8_per_tensor, case_nvfp4_bf16,
-                  case_mxfp8):
+                  case_mxfp8, case_nvfp4_weights, case_mxfp4_weights):
         drawn(args.new_data)
     print(f"wrote {len(list(OUT.glob('*.case.yaml')))} case files in {OUT}")
     return 0

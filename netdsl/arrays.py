@@ -105,8 +105,22 @@ def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> n
     return np.asarray(array).astype(SAVE_DTYPES[dtype.name])
 
 
+#: elements drawn at a time by :func:`random_input` (8 MiB of float64 draws)
+RANDOM_CHUNK = 1 << 20
+
+
 def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarray:
-    """Uniform [-1, 1) float32 from ``rng``, rounded to the tensor's type (as the CLI fills inputs)."""
-    values = rng.uniform(-1.0, 1.0, size=tensor_type.shape).astype(np.float32)
-    return dtypes.encode(values, tensor_type.dtype) if tensor_type.dtype.name != "e8m0" \
-        else dtypes.e8m0_round_up(np.abs(values))
+    """Uniform [-1, 1) float32 from ``rng``, rounded to the tensor's type (as the CLI fills inputs).
+
+    The values are ``rng.uniform(-1, 1, size).astype(float32)`` of the whole tensor, bit for bit, but
+    drawn :data:`RANDOM_CHUNK` elements at a time straight into the result, so that an input takes its
+    own storage and a few MiB, not 12 bytes an element: ``Generator.uniform`` draws its doubles in order,
+    so consecutive chunks of the flattened tensor continue one stream (tests/test_memory.py checks this)."""
+    dtype = tensor_type.dtype
+    out = np.empty(tensor_type.shape, dtype.storage)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, RANDOM_CHUNK):
+        values = rng.uniform(-1.0, 1.0, size=min(RANDOM_CHUNK, flat.size - start)).astype(np.float32)
+        flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype.name != "e8m0" \
+            else dtypes.e8m0_round_up(np.abs(values))
+    return out

@@ -25,6 +25,17 @@ class Loc:
 
 
 @dataclass(frozen=True)
+class NodeLoc(Loc):
+    """A place in a model that has no text lines (an ONNX file): ``what`` names it, e.g.
+    ``node 'q1' (QuantizeLinear)``; ``line`` orders the diagnostics (the node's index + 1), ``col`` is 0."""
+
+    what: str = ""
+
+    def __str__(self) -> str:
+        return f"{one_line(self.file)}: {one_line(self.what)}" if self.what else one_line(self.file)
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     loc: Loc
     severity: str  # "error" | "warning"

@@ -77,7 +77,11 @@ class Value:
     type: TensorType | None = None  # None only for a layer output whose layer failed to check
     data: np.ndarray | None = None  # a constant's values, in the dtype's storage form
     source: LoadRef | None = None  # a constant loaded from a file
+    overflow: str | None = None  # a constant's first finite value that rounded to +-Inf in its type, as written
     producer: Node | None = None
+    #: a constant-rooted layer output's values (storage form), computed by the checker where a rule needs
+    #: them (a scale's values); TensorRT computes them at build time, with the same bits
+    folded: np.ndarray | None = None
     #: a recipe's input: a build-time weight whose values arrive when the recipe is applied
     weight: bool = False
     #: an input whose declared dimensions include names; ``type`` is set when the network is bound
@@ -133,7 +137,7 @@ class Graph:
                 copy.values[name] = value
             else:
                 producer = nodes.get(id(value.producer)) if value.producer is not None else None
-                copy.values[name] = replace(value, type=None, data=None, producer=producer)
+                copy.values[name] = replace(value, type=None, data=None, folded=None, producer=producer)
         return copy
 
 
@@ -153,7 +157,10 @@ def format_attr(value: Any) -> str:
 
 
 def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
-    """A deterministic, human-readable listing of a checked graph."""
+    """A deterministic, human-readable listing of a checked graph; a layer output computed only from
+    constants says ``# folded`` (TensorRT computes it at build time, docs/semantics.md)."""
+    from netdsl.ops import from_weight, is_constant_rooted
+
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
         lines.append(f"  input  {value.name} : {value.declared or value.type}")
@@ -167,6 +174,9 @@ def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")
         if verbose_plans and node.plan is not None:
-            lines.append(f"         # {node.plan.describe()}")
+            folded = "folded; " if all(is_constant_rooted(graph.values[name], graph.values)
+                                       and not from_weight(graph.values[name], graph.values)
+                                       for name in node.inputs) else ""
+            lines.append(f"         # {folded}{node.plan.describe()}")
     lines.append(f"  output {', '.join(graph.outputs)}")
     return "\n".join(lines) + "\n"

@@ -78,30 +78,90 @@ class Network:
         """The checked graph: every tensor's type and shape, each layer's granularity and mode."""
         return print_graph(self.graph)
 
-    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
+    def _check_names(self, inputs: dict[str, Any]) -> None:
+        """ValueError for an unknown or a missing input."""
         expected = self.inputs
         unknown = sorted(set(inputs) - set(expected))
         if unknown:
             raise ValueError(f"unknown input '{unknown[0]}': the network's inputs are {', '.join(expected) or 'none'}")
-        prepared = {}
         for name, tensor_type in expected.items():
             if name not in inputs:
                 raise ValueError(f"missing input '{name}' ({tensor_type})")
+
+    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every input as its type's storage array; ValueError for a missing, unknown or ill-fitting one."""
+        self._check_names(inputs)
+        prepared = {}
+        for name, tensor_type in self.inputs.items():
             try:
                 prepared[name] = arrays.coerce(inputs[name], tensor_type)
             except ValueError as error:
                 raise ValueError(f"input '{name}' {error}") from None
         return prepared
 
-    def run(self, inputs: dict[str, Any], backend: str = "auto") -> dict[str, np.ndarray]:
-        """Execute; returns output name -> NumPy array (ml_dtypes types for low-precision outputs)."""
+    def run(self, inputs: dict[str, Any], backend: str = "auto",
+            memory_limit: int | str | None = "auto") -> dict[str, Any]:
+        """Execute; returns output name -> array. NumPy inputs give NumPy outputs (ml_dtypes types for
+        low-precision values); CuPy arrays, PyTorch tensors and other DLPack / ``__cuda_array_interface__``
+        arrays on a GPU run there and give outputs of the same kind on the same device, on the caller's
+        current stream, with no copy through the host (docs/gpu.md, "Device arrays").
+
+        ``memory_limit``: a run whose estimated peak is over it raises ``MemoryError`` (a
+        ``netdsl.memory.MemoryLimitError``) before anything is allocated; "auto" (the default) is the
+        memory available now, None or "none" no limit, else bytes or a size such as "8G"
+        (docs/reliability.md, "Memory")."""
+        from netdsl import memory
         from netdsl.backends import get_backend
 
         if self.recipe:
-            return self.bind({name: np.shape(array) for name, array in inputs.items()}).run(inputs, backend)
+            shapes = {name: tuple(np.shape(array)) for name, array in inputs.items()}
+            return self.bind(shapes).run(inputs, backend, memory_limit)
+        if not all(isinstance(array, np.ndarray) for array in inputs.values()):
+            from netdsl.backends.cupy import external
+
+            kind = external.kind_of(inputs.values())
+            if kind == external.TORCH_HOST:
+                self._check_names(inputs)
+                host = {name: external.host_tensor_to_numpy(array, self.inputs[name])
+                        if external.kind_of([array]) == external.TORCH_HOST else array
+                        for name, array in inputs.items()}
+                results = self.run(host, backend, memory_limit)
+                return {name: external.numpy_to_host_tensor(array, self.outputs[name].dtype)
+                        for name, array in results.items()}
+            if kind != external.NUMPY:
+                return self._run_on_device(inputs, kind, backend, memory_limit)
         prepared = self.prepare_inputs(inputs)
-        return get_backend(backend).run(self.graph, prepared)
+        executor = get_backend(backend)
+        memory.check(self.graph, executor.name, memory_limit, inputs_held=True)
+        return executor.run(self.graph, prepared)
+
+    def _run_on_device(self, inputs: dict[str, Any], kind: str, backend: str,
+                       memory_limit: int | str | None) -> dict[str, Any]:
+        """Device arrays in, device arrays out, through the GPU backend's device-tensor entry point."""
+        import contextlib
+
+        from netdsl import memory
+        from netdsl.backends import get_backend
+        from netdsl.backends.cupy import external
+        from netdsl.backends.cupy.device import import_cupy
+
+        if backend == "numpy":
+            raise ValueError("device arrays run on the cupy backend (backend='auto' or 'cupy'); for the numpy "
+                             "backend give NumPy arrays")
+        self._check_names(inputs)
+        executor = get_backend("cupy")
+        ordinal, stream = external.current_stream(kind, inputs.values())
+        cupy = import_cupy()
+        with contextlib.ExitStack() as scope:
+            if ordinal is not None:
+                scope.enter_context(cupy.cuda.Device(ordinal))
+            if stream is not None:
+                scope.enter_context(stream)
+            memory.check(self.graph, executor.name, memory_limit, inputs_held=True, host=False)
+            on_device = {name: external.to_device_tensor(name, inputs[name], tensor_type)
+                         for name, tensor_type in self.inputs.items()}
+            results = executor.run_device(self.graph, on_device)
+            return {name: external.from_device_tensor(results[name], kind) for name in self.graph.outputs}
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
@@ -135,10 +195,16 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     return network
 
 
-def load(path: str | Path, recipe: bool = False) -> Network:
-    """Parse and check a ``.net`` or ``.yaml``/``.yml`` file (``recipe``: as :func:`loads`). Raises ModelError
-    (and OSError when the file can't be read)."""
+def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None, recipe: bool = False) -> Network:
+    """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
+    docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic; ``recipe``: as
+    :func:`loads`). Raises ModelError (and OSError when the file can't be read; UsageError when ONNX support
+    is not installed)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, input_shapes or {})
+    if input_shapes:
+        raise ValueError("input_shapes is for ONNX models (their symbolic dimensions)")
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
         text = path.read_text(encoding="utf-8")
@@ -146,3 +212,15 @@ def load(path: str | Path, recipe: bool = False) -> Network:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
     return loads(text, format=format, base_dir=path.parent, filename=str(path), recipe=recipe)
+
+
+def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
+    from netdsl.interop.onnx import import_model
+
+    diagnostics = Diagnostics()
+    graph = import_model(path, diagnostics, input_shapes)
+    if graph is not None and not diagnostics.errors:
+        check(graph, diagnostics)
+    diagnostics.raise_if_errors()
+    assert graph is not None
+    return Network(graph, diagnostics.sorted())

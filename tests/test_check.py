@@ -60,8 +60,18 @@ CASES = [
     ("q scalar input", "input x : float32[]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n", "3:14: error: quantize's input must not be a scalar"),
     ("q scale type", "input x : float32[4]\nconst s : int8[] = 1\nq = quantize(x, s)\noutput q\n", "3:17: error: quantize's scale must be float32, float16, bfloat16"),
     ("q scale constant", "input x : float32[4]\ninput s : float32[]\nq = quantize(x, s)\noutput q\n", "3:17: error: quantize's scale must be a constant"),
-    ("q scale positive", "input x : float32[4]\nconst s : float32[2] = [1, 0]\nq = quantize(x, s, axis=0)\noutput q\n", "3:17: error: every scale value must be > 0"),
-    ("q scale nan", "input x : float32[4]\nconst s : float32[] = nan\nq = quantize(x, s)\noutput q\n", "3:17: error: every scale value must be > 0"),
+    ("q scale positive", "input x : float32[4]\nconst s : float32[2] = [1, 0]\nq = quantize(x, s, axis=0)\noutput q\n", "3:17: error: every scale value must be finite and > 0"),
+    ("q scale nan", "input x : float32[4]\nconst s : float32[] = nan\nq = quantize(x, s)\noutput q\n", "3:17: error: every scale value must be finite and > 0"),
+    ("q scale inf", "input x : float32[4]\nconst s : float32[] = inf\nq = quantize(x, s)\noutput q\n", "3:17: error: every scale value must be finite and > 0; 's' holds inf"),
+    ("q scale overflows float16", "input x : float32[4]\nconst s : float16[] = 70000\nq = quantize(x, s)\noutput q\n",
+     "3:17: error: every scale value must be finite and > 0; 's' holds inf (70000 rounded to float16)"),
+    ("q scale overflows bfloat16", "input x : float32[4]\nconst s : bfloat16[2] = [1, 3.4e38]\nq = quantize(x, s, axis=0)\noutput q\n",
+     "3:17: error: every scale value must be finite and > 0; 's' holds inf (3.4e+38 rounded to bfloat16)"),
+    ("q scale overflows float64", "input x : float32[4]\nconst s : float32[] = 1e999\nq = quantize(x, s)\noutput q\n",
+     "3:17: error: every scale value must be finite and > 0; 's' holds inf (1e999 rounded to float32)"),
+    ("dq scale inf", "input q : int8[4]\nconst s : float32[] = inf\ny = dequantize(q, s)\noutput y\n", "3:19: error: every scale value must be finite and > 0; 's' holds inf"),
+    ("dq scale overflows float16", "input q : int8[4]\nconst s : float16[] = 256 * 256\ny = dequantize(q, s)\noutput y\n",
+     "3:19: error: every scale value must be finite and > 0; 's' holds inf (65536 rounded to float16)"),
     ("q to_type", HEADER + "q = quantize(x, s, to_type=float16)\noutput q\n", "3:28: error: to_type must be int8, int4, fp8, fp4, got float16"),
     ("q axis range", HEADER + "q = quantize(x, s, axis=2)\noutput q\n", "3:25: error: axis 2 is out of range for a rank-2 input (allowed -2..1)"),
     ("per-channel needs axis", "const w : float32[4, 8] = load(\"w.npy\")\n", None),
@@ -101,7 +111,11 @@ CASES = [
     ("mxfp8 block size", "input x : float32[2, 32]\nd, s = dynamic_quantize(x, axis=1, block_size=16, output_type=fp8, scale_type=e8m0)\noutput d\n", "2:47: error: MXFP8 needs blocks of 32"),
     ("dqs constant", "input x : float32[2, 32]\ninput g : float32[]\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n", "3:28: error: double_quant_scale must be a constant"),
     ("dqs one element", "input x : float32[2, 32]\nconst g : float32[2] = [1, 1]\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n", "3:28: error: double_quant_scale must hold one element"),
-    ("dqs positive", "input x : float32[2, 32]\nconst g : float32[] = -1\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n", "3:28: error: double_quant_scale must be > 0"),
+    ("dqs positive", "input x : float32[2, 32]\nconst g : float32[] = -1\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n", "3:28: error: every double_quant_scale value must be finite and > 0"),
+    ("dqs inf", "input x : float32[2, 32]\nconst g : float32[] = inf\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n",
+     "3:28: error: every double_quant_scale value must be finite and > 0; 'g' holds inf"),
+    ("dqs overflows float16", "input x : float32[2, 32]\nconst g : float16[] = 70000\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n",
+     "3:28: error: every double_quant_scale value must be finite and > 0; 'g' holds inf (70000 rounded to float16)"),
     ("dqs type", "input x : float32[2, 32]\nconst g : int8[] = 1\nd, s = dynamic_quantize(x, g, axis=1, block_size=16, output_type=fp4, scale_type=fp8)\noutput d\n", "3:28: error: double_quant_scale must be float32"),
 ]
 
@@ -146,6 +160,45 @@ def test_per_channel_on_activation_warns() -> None:
 def test_per_channel_on_weights_does_not_warn() -> None:
     text = "const w : float32[2, 2] = [[1, 2], [3, 4]]\nconst s : float32[2] = [1, 2]\nq = quantize(w, s, axis=0)\noutput q\n"
     assert warnings(text) == []
+
+
+def test_loaded_scale_that_overflows_its_type(tmp_path) -> None:
+    """70000 in a float32 file, loaded into a float16 scale, becomes Inf: a warning at the load, an error at
+    the use naming the value."""
+    np.save(tmp_path / "s.npy", np.array(70000, np.float32))
+    text = "input x : float32[4]\nconst s : float16[] = load(\"s.npy\")\nq = quantize(x, s)\noutput q\n"
+    with pytest.raises(ModelError) as info:
+        netdsl.loads(text, base_dir=tmp_path, filename="m.net")
+    assert [str(d) for d in info.value.diagnostics] == [
+        "m.net:2:23: warning: 70000 overflows float16 and becomes Inf in constant 's'",
+        "m.net:3:17: error: every scale value must be finite and > 0; 's' holds inf (70000 rounded to float16)"]
+
+
+@pytest.mark.parametrize("literal,expected", [
+    ("[1, 70000]", "m.net:1:28: warning: 70000 overflows float16 and becomes Inf in constant 'c'"),
+    ("[1, 1e999]", "m.net:1:28: warning: 1e999 overflows float16 and becomes Inf in constant 'c'"),
+    ("[1, 1e300 * 1e300]", "m.net:1:28: warning: 1e+300 * 1e+300 overflows float16 and becomes Inf in constant 'c'"),
+    ("[-70000, 1e999]", "m.net:1:25: warning: -70000 overflows float16 and becomes Inf in constant 'c' (2 values overflow)"),
+    ("[256 * 256, 1]", "m.net:1:25: warning: 65536 overflows float16 and becomes Inf in constant 'c'"),
+])
+def test_data_constant_that_overflows_warns(literal: str, expected: str) -> None:
+    """A data constant keeps IEEE's Inf where a finite value overflows its type, with a located warning."""
+    text = f"const c : float16[2] = {literal}\noutput c\n"
+    network = netdsl.loads(text, filename="m.net")
+    assert [str(w) for w in network.warnings] == [expected]
+    assert np.isinf(network.run({}, backend="numpy")["c"]).any()
+
+
+@pytest.mark.parametrize("literal", ["[inf, -inf]", "[65504, -65504]", "[1/0, 1]"])
+def test_data_constant_given_inf_or_in_range_does_not_warn(literal: str) -> None:
+    assert warnings(f"const c : float16[2] = {literal}\noutput c\n") == []
+
+
+def test_loaded_data_constant_that_overflows_warns(tmp_path) -> None:
+    np.save(tmp_path / "c.npy", np.array([1, 3.4e38, -3.4e38], np.float32))
+    network = netdsl.loads('const c : bfloat16[3] = load("c.npy")\noutput c\n', base_dir=tmp_path, filename="m.net")
+    assert [str(w) for w in network.warnings] == [
+        "m.net:1:25: warning: 3.4e+38 overflows bfloat16 and becomes Inf in constant 'c' (2 values overflow)"]
 
 
 def test_volume_limit_of_layer_output_checked_before_allocation() -> None:

@@ -189,7 +189,7 @@ def test_cupy_backend_unavailable_is_a_usage_error(model, capsys) -> None:
 def test_internal_error_exits_3(model, capsys, monkeypatch) -> None:
     import netdsl.cli.common
 
-    def broken(path):
+    def broken(path, *args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(netdsl.cli.common, "load", broken)

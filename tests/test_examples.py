@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import netdsl
+from netdsl import cases
 from netdsl.cli import main as cli_main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -25,54 +25,13 @@ FORMS = ("net", "yaml")
 
 
 # --------------------------------------------------------------------------------------------------
-# reading case files
-
-
-def _numbers(node):
-    """The case's nested lists with numeric strings (PyYAML reads ``1e-3`` as a string) as floats."""
-    if isinstance(node, list):
-        return [_numbers(item) for item in node]
-    if isinstance(node, str):
-        try:
-            return float(node)
-        except ValueError:
-            return node
-    return node
-
-
-def _array(node, base: Path) -> np.ndarray:
-    """A nested list, or ``{load: FILE.npy}`` relative to the case file, as float64 values."""
-    if isinstance(node, dict):
-        assert set(node) == {"load"}, f"an array is a nested list or {{load: FILE.npy}}, got keys {sorted(node)}"
-        return np.asarray(np.load(base / node["load"], allow_pickle=False), dtype=np.float64)
-    return np.asarray(_numbers(node), dtype=np.float64)
+# reading case files (netdsl/cases.py, the reader `netdsl test` uses)
 
 
 def load_case(name: str) -> dict:
-    path = EXAMPLES / f"{name}.case.yaml"
-    with open(path, encoding="utf-8") as file:
-        raw = yaml.safe_load(file)
-    assert set(raw) <= {"source", "inputs", "expected"}, f"{path.name}: unknown keys {sorted(raw)}"
-    assert isinstance(raw.get("source"), str) and raw["source"], f"{path.name}: says no source"
-    expected = {}
-    for output, entry in (raw.get("expected") or {}).items():
-        assert set(entry) <= {"values", "atol"}, f"{path.name}: {output}: unknown keys {sorted(entry)}"
-        atol = entry.get("atol")
-        expected[output] = (_array(entry["values"], path.parent), None if atol is None else float(_numbers(atol)))
-    assert expected, f"{path.name}: checks no output"
-    inputs = {name: _array(node, path.parent) for name, node in (raw.get("inputs") or {}).items()}
-    return {"source": raw["source"], "inputs": inputs, "expected": expected}
-
-
-def feed(net: netdsl.Network, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The case's input values in a dtype the API and the CLI accept for the declared type: int8 for
-    int8/int4 inputs, float32 otherwise (exact for every value of fp8/fp4/e8m0/bfloat16/float16, and
-    rounded to nearest even for float32, as TensorRT's examples round their float64 arrays)."""
-    arrays = {}
-    for name, value in values.items():
-        dtype_name = str(net.inputs[name]).split("[")[0]
-        arrays[name] = value.astype(np.int8 if dtype_name in ("int8", "int4") else np.float32)
-    return arrays
+    case = cases.load_case(EXAMPLES / f"{name}.case.yaml")
+    return {"source": case.source, "inputs": case.inputs,
+            "expected": {output: (values, case.atol.get(output)) for output, values in case.expected.items()}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,7 +125,7 @@ BACKENDS = [_backend_param("numpy"), _backend_param("cupy")]
 def test_example(name, form, backend):
     case = load_case(name)
     net = netdsl.load(EXAMPLES / f"{name}.{form}")
-    outputs = net.run(feed(net, case["inputs"]), backend=backend)
+    outputs = net.run(cases.feed(case["inputs"], net), backend=backend)
     assert_matches(outputs, case["expected"], f"{name}.{form} on {backend} ({case['source']})")
 
 
@@ -187,7 +146,7 @@ def test_cli_run_save(name, tmp_path, capsys):
     model = EXAMPLES / f"{name}.net"
     args = ["run", str(model), "--save", str(tmp_path / "out.npz")]
     if case["inputs"]:
-        np.savez(tmp_path / "inputs.npz", **feed(netdsl.load(model), case["inputs"]))
+        np.savez(tmp_path / "inputs.npz", **cases.feed(case["inputs"], netdsl.load(model)))
         args += ["--inputs", str(tmp_path / "inputs.npz")]
     assert cli_main(args) == 0, capsys.readouterr().err
     with np.load(tmp_path / "out.npz", allow_pickle=False) as saved:

@@ -300,7 +300,7 @@ FAILING = [
     # top-level keys
     (_replace("inputs:", "input:"),
      [("1:1: error: unknown key 'input' in the model (did you mean 'inputs'?); "
-       "expected 'network', 'inputs', 'constants', 'layers' or 'outputs'")]),
+       "expected 'network', 'aliases', 'inputs', 'constants', 'layers' or 'outputs'")]),
     (_replace("layers:", "layer:"),
      ["5:1: error: unknown key 'layer' in the model (did you mean 'layers'?)"]),
     (MINIMAL + "version: 2\n", ["10:1: error: unknown key 'version' in the model; expected 'network'"]),

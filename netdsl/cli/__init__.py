@@ -4,7 +4,8 @@ Each command module defines ``add_parser(commands)`` (its sub-parser, help and o
 ``run(args) -> int``; :data:`COMMANDS` lists them in the order ``netdsl -h`` shows.
 
 Exit codes: 0 success; 1 model error (``FILE:LINE:COL: error: ...``); 2 usage error (one line: bad
-command line, missing file, input that doesn't fit, backend not available); 3 internal error.
+command line, missing file, input that doesn't fit, backend not available, a run over the memory budget
+or out of memory); 3 internal error (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
 #: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
-COMMANDS = ("check", "run", "convert", "apply")
+COMMANDS = ("check", "run", "convert", "import", "export", "compare", "test", "apply")
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except UsageError as error:
         print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    except MemoryError as error:  # the budget refused the run (before allocating), or an allocation failed
+        from netdsl.memory import MemoryLimitError
+
+        reason = one_line(str(error)) if isinstance(error, MemoryLimitError) else \
+            f"out of memory ({one_line(str(error)) or 'an allocation failed'}): give smaller inputs, " \
+            f"free memory, or run on another backend"
+        print(f"netdsl: error: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import load_model
+from netdsl.cli.common import add_input_shape_option, load_model
 
 
 def add_parser(commands) -> None:
     check = commands.add_parser("check", help="validate a model and print ok")
     check.add_argument("model")
     check.add_argument("-v", "--verbose", action="store_true", help="print the checked graph")
+    add_input_shape_option(check)
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
     if args.verbose:
         print(network.describe(), end="")
     if network.graph.named_dims:

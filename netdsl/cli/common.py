@@ -22,11 +22,33 @@ from netdsl.model import Network, load
 PRINT_LIMIT = 256
 
 
-def load_model(path: str) -> Network:
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a run's inputs (``run``, ``compare``); :func:`gather_inputs` reads them."""
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                        help="one input's values from a file (repeatable)")
+    parser.add_argument("--inputs", metavar="FILE.npz", help="inputs by name from an archive")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the uniform [-1, 1) values of inputs not given (default 1)")
+
+
+def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:D0,D1,...",
+                        help="the shape of an ONNX model's input whose dimensions are symbolic")
+
+
+def load_model(path: str, input_shapes: list[str] | None = None) -> Network:
+    """Read and check a model named on the command line; ``input_shapes``: ``--input-shape`` items."""
+    shapes = {}
+    if input_shapes:
+        if Path(path).suffix.lower() != ".onnx":
+            raise UsageError("--input-shape is for ONNX models (a .net or .yaml model declares its shapes)")
+        from netdsl.interop.onnx import parse_input_shapes
+
+        shapes = parse_input_shapes(input_shapes)
     try:
         if not Path(path).is_file():
             raise UsageError(f"cannot read model '{path}': no such file")
-        network = load(path)
+        network = load(path, shapes)
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:
@@ -85,6 +107,18 @@ def bind_recipe(network: Network, args: argparse.Namespace) -> Network:
         return network.bind(shapes)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, by name, as stored."""
+    archive = _read_npy(path, what)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UsageError(f"{what} '{path}' is not an .npz archive")
+    with archive:
+        try:
+            return {key: arrays.read_npz_member(archive, key, None) for key in archive.files}
+        except _READ_ERRORS as error:
+            raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
 
 
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:

@@ -6,29 +6,49 @@ import argparse
 
 import numpy as np
 
-from netdsl import arrays
-from netdsl.cli.common import bind_recipe, format_output, gather_inputs, load_model, write_atomically
+from netdsl import arrays, memory
+from netdsl.cli.common import (
+    add_input_options,
+    add_input_shape_option,
+    bind_recipe,
+    format_output,
+    gather_inputs,
+    load_model,
+    write_atomically,
+)
 from netdsl.diagnostics import UsageError, WeightValueError
 
 
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="check and execute a model")
     run.add_argument("model")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
-    run.add_argument("--inputs", metavar="FILE.npz")
-    run.add_argument("--seed", type=int, default=1)
+    add_input_options(run)
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     run.add_argument("--save", metavar="OUT.npz")
     run.add_argument("--codes", action="store_true", help="save quantized outputs as raw uint8 codes")
+    add_input_shape_option(run)
+    run.add_argument("--memory-limit", metavar="SIZE|none", default="auto", type=_memory_limit,
+                     help="refuse a run whose estimated peak memory is over SIZE (8G, 512M; default: the "
+                          "memory available now); none: no check")
+
+
+def _memory_limit(text: str) -> int | str | None:
+    if text == "auto":
+        return text
+    try:
+        return memory.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
     if network.recipe:
         network = bind_recipe(network, args)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)
+    memory.check(network.graph, backend.name, args.memory_limit)  # before any input is read or drawn
     inputs = gather_inputs(network, args)
     try:
         results = backend.run(network.graph, inputs)

@@ -110,7 +110,17 @@ class LayerStmt:
     loc: Loc
 
 
-Statement = NetworkStmt | InputStmt | ConstStmt | OutputStmt | LayerStmt
+@dataclass
+class AliasStmt:
+    """``alias NAME = "original"``: the tensor written NAME in this file is named ``original`` in the
+    network (an ONNX name that is not a valid identifier, docs/onnx.md "Names")."""
+
+    name: Name
+    original: String
+    loc: Loc
+
+
+Statement = NetworkStmt | InputStmt | ConstStmt | OutputStmt | LayerStmt | AliasStmt
 
 
 @dataclass

@@ -117,6 +117,12 @@ class _Builder(Transformer):
         return ("declaration", self._name(keyword), self._name(name), type_ref,
                 value[0] if value else None, self._meta_loc(meta))
 
+    def alias(self, meta, children):
+        keyword, name, original = children
+        string = self.string(meta, [original])
+        string.loc = self._loc(original.line or 1, original.column or 1)
+        return ("alias", self._name(keyword), self._name(name), string, self._meta_loc(meta))
+
     def layer(self, meta, children):
         *outputs, op = [c for c in children if isinstance(c, Token)]
         arguments = [c for c in children if not isinstance(c, Token)]
@@ -230,7 +236,7 @@ def parse_type(text: str, file: str, line: int, col: int, diagnostics: Diagnosti
     return _Builder(file, line - 1, col - 1).transform(tree)
 
 
-_STATEMENT_KINDS = ("network", "input", "const", "output")
+_STATEMENT_KINDS = ("network", "input", "const", "output", "alias")
 
 
 def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
@@ -238,7 +244,10 @@ def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
         return item
     kind = item[0]
     keyword: ast.Name = item[1]
-    if kind == "command":
+    if kind == "alias":
+        if keyword.name == "alias":
+            return ast.AliasStmt(item[2], item[3], item[4])
+    elif kind == "command":
         names, loc = item[2], item[3]
         if keyword.name == "network" and len(names) == 1:
             return ast.NetworkStmt(names[0], loc)
@@ -259,7 +268,8 @@ def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
                 diagnostics.error(loc, f"constant '{name.name}' needs a value: const {name.name} : TYPE = VALUE")
                 return None
             return ast.ConstStmt(name, type_ref, value, loc)
-    expected = {"command": "'network' or 'output'", "declaration": "'input' or 'const'"}[kind]
+    expected = {"command": "'network' or 'output'", "declaration": "'input' or 'const'",
+                "alias": "'alias'"}[kind]
     diagnostics.error(keyword.loc, f"unknown statement '{keyword.name}'; expected {expected}"
                       + did_you_mean(keyword.name, _STATEMENT_KINDS))
     return None

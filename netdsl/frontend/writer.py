@@ -6,6 +6,8 @@ values are written exactly: a float type's value as the shortest decimal that th
 (float64, then round to nearest even to the type) reads back to the same bits, plus ``inf``, ``-inf``,
 ``nan``, ``-nan`` and ``-0.0``; a quantized type's value as its exact value; e8m0 as ``0x1pN``.
 ``load()`` constants stay loads, their path rewritten relative to ``target_dir``.
+A tensor name that is not a valid name (an ONNX name such as ``/model/fc1/Relu_output_0``) is written as
+:func:`written_names` makes it, with an ``alias`` giving the original back (docs/onnx.md, "Names").
 The output is deterministic: inputs, constants, layers, outputs, each in the order the model gave them.
 """
 
@@ -127,6 +129,34 @@ def literal_text(value: Value) -> str:
     return _nested(value_texts(value.data, value.type.dtype), value.type.shape)
 
 
+# --- names ----------------------------------------------------------------------------------------
+
+
+def written_names(names: list[str]) -> dict[str, str]:
+    """Each name as it is written in a model file: itself where it is a valid name, else every character
+    outside ``[A-Za-z0-9_.]`` replaced by ``_``, a leading ``_`` added where it would start with a digit
+    or ``.`` (or be empty), and ``_2``, ``_3``, ... appended where that meets a name already taken."""
+    written = {name: name for name in names if _NAME.fullmatch(name)}
+    taken = set(written.values())
+    for name in names:
+        if name in written:
+            continue
+        base = re.sub(r"[^A-Za-z0-9_.]", "_", name)
+        if not _NAME.fullmatch(base):
+            base = "_" + base
+        candidate, suffix = base, 2
+        while candidate in taken:
+            candidate, suffix = f"{base}_{suffix}", suffix + 1
+        written[name] = candidate
+        taken.add(candidate)
+    return written
+
+
+def _aliases(graph: Graph) -> dict[str, str]:
+    """Original name -> written name, for every tensor of ``graph``."""
+    return written_names(list(graph.values))
+
+
 # --- the two forms ---------------------------------------------------------------------------------
 
 
@@ -141,8 +171,12 @@ def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
     name = _network_name(graph)
     if name is not None:
         lines.append(f"network {name}")
+    names = _aliases(graph)
+    for original, written in names.items():
+        if original != written:
+            lines.append(f"alias {written} = {json.dumps(original, ensure_ascii=False)}")
     for value in graph.inputs:
-        lines.append(f"input {value.name} : {value.declared or value.type}")
+        lines.append(f"input {names[value.name]} : {value.declared or value.type}")
     for value in graph.constants:
         if value.source is not None:
             source = paths(value.source)
@@ -150,11 +184,11 @@ def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
             text = "load(" + ", ".join(json.dumps(a, ensure_ascii=False) for a in args) + ")"
         else:
             text = literal_text(value)
-        lines.append(f"const {value.name} : {value.type} = {text}")
+        lines.append(f"const {names[value.name]} : {value.type} = {text}")
     for node in graph.nodes:
-        arguments = node.inputs + [f"{key}={format_attr(v)}" for key, v in attr_items(node.attrs)]
-        lines.append(f"{', '.join(node.outputs)} = {node.op.name}({', '.join(arguments)})")
-    lines.append(f"output {', '.join(graph.outputs)}")
+        arguments = [names[n] for n in node.inputs] + [f"{key}={format_attr(v)}" for key, v in attr_items(node.attrs)]
+        lines.append(f"{', '.join(names[n] for n in node.outputs)} = {node.op.name}({', '.join(arguments)})")
+    lines.append(f"output {', '.join(names[n] for n in graph.outputs)}")
     return "\n".join(lines) + "\n"
 
 
@@ -183,10 +217,10 @@ def _yaml_constant(value: Value, paths: Callable[[LoadRef], LoadRef]) -> str:
     return f'{{type: "{value.type}", value: {literal_text(value)}}}'
 
 
-def _yaml_layer(node: Node) -> list[str]:
+def _yaml_layer(node: Node, names: dict[str, str]) -> list[str]:
     lines = [f"  - op: {node.op.name}",
-             f"    inputs: [{', '.join(node.inputs)}]",
-             f"    outputs: [{', '.join(node.outputs)}]"]
+             f"    inputs: [{', '.join(names[n] for n in node.inputs)}]",
+             f"    outputs: [{', '.join(names[n] for n in node.outputs)}]"]
     keys = {attribute: key for key, attribute in ATTRIBUTE_KEYS.items()}
     lines += [f"    {keys.get(key, key)}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
     return lines
@@ -197,15 +231,20 @@ def _write_yaml(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
     name = _network_name(graph)
     if name is not None:
         lines.append(f"network: {name}")
+    names = _aliases(graph)
+    renamed = [(original, written) for original, written in names.items() if original != written]
+    if renamed:
+        lines.append("aliases:")
+        lines += [f"  {written}: {_yaml_string(original)}" for original, written in renamed]
     if graph.inputs:
         lines.append("inputs:")
-        lines += [f"  {value.name}: {value.declared or value.type}" for value in graph.inputs]
+        lines += [f"  {names[value.name]}: {value.declared or value.type}" for value in graph.inputs]
     if graph.constants:
         lines.append("constants:")
-        lines += [f"  {value.name}: {_yaml_constant(value, paths)}" for value in graph.constants]
+        lines += [f"  {names[value.name]}: {_yaml_constant(value, paths)}" for value in graph.constants]
     if graph.nodes:
         lines.append("layers:")
         for node in graph.nodes:
-            lines += _yaml_layer(node)
-    lines.append(f"outputs: [{', '.join(graph.outputs)}]")
+            lines += _yaml_layer(node, names)
+    lines.append(f"outputs: [{', '.join(names[n] for n in graph.outputs)}]")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from netdsl.frontend import ast
 from netdsl.frontend import text as text_form
 from netdsl.frontend.text import parse_number, parse_type
 
-TOP_KEYS = ("network", "inputs", "constants", "layers", "outputs")
+TOP_KEYS = ("network", "aliases", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
 LAYER_KEYS = ("op", "inputs", "outputs")
 #: a layer attribute whose name is a layer key takes another key in the YAML form: the recipe layers'
@@ -302,7 +302,8 @@ class _Builder:
             name = self.guarded(self.name, value_node, "the network name")
             if name is not None:
                 statements.append(ast.NetworkStmt(name, self.loc(key_node)))
-        for key, build in (("inputs", self.inputs), ("constants", self.constants), ("layers", self.layers)):
+        for key, build in (("aliases", self.aliases), ("inputs", self.inputs), ("constants", self.constants),
+                           ("layers", self.layers)):
             if key in sections:
                 statements.extend(self.guarded(build, sections[key][1]) or [])
         if "outputs" in sections:
@@ -313,6 +314,17 @@ class _Builder:
         elif isinstance(root, yaml.MappingNode):
             self.error(root, "the model has no 'outputs': add outputs: [NAME, ...]")
         return ast.Module(self.file, statements)
+
+    def aliases(self, node: yaml.Node) -> list[ast.Statement]:
+        statements: list[ast.Statement] = []
+        for _, key_node, value_node in self.mapping(node, "'aliases' (NAME: \"original name\")"):
+            name = self.guarded(self.name, key_node, "an alias name")
+            if not isinstance(value_node, yaml.ScalarNode):
+                self.error(value_node, f"expected the original name (a string), found {_describe(value_node)}")
+            elif name is not None:
+                original = ast.String(value_node.value, self.loc(value_node))
+                statements.append(ast.AliasStmt(name, original, name.loc))
+        return statements
 
     def inputs(self, node: yaml.Node) -> list[ast.Statement]:
         statements: list[ast.Statement] = []

@@ -70,17 +70,22 @@ def register(op: OpDef) -> OpDef:
 
 
 def require_constant(operand: Operand, what: str, values: dict[str, Value]) -> None:
-    """``operand`` must be constant-rooted: a build-time tensor (docs/semantics.md, "Build-time constants")."""
+    """``operand`` must be constant-rooted (docs/semantics.md, "Build-time constants")."""
     if not is_constant_rooted(operand.value, values):
-        raise OpError(f"{what} must be a constant (a build-time tensor, or computed by layers only from "
-                      f"build-time tensors); '{operand.value.name}' is "
-                      f"{'a network input' if operand.value.kind == 'input' else 'computed from a network input'}",
-                      operand.slot)
+        raise OpError(f"{what} must be a constant or computed only from constants (a build-time tensor); "
+                      f"'{operand.value.name}' is {provenance(operand.value)}", operand.slot)
+
+
+def provenance(value: Value) -> str:
+    """Where a tensor that is not constant-rooted comes from, for a message."""
+    if value.kind == "input":
+        return "a network input"
+    return "computed by a layer from a network input"
 
 
 def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
-    """A constant or a recipe's weight, or computed only from those (TensorRT's build-time tensors). A walk,
-    not a recursion: a chain of thousands of layers is a valid network."""
+    """A constant or a recipe's weight, or computed only from those (TensorRT folds it at build time:
+    weights and their scales). A walk, not a recursion: a chain of thousands of layers is a valid network."""
     pending, seen = [value], set()
     while pending:
         current = pending.pop()
@@ -93,39 +98,57 @@ def is_constant_rooted(value: Value, values: dict[str, Value]) -> bool:
     return True
 
 
+def from_weight(value: Value, values: dict[str, Value]) -> bool:
+    """Whether ``value`` is a recipe's weight or computed from one (its values arrive when the recipe is
+    applied, docs/checkpoints.md)."""
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        if current.weight:
+            return True
+        if current.name in seen or current.producer is None:
+            continue
+        seen.add(current.name)
+        pending.extend(values[name] for name in current.producer.inputs)
+    return False
+
+
 def constant_data(value: Value, values: dict[str, Value]) -> np.ndarray | None:
-    """The values of a constant-rooted tensor, folding the layers that compute it (as TensorRT folds them
-    at build time; folding runs each layer's own reference, so it never changes a bit). None where the
-    tensor is computed from a recipe's weight, whose values arrive only when the recipe is applied."""
-    if value.data is not None or value.kind == "const":
+    """The values (storage form) of a constant-rooted tensor: a constant's data, or a layer output folded
+    by running its layers, in order, with their NumPy references: exactly the bits a run gives, as
+    TensorRT's build-time folding does. Each folded value is kept on its ``Value`` (``folded``). None for
+    a tensor computed from a recipe's weight: its values are checked when the recipe is applied."""
+    if value.kind == "const":
+        assert value.data is not None
         return value.data
-    if value.weight or value.producer is None:
+    if from_weight(value, values):
         return None
-    order: list[Node] = []  # the producers still to fold, each after those it reads (a walk, not a recursion)
-    visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(value.producer, False)]
-    while stack:
-        node, finished = stack.pop()
-        if finished:
-            order.append(node)
+    order: list[Node] = []  # the producers to run, each after the producers of its inputs
+    pending: list[tuple[Value, bool]] = [(value, False)]
+    queued: set[str] = set()
+    ordered: set[int] = set()
+    while pending:
+        current, expanded = pending.pop()
+        node = current.producer
+        if current.kind == "const" or current.folded is not None or node is None:
             continue
-        if id(node) in visited:
+        if expanded:
+            if id(node) not in ordered:
+                ordered.add(id(node))
+                order.append(node)
             continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for name in node.inputs:
-            source = values[name]
-            if source.data is not None or source.kind == "const":
-                continue
-            if source.weight or source.producer is None:
-                return None
-            stack.append((source.producer, False))
+        if current.name in queued:
+            continue
+        queued.add(current.name)
+        pending.append((current, True))
+        pending.extend((values[name], False) for name in node.inputs)
     for node in order:
-        if values[node.outputs[0]].data is None:
-            results = node.op.evaluate(node.plan, [values[name].data for name in node.inputs])
-            for name, data in zip(node.outputs, results):
-                values[name].data = data
-    return value.data
+        arguments = [values[name].data if values[name].kind == "const" else values[name].folded
+                     for name in node.inputs]
+        for name, result in zip(node.outputs, node.op.evaluate(node.plan, arguments)):
+            values[name].folded = result
+    assert value.folded is not None, f"'{value.name}' is not constant-rooted"
+    return value.folded
 
 
 def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:

@@ -14,7 +14,7 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
-from netdsl.ops import InferContext, OpDef, is_constant_rooted, register
+from netdsl.ops import InferContext, OpDef, is_constant_rooted, provenance, register
 from netdsl.ops.granularity import expand
 from netdsl.ops.quantize import (
     FLOAT_TYPES,
@@ -58,11 +58,11 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     check_type(scale, SCALE_TYPES, "dequantize's scale")
     applied_scale = None
     if is_constant_rooted(scale.value, ctx.values):
-        applied_scale = check_scale_values(ctx, scale)
+        applied_scale = check_scale_values(scale, ctx.values)
     elif not dynamic_scale_source(scale.value, ctx.values):
         raise OpError(f"dequantize's scale must be a constant or come from a dynamic_quantize scale output "
-                      f"(directly or through a dequantize of it); '{scale.value.name}' is "
-                      f"{'a network input' if scale.value.kind == 'input' else 'computed otherwise'}", "scale")
+                      f"(directly or through a dequantize of it), or be computed only from constants; "
+                      f"'{scale.value.name}' is {provenance(scale.value)}", "scale")
     to_type = ctx.attrs.to_type
     if to_type not in FLOAT_TYPES:
         raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")

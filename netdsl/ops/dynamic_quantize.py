@@ -23,8 +23,8 @@ from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
 from netdsl.ops import InferContext, OpDef, constant_data, normalize_axis, register, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, expand, resolve_block_shape
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, resolve_block_shape
+from netdsl.ops.quantize import FLOAT_TYPES, check_scale_values, check_type, scale_values_error
 
 #: (output_type, scale_type) -> (mode, the block size the mode requires or None, dqs required)
 MODES: dict[tuple[DType, DType], tuple[str, int | None, bool]] = {
@@ -126,33 +126,26 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
+        applied_dqs = check_scale_values(dqs, ctx.values, "double_quant_scale")
         data = constant_data(dqs.value, ctx.values)
-        if data is None:
-            applied_dqs = dqs.value.name
-        else:
-            dqs_value = double_quant_scale_value(data, dqs.value.name)
+        if data is not None:
+            dqs_value = float(dtypes.decode(data, dqs.type.dtype).reshape(()))
+    block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
     plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value, applied_dqs)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan
 
 
-def double_quant_scale_value(data: np.ndarray, name: str) -> float:
-    """A double_quant_scale's one value, which must be > 0 and finite (OpError naming ``name`` otherwise)."""
-    value = float(np.asarray(data, dtype=np.float32).reshape(()))
-    if not (value > 0 and np.isfinite(value)):
-        raise OpError(f"double_quant_scale must be > 0 and finite, got {value} ('{name}')", "double_quant_scale")
-    return value
-
-
 def applied_double_quant_scale(plan: DynamicPlan, dqs: np.ndarray | None) -> float | None:
     """The double_quant_scale a layer runs with: the checked constant, or (computed from a recipe's weight)
-    the host array ``dqs``, checked now (ValueError when it is not finite and > 0)."""
+    the host array ``dqs``, checked now as a constant's is (WeightValueError unless finite and > 0)."""
     if plan.applied_double_quant_scale is None or dqs is None:
         return plan.double_quant_scale
-    try:
-        return double_quant_scale_value(dqs, plan.applied_double_quant_scale)
-    except OpError as error:
-        raise WeightValueError(error.message) from None
+    value = np.asarray(dqs, dtype=np.float32).reshape(())
+    message = scale_values_error(value, plan.applied_double_quant_scale, "double_quant_scale")
+    if message:
+        raise WeightValueError(message)
+    return float(value)
 
 
 def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:

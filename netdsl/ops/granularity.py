@@ -45,6 +45,13 @@ def resolve_block_shape(block_shape: tuple[int, ...], shape: tuple[int, ...]) ->
     return tuple(max(extent, 1) if b == -1 else b for b, extent in zip(block_shape, shape))
 
 
+def clamp_block(block: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``block`` with every entry past its axis's extent cut to the extent (at least 1): the same blocks
+    and scale shape, but nothing is ever sized by a block larger than the tensor (a block of 2^31-1 rows
+    over 3 rows would pad the tensor to 2^31-1 rows)."""
+    return tuple(min(b, max(extent, 1)) for b, extent in zip(block, shape))
+
+
 def resolve(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int | None,
             block_shape: tuple[int, ...] | None) -> Granularity:
     """The granularity a scale of ``scale_shape`` gives an input of ``shape`` (SEMANTICS.md)."""
@@ -75,7 +82,7 @@ def resolve(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int | No
         if tuple(scale_shape) != expected:
             raise OpError(f"scale shape {list(scale_shape)} does not match the input shape {list(shape)} in "
                           f"blocks of {list(block)}: expected {list(expected)}", "scale")
-        return Granularity("block", block, tuple(scale_shape))
+        return Granularity("block", clamp_block(block, shape), tuple(scale_shape))
     differing = [i for i in range(rank) if scale_shape[i] != shape[i]]
     last_two = set(range(max(rank - 2, 0), rank))
     if len(differing) != 1 or differing[0] not in last_two:

@@ -15,7 +15,7 @@ import numpy as np
 from netdsl import dtypes
 from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
-from netdsl.ir import TensorType
+from netdsl.ir import TensorType, Value
 from netdsl.ops import (
     InferContext,
     OpDef,
@@ -61,29 +61,36 @@ def check_type(operand: Operand, allowed, what: str) -> None:
                       operand.slot)
 
 
-def scale_values_error(values: np.ndarray, name: str) -> str | None:
-    """Why float32 scale ``values`` are not valid scales (each > 0), or None."""
-    bad = ~(values > 0)
-    if not bad.any():
+def scale_values_error(decoded: np.ndarray, name: str, slot: str = "scale") -> str | None:
+    """Why float32 scale values are not valid (each must be finite and > 0), or None."""
+    good = np.isfinite(decoded) & (decoded > 0)
+    if np.all(good):
         return None
-    return f"every scale value must be > 0; '{name}' holds {values[bad].flat[0]}"
+    return f"every {slot} value must be finite and > 0; '{name}' holds {decoded[~good].flat[0]}"
 
 
-def check_scale_values(ctx: InferContext, scale: Operand) -> str | None:
-    """Check a constant-rooted scale's values now; returns the scale's name instead where they are computed
-    from a recipe's weight (they are checked when the recipe is applied: :func:`check_applied_scale`)."""
-    data = constant_data(scale.value, ctx.values)
+def check_scale_values(scale: Operand, values: dict[str, Value], slot: str = "scale") -> str | None:
+    """Every value of a constant-rooted scale (a folded scale's values too) must be finite and > 0 after
+    rounding to its type (NaN, +-Inf, zero and negative values are rejected: a finite value that
+    overflowed the type on rounding too). A scale computed from a recipe's weight has no values yet: its
+    name is returned, and :func:`check_applied_scale` checks it when the recipe is applied."""
+    data = constant_data(scale.value, values)
     if data is None:
         return scale.value.name
-    message = scale_values_error(dtypes.decode(data, scale.type.dtype), scale.value.name)
+    decoded = dtypes.decode(data, scale.type.dtype)
+    message = scale_values_error(decoded, scale.value.name, slot)
     if message:
-        raise OpError(message, "scale")
+        bad = decoded[~(np.isfinite(decoded) & (decoded > 0))].flat[0]
+        rounded = f" ({scale.value.overflow} rounded to {scale.type.dtype.name})" \
+            if np.isinf(bad) and scale.value.overflow is not None else ""
+        folded = " (folded: the value its layers compute from constants)" if scale.value.kind != "const" else ""
+        raise OpError(f"{message}{rounded}{folded}", slot)
     return None
 
 
 def check_applied_scale(plan: ScalePlan, scale: np.ndarray) -> None:
-    """The values of a scale computed from a recipe's weight (host storage array), as the checker checks a
-    constant's: ValueError when one is not > 0."""
+    """The values of a scale computed from a recipe's weight (a host storage array), checked as a
+    constant's are: WeightValueError when one is not finite and > 0."""
     if plan.applied_scale is not None:
         message = scale_values_error(np.asarray(scale, dtype=np.float32), plan.applied_scale)
         if message:
@@ -126,7 +133,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
         raise OpError("quantize's input must not be a scalar", "input")
     check_type(scale, FLOAT_TYPES, "quantize's scale")
     require_constant(scale, "quantize's scale", ctx.values)
-    applied_scale = check_scale_values(ctx, scale)
+    applied_scale = check_scale_values(scale, ctx.values)
     to_type = ctx.attrs.to_type
     if to_type not in QUANTIZED_TYPES:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")

@@ -1,0 +1,1 @@
+"""netdsl and the tools its users already have: ONNX models (``onnx.py``; docs/onnx.md)."""
