@@ -257,3 +257,15 @@ def test_cli_check_and_run_a_recipe(tmp_path, capsys) -> None:
     np.save(tmp_path / "w40.npy", np.ones((4, 40), np.float32))
     assert main(["run", str(RECIPE), "--input", f"w={tmp_path / 'w40.npy'}"]) == 1
     assert capsys.readouterr().err.endswith("(with N=4, K=40)\n")
+
+
+@pytest.mark.parametrize("recipe", sorted((EXAMPLES / "recipes").glob("*.net")), ids=lambda p: p.stem)
+def test_shipped_recipes_read_the_same_in_yaml(recipe) -> None:
+    from netdsl.frontend.writer import write_model
+
+    net = netdsl.load(recipe)
+    assert net.recipe
+    yaml_net = netdsl.loads(write_model(net.graph, "yaml", recipe.parent, recipe.parent), format="yaml",
+                            filename=str(recipe.with_suffix(".yaml")))
+    shapes = {"w": (256, 256)}
+    assert yaml_net.bind(shapes).describe().replace(".yaml", ".net") == net.bind(shapes).describe()
