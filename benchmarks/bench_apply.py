@@ -156,7 +156,7 @@ for shard in sorted(handles):
         packed, scale, scale_2 = NVFP4QTensor.quantize(w, 16, weights_scaling_factor_2=global_scale[key])
         result[name] = packed._quantized_data
         result[name + "_scale"] = scale
-        result[name + "_scale_2"] = scale_2
+        result[name + "_scale_2"] = scale_2.clone()
     save_file(result, str(out / shard), metadata={"format": "pt"})
 print(time.perf_counter() - start)
 '''
@@ -164,7 +164,9 @@ print(time.perf_counter() - start)
 
 def run_peer(python: str, folder: Path) -> tuple[float, Path]:
     out = Path(tempfile.mkdtemp(prefix="bench-apply-peer-", dir=folder.parent))
-    result = subprocess.run([python, "-c", PEER, str(folder), str(out)], check=True, capture_output=True, text=True)
+    result = subprocess.run([python, "-c", PEER, str(folder), str(out)], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"the ModelOpt peer failed: {result.stderr.strip().splitlines()[-1]}")
     return float(result.stdout.strip().splitlines()[-1]), out
 
 
@@ -213,9 +215,13 @@ def main() -> None:
              apply_seconds)]
     peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
     if args.peer_python:
-        peer_seconds, peer_out = run_peer(args.peer_python, folder)
-        rows.append(("ModelOpt NVFP4QTensor.quantize (torch, CPU) + save_file", peer_seconds))
-        peer_line = "netdsl vs ModelOpt on the same weights: " + compare_with_peer(ours, peer_out)
+        try:
+            peer_seconds, peer_out = run_peer(args.peer_python, folder)
+        except RuntimeError as error:
+            peer_line = str(error)
+        else:
+            rows.append(("ModelOpt NVFP4QTensor.quantize (torch, CPU) + save_file", peer_seconds))
+            peer_line = "netdsl vs ModelOpt on the same weights: " + compare_with_peer(ours, peer_out)
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
