@@ -327,6 +327,13 @@ def test_resume_after_a_kill_gives_the_same_bytes(checkpoint, tmp_path: Path) ->
     assert json.loads((out / ".netdsl-apply.json").read_text())["complete"] is True
 
 
+def test_outdir_inside_the_checkpoint_folder(checkpoint) -> None:
+    folder, _ = checkpoint
+    apply(NVFP4, folder, folder / "quantized", backend="numpy")
+    assert not (folder / "quantized" / "quantized").exists()
+    assert (folder / "quantized" / "tokenizer.json").is_file()
+
+
 def test_a_damaged_finished_shard_is_written_again(checkpoint, tmp_path: Path) -> None:
     folder, _ = checkpoint
     out = tmp_path / "out"

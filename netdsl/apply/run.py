@@ -170,6 +170,8 @@ def finish(plan: Plan, outdir: Path) -> None:
         _write_text(outdir / "hf_quant_config.json", json.dumps(hf_quant_config, indent=4) + "\n")
     for name in checkpoint.other_files:
         source, target = checkpoint.root / name, outdir / name
+        if source.resolve() == outdir.resolve() or source.resolve() in outdir.resolve().parents:
+            continue  # OUTDIR inside the checkpoint's folder: not one of its files
         if name == "config.json":
             try:
                 config = json.loads(source.read_text(encoding="utf-8"))
