@@ -269,3 +269,23 @@ def test_shipped_recipes_read_the_same_in_yaml(recipe) -> None:
                             filename=str(recipe.with_suffix(".yaml")))
     shapes = {"w": (256, 256)}
     assert yaml_net.bind(shapes).describe().replace(".yaml", ".net") == net.bind(shapes).describe()
+
+
+def test_reduce_in_slices_gives_the_same_bits(monkeypatch) -> None:
+    """A large input is reduced a slice at a time; NaN, signed zeros and ties come out as on the whole."""
+    from netdsl.ops import reduce
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((37, 11, 5)).astype(np.float32)
+    x[4, 2, 1], x[30, 0, 0] = np.nan, -0.0
+    x[:, 3, :] = 0.0
+    x[:, 3, 2] = -0.0
+    expected = {}
+    for op in ("max", "min"):
+        for axes in ((0,), (1,), (0, 2), (0, 1, 2), (2,)):
+            for keep in (False, True):
+                expected[op, axes, keep] = reduce.reference(x, op, axes, keep, netdsl.dtypes.FLOAT32)
+    monkeypatch.setattr(reduce, "CHUNK_ELEMENTS", 50)  # slices of one row of 55 elements
+    for (op, axes, keep), value in expected.items():
+        got = reduce.reference(x, op, axes, keep, netdsl.dtypes.FLOAT32)
+        assert got.shape == value.shape and np.array_equal(bits(got), bits(value)), (op, axes, keep)

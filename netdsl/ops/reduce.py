@@ -85,9 +85,27 @@ def compute(x32: Any, op: str, axes: tuple[int, ...], keep_dims: bool, xp: Any =
     return result
 
 
+#: elements widened to float32 at a time: a reduction over a whole weight holds a slice's float32 copy,
+#: not the tensor's
+CHUNK_ELEMENTS = 1 << 22
+
+
 def reference(x: np.ndarray, op: str, axes: tuple[int, ...], keep_dims: bool, dtype: DType) -> np.ndarray:
-    """:func:`compute` on ``x`` (``dtype`` storage), stored as ``dtype`` (exact: the result is an element)."""
-    result = compute(dtypes.decode(np.asarray(x), dtype), op, axes, keep_dims)
+    """:func:`compute` on ``x`` (``dtype`` storage), stored as ``dtype`` (exact: the result is an element).
+    A large ``x`` is widened a slice of its first axis at a time; max and min (NaN and signed zeros
+    included) are associative, so reducing the slices' results gives the same bits."""
+    array = np.asarray(x)
+    rows = array.shape[0] if array.ndim else 1
+    step = max(1, CHUNK_ELEMENTS // max(array.size // max(rows, 1), 1))
+    if array.ndim == 0 or rows <= step:
+        result = compute(dtypes.decode(array, dtype), op, axes, keep_dims)
+    else:
+        parts = [compute(dtypes.decode(array[start:start + step], dtype), op, axes, True)
+                 for start in range(0, rows, step)]
+        stacked = np.concatenate(parts, axis=0)
+        result = compute(stacked, op, (0,), True) if 0 in axes else stacked
+        if not keep_dims:
+            result = result.reshape([d for i, d in enumerate(result.shape) if i not in axes])
     return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
 
 
