@@ -87,6 +87,13 @@ class Value:
     #: an input whose declared dimensions include names; ``type`` is set when the network is bound
     declared: NamedType | None = None
 
+    def declared_type(self) -> NamedType:
+        """An input's type as declared: its named dimensions, or its concrete shape."""
+        if self.declared is not None:
+            return self.declared
+        assert self.type is not None, "an input is typed unless its dimensions are names"
+        return NamedType(self.type.dtype, self.type.shape)
+
 
 @dataclass
 class Node:

@@ -12,7 +12,7 @@ from netdsl.check import check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, NamedType, TensorType, print_graph
+from netdsl.ir import Graph, TensorType, print_graph
 
 
 class Network:
@@ -53,7 +53,7 @@ class Network:
         for value, shape in zip(self.graph.inputs, key):
             if value.name not in shapes:
                 raise ValueError(f"missing input '{value.name}' ({value.declared or value.type})")
-            declared = value.declared or NamedType(value.type.dtype, value.type.shape)
+            declared = value.declared_type()
             problem = declared.match(shape, bindings)
             if problem:
                 raise ValueError(f"input '{value.name}': {problem}")

@@ -58,9 +58,9 @@ def open_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint at ``path``; CheckpointError (one line naming the file and tensor) when it is not
     complete: a shard the index names is missing, or doesn't hold a tensor the index puts there."""
     if path.is_file():
-        tensors, metadata = read_header(path)
+        tensors, file_metadata = read_header(path)
         others = ["config.json"] if (path.parent / "config.json").is_file() else []
-        return Checkpoint(path.parent, {path.name: tensors}, {path.name: metadata}, None, others)
+        return Checkpoint(path.parent, {path.name: tensors}, {path.name: file_metadata}, None, others)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint '{path}': no such file or folder")
     index_path = path / INDEX_NAME
@@ -87,7 +87,8 @@ def open_checkpoint(path: Path) -> Checkpoint:
                                   f"give the file, or a folder of shards with its index")
         shard_names = candidates
         weight_map = {}
-    shards, metadata = {}, {}
+    shards: dict[str, dict[str, TensorInfo]] = {}
+    metadata: dict[str, dict[str, str] | None] = {}
     for shard in shard_names:
         shards[shard], metadata[shard] = read_header(path / shard)
     for name, shard in weight_map.items():

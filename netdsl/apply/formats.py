@@ -167,8 +167,8 @@ class ModelOpt(Format):
         group: dict[str, Any] = {"weights": weights, "targets": ["Linear"]}
         if input_scales:
             group["input_activations"] = dict(weights)
-        quantization_config = {"config_groups": {"group_0": group}, "ignore": ignore, "quant_algo": algo,
-                               "producer": producer, "quant_method": "modelopt"}
+        quantization_config: dict[str, Any] = {"config_groups": {"group_0": group}, "ignore": ignore,
+                                               "quant_algo": algo, "producer": producer, "quant_method": "modelopt"}
         if scheme.group_size is not None:
             quantization_config["group_size"] = scheme.group_size
         return hf_quant_config, quantization_config

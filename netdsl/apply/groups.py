@@ -31,20 +31,21 @@ def fused_groups(names: list[str]) -> list[list[str]]:
         match = _MODULE.match(name)
         if match is None:
             continue
-        for kind, fused in enumerate(FUSED_MEMBERS):
-            if match["member"] in fused:
+        for kind, fusion in enumerate(FUSED_MEMBERS):
+            if match["member"] in fusion:
                 key = (match["parent"], kind)
                 members.setdefault(key, {})[match["member"]] = name
                 key_of[name] = key
-    groups, seen = [], set()
+    groups: list[list[str]] = []
+    seen: set[tuple[str, int]] = set()
     for name in names:
-        key = key_of.get(name)
-        if key is None:
+        layer = key_of.get(name)
+        if layer is None:
             groups.append([name])
-        elif key not in seen:
-            seen.add(key)
-            found = members[key]
-            groups.append([found[m] for m in FUSED_MEMBERS[key[1]] if m in found])
+        elif layer not in seen:
+            seen.add(layer)
+            found = members[layer]
+            groups.append([found[m] for m in FUSED_MEMBERS[layer[1]] if m in found])
     return groups
 
 

@@ -17,7 +17,7 @@ from netdsl.apply.formats import Format, Scheme, Stored, detect_scheme, get_form
 from netdsl.apply.groups import fused_groups, module_of
 from netdsl.apply.safetensors_io import CheckpointError, OutputTensor
 from netdsl.diagnostics import Diagnostic, ModelError, UsageError
-from netdsl.ir import NamedType, TensorType
+from netdsl.ir import TensorType
 from netdsl.model import Network, loads
 
 #: the tensors a recipe takes unless --include says otherwise
@@ -142,7 +142,7 @@ def make_plan(recipe_path: Path, checkpoint: Checkpoint, format_name: str, inclu
     inputs = recipe.graph.inputs
     if len(inputs) != 1:
         raise UsageError(f"a recipe has one input (the weight); '{recipe_path}' has {len(inputs)}")
-    declared = inputs[0].declared or NamedType(inputs[0].type.dtype, inputs[0].type.shape)
+    declared = inputs[0].declared_type()
     includes = tuple(include) or DEFAULT_INCLUDE
     excludes = tuple(exclude) if exclude is not None else DEFAULT_EXCLUDE
 

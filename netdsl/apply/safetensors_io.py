@@ -145,7 +145,7 @@ class ShardWriter:
             raise RuntimeError(f"shard writer: expected '{tensor.name}', got '{name}'")
         written = 0
         for chunk in chunks:
-            view = memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)) \
+            view = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).data \
                 if isinstance(chunk, np.ndarray) else chunk
             self._put(view)
             written += len(view)
