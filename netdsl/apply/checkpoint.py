@@ -44,6 +44,10 @@ class Checkpoint:
     def size(self) -> int:
         return sum(t.nbytes for tensors in self.shards.values() for t in tensors.values())
 
+    def close(self) -> None:
+        """Close the shards ``read`` opened."""
+        self._handles.clear()
+
     def read(self, shard: str, name: str) -> np.ndarray:
         """A tensor's values through safetensors' memory-mapped ``safe_open`` (only this tensor is read)."""
         from safetensors import safe_open

@@ -100,6 +100,8 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     except BaseException:
         writer.abort()
         raise
+    finally:
+        checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
 
 
 class Manifest:
