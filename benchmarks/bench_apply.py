@@ -284,8 +284,9 @@ def main() -> None:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [f"## {datetime.date.today()}: {size / 1e9:.2f} GB checkpoint, {len(files)} shards, {os.cpu_count()} cores "
-             f"({cpu}), backend {args.backend}", "",
+             f"({cpu}), backend {args.backend}", "", f"Load average at the end (1, 5, 15 min): {load}.", "",
              "| what | seconds | GB/s of checkpoint read | % of read |", "|---|---|---|---|"]
     for what, seconds in rows:
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% |")
