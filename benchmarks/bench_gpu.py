@@ -547,19 +547,8 @@ def device_array_runs(cp: Any, table: dict[tuple[str, str], dict[int, tuple[floa
         tdtype = torch.float32 if type_name == "float32" else torch.bfloat16
         count = max(2, math.ceil(ROTATION_BYTES / (n * (4 if type_name == "float32" else 2))))
         inputs = [(torch.randn(n // ROW, ROW, device="cuda") * 3).to(tdtype) for _ in range(count)]
-        for x in inputs:  # warm-up: kernels loaded, pool filled
-            network.run({"x": x})
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        samples = []
-        for _ in range(reps):
-            start.record()
-            for x in inputs:
-                network.run({"x": x})
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3 / len(inputs))
-        result[label] = (statistics.median(samples), kernel[0])
+        seconds = time_torch(torch, [lambda x=x, net=network: net.run({"x": x}) for x in inputs], reps)
+        result[label] = (seconds, kernel[0])
         del inputs
         torch.cuda.empty_cache()
         cp.get_default_memory_pool().free_all_blocks()

@@ -9,6 +9,8 @@ Each case is made from (seed, index) alone, so any case can be run again by its 
 - ``net``, ``yaml``: the valid models of ``examples/`` mutated (token swaps and replacements, huge numbers,
   deep nesting, odd bytes and invalid UTF-8, duplicated, swapped, deleted and cut lines), through
   ``check``, ``run`` or ``convert``;
+- ``model``: structurally valid random models (ranks 1-4, extents from 0 to 2^31-1, every mode, blocks
+  past the tensor's extent, literal scales that overflow their type) run under random memory limits;
 - ``cli``: random combinations of commands, options and arguments (valid and broken models, missing,
   empty, directory and device paths, bad sizes, seeds and names);
 - ``file``: tensor files, valid then mutated (header fields, version bytes, lengths, truncation, byte flips,
@@ -24,9 +26,12 @@ far above any case's time on a loaded machine) and starts another.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import gc
 import io
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -49,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXAMPLES = ROOT / "examples"
 LOCATED = re.compile(r"^.+:\d+:\d+: (error|warning): \S")
-KINDS = {"net": 3, "yaml": 2, "cli": 2, "file": 3}  # weights
+KINDS = {"net": 3, "yaml": 2, "cli": 2, "file": 3, "model": 2}  # weights
 
 HUGE = ["9" * 400, "1e999999", "-1e999999", "0x1p99999999", "0x1p-99999999", "2147483647", "2147483648",
         "4294967296", "9223372036854775808", "-9223372036854775809", "1" + "0" * 5000, "0x" + "f" * 300, "nan",
@@ -240,17 +245,41 @@ def mutate_safetensors(rng: random.Random, arrays: dict[str, np.ndarray]) -> byt
     return safetensors_file(header, payload)
 
 
+def polygraphy_json(arrays: dict[str, np.ndarray]) -> bytes:
+    """Polygraphy's JSON for a feed dict (``save_json`` of a list of one dict): each array an .npy in
+    base64; netdsl's own writer where it has one (``netdsl.files``), else this layout by hand."""
+    try:
+        from netdsl import dtypes, files
+    except ImportError:
+        files = None
+    if files is not None and hasattr(files, "write_tensors"):
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / "w.json"
+            files.write_tensors(target, arrays, {k: dtypes.FLOAT32 for k in arrays}, kind="inputs")
+            return target.read_bytes()
+    encoded = {k: {"array": base64.b64encode(npy_bytes(v)).decode(), "polygraphy_class": "ndarray"}
+               for k, v in arrays.items()}
+    return json.dumps([encoded], indent=4).encode()
+
+
 def mutate_json(rng: random.Random, arrays: dict[str, np.ndarray]) -> bytes:
-    """Polygraphy-style JSON of arrays ({"name": {"array": ..., "dtype": ...}}), mutated."""
-    document: Any = {k: {"values": v.tolist(), "dtype": str(v.dtype), "shape": list(v.shape)}
-                     for k, v in arrays.items()}
+    """Polygraphy JSON, mutated: its text, its structure, or the .npy inside an array's base64."""
+    text = polygraphy_json(arrays)
     choice = rng.random()
-    if choice < 0.3:
-        document = rng.choice([[], None, 1e400, "x", {"x": None}, [[[[]]]], {"x": {"values": [1] * 3}}])
-    text = json.dumps(document, allow_nan=True)
-    if choice > 0.6:
-        return mutate_bytes(rng, text.encode())
-    return text.replace("1.0", rng.choice(["1e999", "NaN", "[", "\"a\"", "-"])).encode()
+    if choice < 0.35:
+        return mutate_bytes(rng, text)
+    document = json.loads(text)
+    if choice < 0.7:
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: base64.b64encode(mutate_npy(rng, next(iter(arrays.values())))).decode()
+                        if k == "array" else walk(v) for k, v in node.items()}
+            return [walk(item) for item in node] if isinstance(node, list) else node
+        return json.dumps(walk(document)).encode()
+    replacement = rng.choice([[], None, 1e400, "x", {"x": None}, [[[[]]]], [{"x": {"array": "!!"}}],
+                              [{"x": {"array": "", "polygraphy_class": "ndarray"}}], {"lst": 1},
+                              [{"x": {"polygraphy_class": "LazyArray", "values": None}}]])
+    return json.dumps(replacement, allow_nan=True).encode()
 
 
 #: format -> (file suffix, writer of a mutated file of name -> array)
@@ -268,6 +297,81 @@ FORMATS = {
 FILE_MODEL = ("input x : float32[4, 16]\nconst w : float32[4, 16] = {load}\nconst s : float32[] = 0.5\n"
               "q = quantize(x, s, to_type=fp8)\ny = dequantize(q, s)\nz = quantize(w, s)\noutput y, z\n")
 SIZES = ["none", "1", "0", "1K", "64M", "8G", "-1", "1e9", "lots", "", "999999999999T", "auto"]
+
+
+TYPES = ["float32", "float16", "bfloat16"]
+QTYPES = ["int8", "int4", "fp8", "fp4"]
+
+
+def random_model(rng: random.Random) -> str:
+    """A model that is valid more often than not: one or two layers on a random shape, with scales and
+    blocks drawn to fit it (or nearly), some extents 0 or huge."""
+    rank = rng.randint(1, 4)
+    big = rng.random() < 0.15
+    shape = [rng.choice([1, 2, 3, 4, 8, 16, 32]) for _ in range(rank)]
+    if big:
+        shape[rng.randrange(rank)] = rng.choice([2**20, 2**24, 2**30, 2**31 - 1]) // max(1, math.prod(shape))
+    if rng.random() < 0.05:
+        shape[rng.randrange(rank)] = 0
+    dims = ", ".join(map(str, shape))
+    x_type = rng.choice(TYPES)
+    scale_type = rng.choice(TYPES)
+    value = rng.choice(["0.5", "1/127", "70000", "3.4e38", "1e-45", "0x1p-140", "2", "inf", "1e999"])
+    op = rng.choice(["quantize", "dequantize", "dynamic_quantize", "pair"])
+    lines = []
+    if op == "dynamic_quantize":
+        mode = rng.choice([("fp4", "fp8", 16), ("fp8", "e8m0", 32), ("fp8", "float32", None),
+                           ("int8", "float32", None)])
+        rank = max(rank, 2)
+        shape = (shape + [16, 32])[:rank]
+        if mode[2]:
+            shape[-1] = mode[2] * rng.choice([1, 2, 4])
+        dims = ", ".join(map(str, shape))
+        lines.append(f"input x : {x_type}[{dims}]")
+        dqs = ""
+        if mode[0] == "fp4":
+            lines.append(f"const g : {scale_type}[] = {rng.choice(['1', value])}")
+            dqs = "g, "
+        if mode[2] and rng.random() < 0.6:
+            blocking = f"axis={rank - 1}, block_size={mode[2]}"
+        else:
+            entries = [rng.choice(["1", "-1", "2", "3", str(2**31 - 1)]) for _ in range(rank)]
+            if mode[2]:
+                entries = ["1"] * rank
+                entries[-1] = str(mode[2])
+            blocking = f"block_shape=[{', '.join(entries)}]"
+        lines.append(f"d, s = dynamic_quantize(x, {dqs}{blocking}, output_type={mode[0]}, scale_type={mode[1]})")
+        lines.append("output d, s")
+        return "\n".join(lines) + "\n"
+    granularity = rng.choice(["tensor", "channel", "block"])
+    if granularity == "tensor":
+        scale, extra = f"const s : {scale_type}[] = {value}", ""
+    elif granularity == "channel":
+        axis = rng.randrange(rank)
+        scale = f"const s : {scale_type}[{shape[axis]}] = [{', '.join([value] * min(shape[axis], 4096))}]"
+        extra = f", axis={axis}"
+        if shape[axis] > 4096:
+            scale, extra = f"const s : {scale_type}[] = {value}", ""
+    else:
+        block = [rng.choice([1, 2, 3, d or 1, 2**31 - 1]) for d in shape]
+        scale_shape = [-(-d // b) for d, b in zip(shape, block)]
+        if math.prod(scale_shape) > 4096:
+            scale_shape, block = [1] * rank, [2**31 - 1] * rank
+        literal = "1"
+        for extent in reversed(scale_shape):
+            literal = "[" + ", ".join([literal.replace("1", value, 1)] * extent) + "]"
+        scale = f"const s : {scale_type}[{', '.join(map(str, scale_shape))}] = {literal}"
+        extra = f", block_shape=[{', '.join(map(str, block))}]"
+    q_type = rng.choice(QTYPES)
+    lines += [f"input x : {x_type if op != 'dequantize' else q_type}[{dims}]", scale]
+    if op == "dequantize":
+        lines += [f"y = dequantize(x, s{extra}, to_type={rng.choice(TYPES)})", "output y"]
+    elif op == "quantize":
+        lines += [f"q = quantize(x, s{extra}, to_type={q_type})", "output q"]
+    else:
+        lines += [f"q = quantize(x, s{extra}, to_type={q_type})", f"y = dequantize(q, s{extra}, to_type={x_type})",
+                  "output y" + (", q" if rng.random() < 0.3 else "")]
+    return "\n".join(lines) + "\n"
 
 
 def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tuple[str, list[str]]:
@@ -296,6 +400,10 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
         if command == "check" and rng.random() < 0.3:
             argv.append("-v")
         return kind, argv
+    if kind == "model":
+        model.write_text(random_model(rng))
+        argv = ["run", str(model), "--backend", "numpy", "--memory-limit", rng.choice(["64M", "auto", "none", "1G"])]
+        return kind, argv + (["--save", str(folder / "o.npz")] if rng.random() < 0.2 else [])
     if kind == "file":
         format_name = rng.choice(list(FORMATS))
         suffix, write = FORMATS[format_name]
@@ -320,9 +428,9 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
     mutated = rng.random() < 0.2
     text = source.read_text()
     model.write_bytes(mutate_text(rng, text, source.suffix == ".yaml") if mutated else text.encode())
-    paths = [str(model)] * 6 + [str(folder / "missing.net"), str(folder), "", "/dev/null", str(folder / DATA[0].name),
+    paths = [str(model)] * 30 + [str(folder / "missing.net"), str(folder), "", "/dev/null", str(folder / DATA[0].name),
                                 "-", "/", "a" * 5000, "\x7f", str(folder / "model.net\x00")]
-    argv = [rng.choice(["check", "run", "convert", "run", "check", "frobnicate", "-h", "--version", "RUN"])]
+    argv = [rng.choice(["check", "run", "convert"] * 3 + ["frobnicate", "-h", "--version", "RUN"])]
     argv.append(rng.choice(paths))
     options = [["--seed", rng.choice(["0", "1", "-1", "99999999999999999999999", "x", "1e3"])],
                ["--backend", rng.choice(["numpy", "auto", "cupy", "tpu", ""])],
@@ -331,11 +439,12 @@ def make_case(seed: int, index: int, folder: Path, data: Path = EXAMPLES) -> tup
                ["--inputs", rng.choice([str(folder / p.name) for p in DATA] + ["/dev/null", str(folder), ""])],
                ["--save", rng.choice([str(folder / "o.npz"), "", str(folder), str(model), "/dev/full",
                                       str(folder / ("o" * 300 + ".npz")), str(folder / "no" / "o.npz")])],
-               ["--codes"], ["-v"], ["--to", rng.choice(["net", "yaml", "onnx", ""])],
+               ["--memory-limit", rng.choice(SIZES)], ["-v"], ["--to", rng.choice(["net", "yaml", "onnx", ""])],
                ["-o", rng.choice([str(folder / "o.net"), str(folder), "", str(model)])],
-               ["--memory-limit", rng.choice(SIZES)], ["--bogus"], ["-q"], [rng.choice(paths)]]
-    for _ in range(rng.randint(0, 5)):
-        argv += rng.choice(options)
+               ["--codes"], ["--bogus"], ["-q"], [rng.choice(paths)]]
+    fitting = {"run": range(0, 6), "check": [6], "convert": [7, 7, 8]}.get(argv[0], range(len(options)))
+    for _ in range(rng.randint(0, 4)):  # mostly options of the command, a stray one now and then
+        argv += options[rng.choice(fitting)] if rng.random() < 0.85 else rng.choice(options)
     if argv[0] == "run" and "--memory-limit" not in argv:
         argv += ["--memory-limit", "1G"]
     if argv[0] == "run" and "--backend" not in argv:
@@ -396,6 +505,7 @@ def _worker(connection: Connection, seed: int, base: str, memory: int) -> None:
         index = connection.recv()
         if index is None:
             return
+        gc.collect()  # what an earlier case's MemoryError left in reference cycles is freed before the next
         try:
             result = run_case(seed, index, Path(base))
         except BaseException as error:  # noqa: BLE001 - the case maker itself failed: report it, go on

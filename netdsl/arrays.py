@@ -14,18 +14,6 @@ import numpy as np
 from netdsl import dtypes
 from netdsl.ir import TensorType
 
-#: the standard NumPy dtype --save writes for each netdsl type
-SAVE_DTYPES: dict[str, np.dtype] = {
-    "float32": np.dtype(np.float32),
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(np.float32),
-    "int8": np.dtype(np.int8),
-    "int4": np.dtype(np.int8),
-    "fp8": np.dtype(np.float32),
-    "fp4": np.dtype(np.float32),
-    "e8m0": np.dtype(np.float32),
-}
-
 
 class MismatchError(ValueError):
     """An array, or an .npy header, whose shape or dtype doesn't fit the declared tensor type."""
@@ -37,10 +25,10 @@ def check_fits(shape: tuple[int, ...], array_dtype: np.dtype, tensor_type: Tenso
     if tuple(shape) != tensor_type.shape:
         raise MismatchError(f"has shape {list(shape)}, expected {list(tensor_type.shape)}")
     array_dtype = array_dtype.newbyteorder("=")  # a big-endian '>f4' file holds float32 too
-    half = dtype.name in ("float16", "bfloat16")
-    if array_dtype in (dtype.storage, SAVE_DTYPES[dtype.name]) or (half and array_dtype in (np.float32, np.float16)):
+    half = dtype.is_float and dtype.bits == 16
+    if array_dtype in (dtype.storage, dtype.save_dtype) or (half and array_dtype in (np.float32, np.float16)):
         return
-    accepted = sorted({dtype.storage.name, SAVE_DTYPES[dtype.name].name} | ({"float32"} if half else set()))
+    accepted = sorted({dtype.storage.name, dtype.save_dtype.name} | ({"float32"} if half else set()))
     raise MismatchError(f"has dtype {array_dtype}, expected {' or '.join(accepted)} for {dtype.name}")
 
 
@@ -87,7 +75,7 @@ def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
         array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == dtype.storage:
         return array
-    if dtype.name in ("float16", "bfloat16") and array.dtype in (np.float32, np.float16):
+    if dtype.is_float and dtype.bits == 16 and array.dtype in (np.float32, np.float16):
         return dtypes.encode(array.astype(np.float32), dtype)
     exact = dtypes.representable(array.astype(np.float64), dtype)
     if not exact.all():
@@ -102,7 +90,7 @@ def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> n
     if codes and dtype.bits <= 8:
         raw = dtypes.to_codes(array, dtype)
         return dtypes.pack_nibbles(raw) if dtype.bits == 4 else raw
-    return np.asarray(array).astype(SAVE_DTYPES[dtype.name])
+    return np.asarray(array).astype(dtype.save_dtype)
 
 
 #: elements drawn at a time by :func:`random_input` (8 MiB of float64 draws)
@@ -121,6 +109,6 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarra
     flat = out.reshape(-1)
     for start in range(0, flat.size, RANDOM_CHUNK):
         values = rng.uniform(-1.0, 1.0, size=min(RANDOM_CHUNK, flat.size - start)).astype(np.float32)
-        flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype.name != "e8m0" \
+        flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype != dtypes.E8M0 \
             else dtypes.e8m0_round_up(np.abs(values))
     return out

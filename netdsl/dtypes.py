@@ -21,23 +21,41 @@ import numpy as np
 
 @dataclass(frozen=True)
 class DType:
-    """One netdsl data type.
+    """One netdsl data type, with every fact about it that some part of netdsl needs.
 
     name: canonical netdsl name (``float32``, ``float16``, ``bfloat16``, ``int8``, ``int4``, ``fp8``,
     ``fp4``, ``e8m0``); storage: the NumPy/ml_dtypes dtype used for one-element-per-value arrays;
     bits: storage bits per value on the GPU (4 for int4/fp4); trt_name: TensorRT's DataType name
-    (``kFLOAT``, ``kHALF``, ``kBF16``, ``kINT8``, ``kINT4``, ``kFP8``, ``kFP4``, ``kE8M0``).
+    (``kFLOAT``, ``kHALF``, ``kBF16``, ``kINT8``, ``kINT4``, ``kFP8``, ``kFP4``, ``kE8M0``);
+    save_dtype: the standard NumPy dtype ``--save`` writes its values in (exactly);
+    device_storage: the element type of its raw storage on the GPU (4-bit types: a byte holds two);
+    int_range: the (least, greatest) value of an integer type, None for the others;
+    has_nan: whether it has a NaN;
+    scale_kind: its ScaleKind in kernels/common.cuh where a kernel takes it as a scale, else None;
+    code_kind: its CodeKind in kernels/dequantize.cu where a fused Dequantize chain takes it as scale
+    codes, else None.
     """
 
     name: str
     storage: np.dtype
     bits: int
     trt_name: str
+    save_dtype: np.dtype
+    device_storage: np.dtype
+    int_range: tuple[int, int] | None = None
+    has_nan: bool = False
+    scale_kind: int | None = None
+    code_kind: int | None = None
 
     @property
     def is_float(self) -> bool:
         """float32 / float16 / bfloat16: the types of real-valued activations and scales."""
         return self in FLOAT_TYPES
+
+    @property
+    def is_integer(self) -> bool:
+        """int8 / int4."""
+        return self.int_range is not None
 
     @property
     def is_quantized(self) -> bool:
@@ -48,14 +66,20 @@ class DType:
         return self.name
 
 
-FLOAT32 = DType("float32", np.dtype(np.float32), 32, "kFLOAT")
-FLOAT16 = DType("float16", np.dtype(np.float16), 16, "kHALF")
-BFLOAT16 = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), 16, "kBF16")
-INT8 = DType("int8", np.dtype(np.int8), 8, "kINT8")
-INT4 = DType("int4", np.dtype(ml_dtypes.int4), 4, "kINT4")
-FP8 = DType("fp8", np.dtype(ml_dtypes.float8_e4m3fn), 8, "kFP8")
-FP4 = DType("fp4", np.dtype(ml_dtypes.float4_e2m1fn), 4, "kFP4")
-E8M0 = DType("e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), 8, "kE8M0")
+_F32, _F16, _U16, _I8, _U8 = (np.dtype(t) for t in (np.float32, np.float16, np.uint16, np.int8, np.uint8))
+
+FLOAT32 = DType("float32", _F32, 32, "kFLOAT", save_dtype=_F32, device_storage=_F32, has_nan=True, scale_kind=0)
+FLOAT16 = DType("float16", _F16, 16, "kHALF", save_dtype=_F16, device_storage=_F16, has_nan=True, scale_kind=1)
+BFLOAT16 = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), 16, "kBF16", save_dtype=_F32, device_storage=_U16,
+                 has_nan=True, scale_kind=2)
+INT8 = DType("int8", _I8, 8, "kINT8", save_dtype=_I8, device_storage=_U8, int_range=(-128, 127), code_kind=0)
+INT4 = DType("int4", np.dtype(ml_dtypes.int4), 4, "kINT4", save_dtype=_I8, device_storage=_U8, int_range=(-8, 7),
+             code_kind=1)
+FP8 = DType("fp8", np.dtype(ml_dtypes.float8_e4m3fn), 8, "kFP8", save_dtype=_F32, device_storage=_U8, has_nan=True,
+            code_kind=2)
+FP4 = DType("fp4", np.dtype(ml_dtypes.float4_e2m1fn), 4, "kFP4", save_dtype=_F32, device_storage=_U8, code_kind=3)
+E8M0 = DType("e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), 8, "kE8M0", save_dtype=_F32, device_storage=_U8,
+             has_nan=True, scale_kind=3)
 
 #: the real-valued types of activations and scales, and the quantized data types (e8m0 is a scale type only)
 FLOAT_TYPES = (FLOAT32, FLOAT16, BFLOAT16)
@@ -197,9 +221,11 @@ def _encode_minifloat(x: np.ndarray, fmt: _Minifloat, owned: bool, out: np.ndarr
 _ROUND_MAGIC = np.float32(12582912.0)
 
 
-def _encode_integer(x: np.ndarray, low: int, high: int, owned: bool, out: np.ndarray | None) -> np.ndarray:
-    """int8 values of 1-D float32 ``x``: clamp, RNE, NaN -> 0; in L2-sized blocks, float32 bit arithmetic.
-    ``owned``: ``x`` may be overwritten; ``out``: 1-D int8 array to fill."""
+def _encode_integer(x: np.ndarray, dtype: DType, owned: bool, out: np.ndarray | None) -> np.ndarray:
+    """int8 values of 1-D float32 ``x`` clamped to ``dtype``'s range: clamp, RNE, NaN -> 0; in L2-sized
+    blocks, float32 bit arithmetic. ``owned``: ``x`` may be overwritten; ``out``: 1-D int8 array to fill."""
+    assert dtype.int_range is not None
+    low, high = dtype.int_range
     out = np.empty(x.size, np.int8) if out is None else out
     for start in range(0, x.size, _BLOCK):
         chunk = x[start : start + _BLOCK]
@@ -216,7 +242,7 @@ def _encode_integer(x: np.ndarray, low: int, high: int, owned: bool, out: np.nda
 
 
 def _encode_int4(x: np.ndarray, owned: bool, out: np.ndarray | None) -> np.ndarray:
-    values = _encode_integer(x, -8, 7, owned, None if out is None else out.view(np.int8))
+    values = _encode_integer(x, INT4, owned, None if out is None else out.view(np.int8))
     codes = values.view(np.uint8)
     np.bitwise_and(codes, 0x0F, out=codes)  # int4 storage holds the two's complement nibble
     return codes.view(INT4.storage)
@@ -267,18 +293,18 @@ def _whole(encoder: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndar
     return encode_into
 
 
-#: name -> encoder(flat float32 x, owned: x may be overwritten, out: flat storage array to fill or None)
-_ENCODERS: dict[str, Callable[[np.ndarray, bool, np.ndarray | None], np.ndarray]] = {
-    "float32": _whole(_encode_float32),
-    "float16": _whole(_encode_float16),
-    "bfloat16": _whole(_encode_bfloat16),
-    "int8": lambda x, owned, out: _encode_integer(x, -128, 127, owned, out),
-    "int4": _encode_int4,
-    "fp8": lambda x, owned, out: _encode_minifloat(
+#: type -> encoder(flat float32 x, owned: x may be overwritten, out: flat storage array to fill or None)
+_ENCODERS: dict[DType, Callable[[np.ndarray, bool, np.ndarray | None], np.ndarray]] = {
+    FLOAT32: _whole(_encode_float32),
+    FLOAT16: _whole(_encode_float16),
+    BFLOAT16: _whole(_encode_bfloat16),
+    INT8: lambda x, owned, out: _encode_integer(x, INT8, owned, out),
+    INT4: _encode_int4,
+    FP8: lambda x, owned, out: _encode_minifloat(
         x, _FP8_FORMAT, owned, None if out is None else out.view(np.uint8)).view(FP8.storage),
-    "fp4": lambda x, owned, out: _encode_minifloat(
+    FP4: lambda x, owned, out: _encode_minifloat(
         x, _FP4_FORMAT, owned, None if out is None else out.view(np.uint8)).view(FP4.storage),
-    "e8m0": _whole(_encode_e8m0),
+    E8M0: _whole(_encode_e8m0),
 }
 
 
@@ -297,13 +323,13 @@ def encode(values: np.ndarray, dtype: DType, out: np.ndarray | None = None, over
     x, shape = _flat_float32(values)
     owned = overwrite or not np.may_share_memory(x, values)
     if out is None:
-        return _ENCODERS[dtype.name](x, owned, None).reshape(shape)
+        return _ENCODERS[dtype](x, owned, None).reshape(shape)
     if out.shape != shape or out.dtype != dtype.storage:
         raise ValueError(f"out must be {dtype.storage}{list(shape)}, got {out.dtype}{list(out.shape)}")
     if out.flags.c_contiguous:
-        _ENCODERS[dtype.name](x, owned, out.reshape(-1))
+        _ENCODERS[dtype](x, owned, out.reshape(-1))
     else:
-        out[...] = _ENCODERS[dtype.name](x, owned, None).reshape(shape)
+        out[...] = _ENCODERS[dtype](x, owned, None).reshape(shape)
     return out
 
 
@@ -342,12 +368,12 @@ def representable(values: np.ndarray, dtype: DType) -> np.ndarray:
     exact = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         x = exact.astype(np.float32)
-    if dtype.name == "e8m0":
+    if dtype == E8M0:
         stored = e8m0_round_up(np.abs(x))
     else:
         stored = encode(x, dtype)
     mask = decode(stored, dtype).astype(np.float64) == exact
-    if dtype.name in ("fp8", "e8m0") or dtype.is_float:
+    if dtype.has_nan:
         mask |= np.isnan(exact)
     return mask
 

@@ -1,18 +1,19 @@
-"""The graph IR both front ends lower to: tensor types, values, layer nodes, the graph, and a
-deterministic printer (``netdsl check -v``)."""
+"""The graph IR both front ends lower to: tensor types, values, layer nodes and the graph, as written
+(the checker, netdsl/check.py, turns a graph into a typed and resolved CheckedGraph without changing it).
+
+Nothing here depends on the ops: a node's op is anything with the :class:`OpSchema` fields (in practice a
+:class:`netdsl.ops.base.OpDef`), and its attributes are any dataclass.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from netdsl.diagnostics import Loc
 from netdsl.dtypes import DType
-
-if TYPE_CHECKING:
-    from netdsl.ops import OpDef
 
 #: TensorRT's volume limit: every tensor holds at most 2^31 - 1 elements.
 MAX_VOLUME = 2**31 - 1
@@ -38,7 +39,7 @@ class TensorType:
 @dataclass(frozen=True)
 class NamedType:
     """An input's declared type whose dimensions may be names (``bfloat16[N, K]``): the network is checked
-    again for each concrete shape it meets (:func:`bind`)."""
+    again for each concrete shape it meets (docs/checkpoints.md)."""
 
     dtype: DType
     dims: tuple[int | str, ...]
@@ -84,7 +85,7 @@ class Value:
     folded: np.ndarray | None = None
     #: a recipe's input: a build-time weight whose values arrive when the recipe is applied
     weight: bool = False
-    #: an input whose declared dimensions include names; ``type`` is set when the network is bound
+    #: an input whose declared dimensions include names; ``type`` is set when the recipe is bound
     declared: NamedType | None = None
 
     def declared_type(self) -> NamedType:
@@ -95,18 +96,36 @@ class Value:
         return NamedType(self.type.dtype, self.type.shape)
 
 
+class OpSchema(Protocol):
+    """What the IR knows of a layer kind: its name and its input and output slots."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
+
+class Attrs(Protocol):
+    """A layer's attributes: an instance of its op's frozen attrs dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+
 @dataclass
 class Node:
-    """One layer: ``outputs = op(inputs, **attrs)``; ``plan`` is what the checker resolved."""
+    """One layer as written: ``outputs = op(inputs, **attrs)``."""
 
-    op: OpDef
+    op: OpSchema
     inputs: list[str]
     outputs: list[str]
-    attrs: Any
+    attrs: Attrs
     loc: Loc
     input_locs: list[Loc]
     attr_locs: dict[str, Loc]
-    plan: Any = None
 
 
 @dataclass
@@ -131,24 +150,15 @@ class Graph:
         """Whether an input's dimensions include names (the graph is checked per concrete shape)."""
         return any(v.declared is not None for v in self.inputs)
 
-    def bind(self, types: dict[str, TensorType], weights: bool) -> Graph:
-        """A copy with every input of the given type, unchecked (layer outputs untyped, plans unset);
-        constants' arrays are shared, not copied. ``weights``: the inputs are build-time weights."""
-        copy = Graph(self.name, self.file, outputs=list(self.outputs), output_locs=list(self.output_locs))
-        nodes = {id(node): replace(node, plan=None) for node in self.nodes}
-        copy.nodes = [nodes[id(node)] for node in self.nodes]
-        for name, value in self.values.items():
-            if value.kind == "input":
-                copy.values[name] = replace(value, type=types[name], weight=weights, declared=None)
-            elif value.kind == "const":
-                copy.values[name] = value
-            else:
-                producer = nodes.get(id(value.producer)) if value.producer is not None else None
-                copy.values[name] = replace(value, type=None, data=None, folded=None, producer=producer)
-        return copy
+    def bind(self, types: dict[str, TensorType]) -> Graph:
+        """This graph with every input of the given type and a build-time weight (a recipe bound to one
+        shape, docs/checkpoints.md); layers and constants shared, not copied."""
+        values = {name: replace(value, type=types[name], weight=True, declared=None) if value.kind == "input"
+                  else value for name, value in self.values.items()}
+        return Graph(self.name, self.file, values, self.nodes, self.outputs, self.output_locs)
 
 
-def attr_items(attrs: Any) -> list[tuple[str, Any]]:
+def attr_items(attrs: Attrs) -> list[tuple[str, Any]]:
     """An attrs dataclass's fields that differ from their defaults, in declaration order."""
     return [(f.name, getattr(attrs, f.name)) for f in fields(attrs) if getattr(attrs, f.name) != f.default]
 
@@ -161,29 +171,3 @@ def format_attr(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
-
-
-def print_graph(graph: Graph, verbose_plans: bool = True) -> str:
-    """A deterministic, human-readable listing of a checked graph; a layer output computed only from
-    constants says ``# folded`` (TensorRT computes it at build time, docs/semantics.md)."""
-    from netdsl.ops import from_weight, is_constant_rooted
-
-    lines = [f"network {graph.name}"]
-    for value in graph.inputs:
-        lines.append(f"  input  {value.name} : {value.declared or value.type}")
-    for value in graph.constants:
-        origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
-            if value.source else "literal"
-        lines.append(f"  const  {value.name} : {value.type} = {origin}")
-    for node in graph.nodes:
-        outs = ", ".join(f"{o} : {graph.values[o].type or '?'}" for o in node.outputs)
-        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
-        args = ", ".join(node.inputs + ([attrs] if attrs else []))
-        lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        if verbose_plans and node.plan is not None:
-            folded = "folded; " if all(is_constant_rooted(graph.values[name], graph.values)
-                                       and not from_weight(graph.values[name], graph.values)
-                                       for name in node.inputs) else ""
-            lines.append(f"         # {folded}{node.plan.describe()}")
-    lines.append(f"  output {', '.join(graph.outputs)}")
-    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ The checker knows every shape, so the estimate is arithmetic on the graph:
   measured with tracemalloc; a piece is a cache-sized box of whole blocks, so a block that spans the
   whole tensor makes one piece of the whole tensor).
 - CuPy backend (device memory): the fusion and liveness schedule the executor runs
-  (``plan_graph``): inputs and constants on the device, each step's outputs while they are live, and a
+  (``fusion.schedule``): inputs and constants on the device, each step's outputs while they are live, and a
   DynamicQuantize's per-block amax and effective-scale buffers; 4-bit tensors take half a byte per element.
 
 The default limit is what is available now: the host's MemAvailable (``/proc/meminfo``, and the
@@ -28,18 +28,30 @@ import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from netdsl.ir import Graph, Node, TensorType
+from netdsl import dtypes, settings
+from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.ir import TensorType
+from netdsl.ops.base import OpDef
+from netdsl.ops.cast import CAST
+from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
+from netdsl.ops.elementwise import ELEMENTWISE
+from netdsl.ops.quantize import QUANTIZE
+from netdsl.ops.reduce import REDUCE
+from netdsl.ops.shuffle import SHUFFLE
+from netdsl.ops.unary import UNARY
 
 #: scratch bytes per element of the piece a NumPy worker thread processes, by op: the float32 quotient
 #: or product, a scale expanded to the piece, the encoders' temporaries (peaks measured with tracemalloc
 #: on one-piece tensors: quantize 4-8.3, dequantize 5-15, dynamic_quantize 5-13.7), and a float32 copy of
 #: a float16/bfloat16 input
-SCRATCH_PER_ELEMENT = {"quantize": 8, "dequantize": 8, "dynamic_quantize": 12}
+SCRATCH_PER_ELEMENT: dict[OpDef[Any, Any], int] = {QUANTIZE: 8, DEQUANTIZE: 8, DYNAMIC_QUANTIZE: 12}
 #: scratch bytes per element of the recipe layers (docs/semantics.md, "Recipe layers"), which run on the
-#: whole tensor, not in pieces: the float32 widening of their inputs (reduce; elementwise, both inputs and
-#: the result; cast and its encoder) and unary's bit masks; shuffle is a view
-WHOLE_TENSOR_SCRATCH = {"unary": 3, "reduce": 5, "elementwise": 12, "cast": 8, "shuffle": 0}
+#: whole tensor, not in pieces: the float32 widening of their inputs (reduce, in slices; elementwise, both
+#: inputs and the result; cast and its encoder) and unary's bit masks; shuffle is a view
+WHOLE_TENSOR_SCRATCH: dict[OpDef[Any, Any], int] = {UNARY: 3, REDUCE: 1, ELEMENTWISE: 12, CAST: 8, SHUFFLE: 0}
 #: extra scratch per piece element where the input is float16/bfloat16 (its float32 copy), or the output
 #: bfloat16 (its encoder's temporaries)
 HALF_INPUT_EXTRA, BFLOAT16_OUTPUT_EXTRA = 4, 8
@@ -95,46 +107,48 @@ def host_bytes(tensor_type: TensorType) -> int:
 
 def device_bytes(tensor_type: TensorType) -> int:
     """A tensor's bytes on the GPU: 4-bit types packed two per byte."""
-    if tensor_type.dtype.bits == 4:
-        return (tensor_type.volume + 1) // 2
-    return tensor_type.volume * tensor_type.dtype.storage.itemsize
+    from netdsl.backends.cupy.device import storage_length
+
+    dtype = tensor_type.dtype
+    return storage_length(dtype, tensor_type.volume) * dtype.device_storage.itemsize
 
 
-def _typed(graph: Graph, name: str) -> TensorType:
+def _typed(graph: CheckedGraph, name: str) -> TensorType:
     tensor_type = graph.values[name].type
     assert tensor_type is not None, "the estimate takes a checked graph"
     return tensor_type
 
 
-def _largest(graph: Graph, size) -> tuple[str, TensorType, int]:
+def _largest(graph: CheckedGraph, size) -> tuple[str, TensorType, int]:
     name = max(graph.values, key=lambda n: size(_typed(graph, n)))
     return name, _typed(graph, name), size(_typed(graph, name))
 
 
-def _numpy_scratch(node: Node, graph: Graph, workers: int) -> int:
+def _numpy_scratch(node: CheckedNode, graph: CheckedGraph, workers: int) -> int:
     """The scratch the NumPy backend's workers hold while running ``node``."""
     from netdsl.backends.numpy.executor import pieces
 
     x = _typed(graph, node.inputs[0])
-    if node.op.name in WHOLE_TENSOR_SCRATCH:
+    if node.op in WHOLE_TENSOR_SCRATCH:
         volume = max(_typed(graph, name).volume for name in node.inputs + node.outputs)
-        return volume * WHOLE_TENSOR_SCRATCH[node.op.name]
-    if node.op.name == "dynamic_quantize":
-        block, aligned = node.plan.block, (True,) * x.rank
+        return volume * WHOLE_TENSOR_SCRATCH[node.op]
+    resolution = node.resolution
+    if isinstance(resolution, DynamicResolution):
+        block, aligned = resolution.block, (True,) * x.rank
     else:
-        granularity = node.plan.granularity
+        granularity = resolution.granularity
         block, aligned = granularity.block, tuple(c > 1 for c in granularity.scale_shape)
     boxes = list(itertools.islice(pieces(x.shape, block, aligned), workers + 1))
     piece = max((math.prod(s.stop - s.start for s in box) for box in boxes), default=0)
-    per_element = SCRATCH_PER_ELEMENT[node.op.name]
-    if x.dtype.name in ("float16", "bfloat16"):
+    per_element = SCRATCH_PER_ELEMENT[node.op]
+    if x.dtype in (dtypes.FLOAT16, dtypes.BFLOAT16):
         per_element += HALF_INPUT_EXTRA
-    if any(_typed(graph, o).dtype.name == "bfloat16" for o in node.outputs):
+    if any(_typed(graph, o).dtype == dtypes.BFLOAT16 for o in node.outputs):
         per_element += BFLOAT16_OUTPUT_EXTRA
     return min(len(boxes), workers) * piece * per_element
 
 
-def estimate_numpy(graph: Graph, inputs_held: bool = False) -> Estimate:
+def estimate_numpy(graph: CheckedGraph, inputs_held: bool = False) -> Estimate:
     """The NumPy backend's peak host memory for a run of ``graph``: every tensor (it keeps them all until
     the run ends) plus the largest layer scratch. ``inputs_held``: the inputs exist already."""
     workers = os.cpu_count() or 1
@@ -146,7 +160,7 @@ def estimate_numpy(graph: Graph, inputs_held: bool = False) -> Estimate:
     return Estimate(tensors + scratch + OVERHEAD, *_largest(graph, host_bytes), held, "host memory")
 
 
-def estimate_host_of_gpu_run(graph: Graph, inputs_held: bool = False) -> Estimate:
+def estimate_host_of_gpu_run(graph: CheckedGraph, inputs_held: bool = False) -> Estimate:
     """The host memory of a CuPy run: the inputs, the constants and the outputs it downloads."""
     kept = {v.name for v in graph.values.values() if v.kind in ("input", "const")} | set(graph.outputs)
     held = sum(host_bytes(_typed(graph, v.name)) for v in graph.constants)
@@ -156,23 +170,22 @@ def estimate_host_of_gpu_run(graph: Graph, inputs_held: bool = False) -> Estimat
                     *_largest(graph, host_bytes), held, "host memory")
 
 
-def estimate_cupy(graph: Graph) -> Estimate:
+def estimate_cupy(graph: CheckedGraph) -> Estimate:
     """The CuPy backend's peak device memory for a run of ``graph``, following its step schedule (with
     fusion as the backend runs it): the inputs and constants, each step's outputs until their last use,
     a DynamicQuantize's block buffers."""
     from netdsl.backends.cupy.executor import BACKEND
-    from netdsl.backends.cupy.fusion import fusion_enabled
-    from netdsl.backends.cupy.fusion import schedule as plan_graph
+    from netdsl.backends.cupy.fusion import schedule
 
-    fusion = fusion_enabled() if BACKEND.fusion is None else BACKEND.fusion
+    fusion = settings.fusion() if BACKEND.fusion is None else BACKEND.fusion
     live = sum(device_bytes(_typed(graph, v.name)) for v in graph.values.values() if v.kind in ("input", "const"))
     peak = live
-    for step in plan_graph(graph, fusion):
+    for step in schedule(graph, fusion):
         live += sum(device_bytes(_typed(graph, name)) for name in step.outputs)
         scratch = 0
         for node in step.nodes:
-            if node.op.name == "dynamic_quantize":  # float32 amax and effective scale per block
-                scratch += 8 * math.prod(node.plan.scale_shape)
+            if isinstance(node.resolution, DynamicResolution):  # float32 amax and effective scale per block
+                scratch += 8 * math.prod(node.resolution.scale_shape)
         peak = max(peak, live + scratch)
         live -= sum(device_bytes(_typed(graph, name)) for name in step.free)
     held = sum(device_bytes(_typed(graph, v.name)) for v in graph.constants)
@@ -224,17 +237,16 @@ def available_device() -> int | None:
 #: costs more than such a run (a MemoryError is still exit 2)
 SMALL_RUN = 64 << 20
 
-_ESTIMATES: dict[tuple[int, str, bool, bool, bool | None], tuple[weakref.ref[Graph], list[Estimate]]] = {}
+_ESTIMATES: dict[tuple[int, str, bool, bool, bool | None], tuple[weakref.ref[CheckedGraph], list[Estimate]]] = {}
 
 
-def _estimates(graph: Graph, backend: str, inputs_held: bool, host: bool) -> list[Estimate]:
+def _estimates(graph: CheckedGraph, backend: str, inputs_held: bool, host: bool) -> list[Estimate]:
     """The estimates of a run (cached per graph: a checked graph is not edited afterwards)."""
     fusion = None
     if backend == "cupy":
         from netdsl.backends.cupy.executor import BACKEND
-        from netdsl.backends.cupy.fusion import fusion_enabled
 
-        fusion = fusion_enabled() if BACKEND.fusion is None else BACKEND.fusion
+        fusion = settings.fusion() if BACKEND.fusion is None else BACKEND.fusion
     key = (id(graph), backend, inputs_held, host, fusion)
     cached = _ESTIMATES.get(key)
     if cached is not None and cached[0]() is graph:
@@ -249,7 +261,7 @@ def _estimates(graph: Graph, backend: str, inputs_held: bool, host: bool) -> lis
     return estimates
 
 
-def check(graph: Graph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False,
+def check(graph: CheckedGraph, backend: str, limit: int | str | None = "auto", inputs_held: bool = False,
           host: bool = True) -> Estimate:
     """Refuse (MemoryLimitError) a run of ``graph`` on ``backend`` ("numpy" or "cupy") whose estimated peak
     is over ``limit``: bytes, a size text (:func:`parse_size`, ValueError if it isn't one), None or "none"

@@ -8,26 +8,23 @@ from typing import Any
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import check
+from netdsl.check import CheckedGraph, check, print_graph
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
-from netdsl.ir import Graph, TensorType, print_graph
+from netdsl.ir import Graph, TensorType, attr_items, format_attr
 
 
 class Network:
-    """A parsed and checked network. ``warnings`` holds the checker's located warnings.
+    """A parsed and checked network: ``graph`` is the checked graph (every tensor typed, every layer
+    resolved); ``warnings`` holds the checker's located warnings."""
 
-    A recipe (a network whose input dimensions are names, or one loaded with ``recipe=True``) takes its
-    inputs as build-time weights and is checked for each concrete shape it meets (:meth:`bind`, cached per
-    shape); ``run`` binds it to the shapes of the arrays it is given (docs/checkpoints.md).
-    """
+    #: a Network is checked for fixed shapes; a :class:`Recipe` is bound to them first
+    recipe = False
 
-    def __init__(self, graph: Graph, warnings: list[Diagnostic], recipe: bool = False):
+    def __init__(self, graph: CheckedGraph, warnings: list[Diagnostic]):
         self.graph = graph
         self.warnings = warnings
-        self.recipe = recipe
-        self._bound: dict[tuple[tuple[int, ...], ...], Network] = {}
 
     @property
     def name(self) -> str:
@@ -35,39 +32,8 @@ class Network:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        """Input name -> TensorType (a NamedType where the dimensions are names)."""
-        return {v.name: v.declared or v.type for v in self.graph.inputs}
-
-    def bind(self, shapes: dict[str, tuple[int, ...]]) -> Network:
-        """This recipe checked for concrete input ``shapes`` (cached: each distinct shape is checked once).
-        Raises ValueError for a shape that doesn't fit the declared one, ModelError (located in the recipe,
-        each message saying the bound dimensions) where the layers reject it."""
-        if not self.recipe:
-            raise ValueError(f"'{self.name}' is not a recipe: its inputs have fixed shapes")
-        key = tuple(tuple(int(d) for d in shapes[v.name]) if v.name in shapes else () for v in self.graph.inputs)
-        bound = self._bound.get(key)
-        if bound is not None:
-            return bound
-        bindings: dict[str, int] = {}
-        types = {}
-        for value, shape in zip(self.graph.inputs, key):
-            if value.name not in shapes:
-                raise ValueError(f"missing input '{value.name}' ({value.declared or value.type})")
-            declared = value.declared_type()
-            problem = declared.match(shape, bindings)
-            if problem:
-                raise ValueError(f"input '{value.name}': {problem}")
-            types[value.name] = TensorType(declared.dtype, shape)
-        graph = self.graph.bind(types, weights=True)
-        diagnostics = Diagnostics()
-        check(graph, diagnostics)
-        if diagnostics.errors:
-            where = ", ".join(f"{name}={extent}" for name, extent in bindings.items()) or \
-                ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
-            raise ModelError([Diagnostic(d.loc, d.severity, f"{d.message} (with {where})")
-                              for d in diagnostics.sorted()])
-        bound = self._bound[key] = Network(graph, diagnostics.sorted())
-        return bound
+        """Input name -> TensorType."""
+        return {v.name: v.type for v in self.graph.inputs}
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -113,9 +79,6 @@ class Network:
         from netdsl import memory
         from netdsl.backends import get_backend
 
-        if self.recipe:
-            shapes = {name: tuple(np.shape(array)) for name, array in inputs.items()}
-            return self.bind(shapes).run(inputs, backend, memory_limit)
         if not all(isinstance(array, np.ndarray) for array in inputs.values()):
             from netdsl.backends.cupy import external
 
@@ -144,12 +107,14 @@ class Network:
         from netdsl.backends import get_backend
         from netdsl.backends.cupy import external
         from netdsl.backends.cupy.device import import_cupy
+        from netdsl.backends.cupy.executor import CupyBackend
 
         if backend == "numpy":
             raise ValueError("device arrays run on the cupy backend (backend='auto' or 'cupy'); for the numpy "
                              "backend give NumPy arrays")
         self._check_names(inputs)
         executor = get_backend("cupy")
+        assert isinstance(executor, CupyBackend)
         ordinal, stream = external.current_stream(kind, inputs.values())
         cupy = import_cupy()
         with contextlib.ExitStack() as scope:
@@ -164,12 +129,84 @@ class Network:
             return {name: external.from_device_tensor(results[name], kind) for name in self.graph.outputs}
 
 
+class Recipe:
+    """A network whose input is a weight (docs/checkpoints.md): its dimensions may be names
+    (``bfloat16[N, K]``), and it is checked for each concrete shape it meets (:meth:`bind`, cached: each
+    distinct shape once), with the input as a build-time weight, so that scales computed from it are
+    constant-rooted. ``run`` binds it to the shapes of the arrays it is given."""
+
+    recipe = True
+
+    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+        self.source = graph
+        self.graph = graph  # as written, not checked: what ``netdsl convert`` writes
+        self.warnings = warnings
+        self._bound: dict[tuple[tuple[int, ...], ...], Network] = {}
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Input name -> NamedType (the declared type, dimensions that are names included)."""
+        return {v.name: v.declared_type() for v in self.source.inputs}
+
+    def describe(self) -> str:
+        """The recipe as declared; ``bind(...).describe()`` gives the checked graph for one shape."""
+        lines = [f"recipe {self.name} (checked again for each shape it meets)"]
+        lines += [f"  input  {v.name} : {v.declared_type()}" for v in self.source.inputs]
+        lines += [f"  const  {v.name} : {v.type}" for v in self.source.constants]
+        for node in self.source.nodes:
+            attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
+            arguments = ", ".join(node.inputs + ([attrs] if attrs else []))
+            lines.append(f"  layer  {', '.join(node.outputs)} = {node.op.name}({arguments})")
+        lines.append(f"  output {', '.join(self.source.outputs)}")
+        return "\n".join(lines) + "\n"
+
+    def bind(self, shapes: dict[str, tuple[int, ...]]) -> Network:
+        """This recipe checked for concrete input ``shapes`` (cached per shape). ValueError for a shape that
+        doesn't fit the declared one; ModelError (located in the recipe, each message saying the bound
+        dimensions) where the layers reject it."""
+        inputs = self.source.inputs
+        missing = [v for v in inputs if v.name not in shapes]
+        if missing:
+            raise ValueError(f"missing input '{missing[0].name}' ({missing[0].declared_type()})")
+        key = tuple(tuple(int(d) for d in shapes[v.name]) for v in inputs)
+        bound = self._bound.get(key)
+        if bound is not None:
+            return bound
+        bindings: dict[str, int] = {}
+        types = {}
+        for value, shape in zip(inputs, key):
+            declared = value.declared_type()
+            problem = declared.match(shape, bindings)
+            if problem:
+                raise ValueError(f"input '{value.name}': {problem}")
+            types[value.name] = TensorType(declared.dtype, shape)
+        diagnostics = Diagnostics()
+        checked = check(self.source.bind(types), diagnostics)
+        if checked is None:
+            where = ", ".join(f"{name}={extent}" for name, extent in bindings.items()) or \
+                ", ".join(f"{name} {list(shape)}" for name, shape in zip((v.name for v in inputs), key))
+            raise ModelError([Diagnostic(d.loc, d.severity, f"{d.message} (with {where})")
+                              for d in diagnostics.sorted()])
+        bound = self._bound[key] = Network(checked, diagnostics.sorted())
+        return bound
+
+    def run(self, inputs: dict[str, Any], backend: str = "auto",
+            memory_limit: int | str | None = "auto") -> dict[str, Any]:
+        """:meth:`Network.run` of the recipe bound to the inputs' shapes."""
+        return self.bind({name: tuple(np.shape(array)) for name, array in inputs.items()}).run(
+            inputs, backend, memory_limit)
+
+
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
-          filename: str | None = None, recipe: bool = False) -> Network:
+          filename: str | None = None, recipe: bool = False) -> Network | Recipe:
     """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
     against ``base_dir`` (default: the current directory). A model whose input dimensions are names, or any
-    model with ``recipe=True``, is a recipe: its inputs are weights and it is checked when bound to concrete
-    shapes (:meth:`Network.bind`; a recipe without named dimensions is bound here). Raises ModelError."""
+    model with ``recipe=True``, is a :class:`Recipe` (its inputs are weights; it is checked when bound to
+    concrete shapes, here already where it names no dimension). Raises ModelError."""
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
@@ -185,17 +222,20 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network")
-    recipe = recipe or graph.named_dims
-    if not diagnostics.errors and not recipe:
-        check(graph, diagnostics)
+    if recipe or graph.named_dims:
+        diagnostics.raise_if_errors()
+        result = Recipe(graph, diagnostics.sorted())
+        if not graph.named_dims:
+            result.bind({v.name: v.declared_type().dims for v in graph.inputs})  # type: ignore[misc]
+        return result
+    checked = check(graph, diagnostics) if not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    network = Network(graph, diagnostics.sorted(), recipe)
-    if recipe and not graph.named_dims:
-        network.bind({v.name: v.type.shape for v in graph.inputs if v.type is not None})
-    return network
+    assert checked is not None
+    return Network(checked, diagnostics.sorted())
 
 
-def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None, recipe: bool = False) -> Network:
+def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+         recipe: bool = False) -> Network | Recipe:
     """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
     docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic; ``recipe``: as
     :func:`loads`). Raises ModelError (and OSError when the file can't be read; UsageError when ONNX support
@@ -219,8 +259,7 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
 
     diagnostics = Diagnostics()
     graph = import_model(path, diagnostics, input_shapes)
-    if graph is not None and not diagnostics.errors:
-        check(graph, diagnostics)
+    checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    assert graph is not None
-    return Network(graph, diagnostics.sorted())
+    assert checked is not None
+    return Network(checked, diagnostics.sorted())

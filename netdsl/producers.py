@@ -23,7 +23,11 @@ import ml_dtypes
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.ir import Graph, Node
+from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.ops.common import ScaleResolution
+from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
+from netdsl.ops.quantize import QUANTIZE
 
 F32 = np.float32
 #: the smallest positive fp8 (E4M3) value, and its smallest normal
@@ -34,7 +38,7 @@ FP8_MIN_SUBNORMAL, FP8_MIN_NORMAL = F32(2.0**-9), F32(2.0**-6)
 # the network's tensors, by netdsl's reference implementations
 
 
-def evaluate(graph: Graph, inputs: dict[str, np.ndarray], replaced: dict[str, np.ndarray] | None = None,
+def evaluate(graph: CheckedGraph, inputs: dict[str, np.ndarray], replaced: dict[str, np.ndarray] | None = None,
              env: dict[str, np.ndarray] | None = None, nodes: list[int] | None = None) -> dict[str, np.ndarray]:
     """Every tensor of ``graph`` (name -> storage array) for storage ``inputs``, by each layer's NumPy
     reference. ``replaced`` overrides outputs of layers; ``env`` and ``nodes`` (indices in graph order)
@@ -50,22 +54,22 @@ def evaluate(graph: Graph, inputs: dict[str, np.ndarray], replaced: dict[str, np
         if all(name in replaced for name in node.outputs):
             values.update((name, replaced[name]) for name in node.outputs)
             continue
-        results = node.op.evaluate(node.plan, [values[name] for name in node.inputs])
+        results = node.op.evaluate(node.resolution, [values[name] for name in node.inputs])
         values.update(zip(node.outputs, results))
     return values
 
 
-def _decoded(graph: Graph, env: dict[str, np.ndarray], name: str) -> np.ndarray:
+def _decoded(graph: CheckedGraph, env: dict[str, np.ndarray], name: str) -> np.ndarray:
     """A tensor's exact values as float32."""
     value_type = graph.values[name].type
     assert value_type is not None
     return dtypes.decode(env[name], value_type.dtype).astype(F32)
 
 
-def _block(node: Node) -> tuple[int, ...]:
+def _block(node: CheckedNode) -> tuple[int, ...]:
     """The normalised block of a layer: element ``i`` uses scale ``i // block`` (docs/semantics.md)."""
-    plan = node.plan
-    return plan.block if node.op.name == "dynamic_quantize" else plan.granularity.block
+    resolution = node.resolution
+    return resolution.block if isinstance(resolution, DynamicResolution) else resolution.granularity.block
 
 
 def _per_element(scale: np.ndarray, block: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -80,30 +84,31 @@ def _block_max(magnitude: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
     return padded.reshape(split).max(axis=tuple(range(1, 2 * magnitude.ndim, 2)))
 
 
-def producer_node(graph: Graph, output: str) -> Node | None:
-    return graph.values[output].producer
+def producer_node(graph: CheckedGraph, output: str) -> CheckedNode | None:
+    return graph.producer(output)
 
 
-def context(graph: Graph, env: dict[str, np.ndarray], output: str,
+def context(graph: CheckedGraph, env: dict[str, np.ndarray], output: str,
             indices: list[tuple[int, ...]]) -> list[dict[str, float]]:
     """For each element index of ``output``: what produced it where its layer is elementwise. A
     Quantize/Dequantize output or a DynamicQuantize data output: ``input`` (the layer's input value) and
     ``scale`` (the effective scale: for NVFP4 the block scale times double_quant_scale); a
     DynamicQuantize scale output: ``amax`` of its block. Empty dicts elsewhere."""
     node = producer_node(graph, output)
-    if node is None or node.op.name not in ("quantize", "dequantize", "dynamic_quantize"):
+    if node is None or node.op not in (QUANTIZE, DEQUANTIZE, DYNAMIC_QUANTIZE):
         return [{} for _ in indices]
     x = _decoded(graph, env, node.inputs[0])
     block = _block(node)
-    if node.op.name == "dynamic_quantize":
+    resolution = node.resolution
+    if isinstance(resolution, DynamicResolution):
         scale = _decoded(graph, env, node.outputs[1])
-        if node.plan.double_quant_scale is not None:
-            scale = scale * F32(node.plan.double_quant_scale)
+        if resolution.double_quant_scale is not None:
+            scale = scale * F32(resolution.double_quant_scale)
         if output == node.outputs[1]:
             amax = _block_max(np.where(np.isnan(x), F32(0), np.abs(x)), block)
             return [{"amax": float(amax[index])} for index in indices]
     else:
-        scale = _decoded(graph, env, node.inputs[1]).reshape(node.plan.granularity.scale_shape)
+        scale = _decoded(graph, env, node.inputs[1]).reshape(resolution.granularity.scale_shape)
     return [{"input": float(x[index]),
              "scale": float(scale[tuple(i // b for i, b in zip(index, block))])} for index in indices]
 
@@ -177,20 +182,20 @@ def _stored(values: np.ndarray, dtype: dtypes.DType) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Layer:
-    """The layer a rule recomputes: its node, its inputs' exact float32 values, its plan."""
+    """The layer a rule recomputes: its node, its inputs' exact float32 values, its resolution."""
 
-    node: Node
+    node: CheckedNode
     args: list[np.ndarray | None]
     env: dict[str, np.ndarray]
-    graph: Graph
+    graph: CheckedGraph
 
     @property
-    def plan(self) -> Any:
-        return self.node.plan
+    def resolution(self) -> Any:
+        return self.node.resolution
 
     @property
     def mode(self) -> str:
-        return self.plan.mode if self.node.op.name == "dynamic_quantize" else self.node.op.name
+        return self.resolution.mode if self.node.op is DYNAMIC_QUANTIZE else self.node.op.name
 
     def input_type(self, slot: int = 0) -> dtypes.DType:
         value_type = self.graph.values[self.node.inputs[slot]].type
@@ -203,7 +208,7 @@ def _nvfp4(layer: Layer, *, one_division: bool = False, nan_amax: bool = False, 
            plus_zero: bool = False) -> list[np.ndarray]:
     x = layer.args[0]
     assert x is not None
-    block, dqs = layer.plan.block, F32(layer.plan.double_quant_scale)
+    block, dqs = layer.resolution.block, F32(layer.resolution.double_quant_scale)
     amax = _amax(x, block, nan_amax)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         raw = amax / (F32(6) * dqs) if one_division else amax / F32(6) / dqs
@@ -221,7 +226,7 @@ def _mxfp8(layer: Layer, *, nan_amax: bool = False, exponent: Callable[[np.ndarr
            smallest_scale_divisor: float | None = None) -> list[np.ndarray]:
     x = layer.args[0]
     assert x is not None
-    block = layer.plan.block
+    block = layer.resolution.block
     amax = _amax(x, block, nan_amax)
     with np.errstate(invalid="ignore"):
         e = exponent(amax) if exponent is not None else _power_of_two_ceil(amax / F32(448))
@@ -236,7 +241,7 @@ def _mxfp8(layer: Layer, *, nan_amax: bool = False, exponent: Callable[[np.ndarr
 def _float_scale(layer: Layer, *, reciprocal: bool) -> list[np.ndarray]:
     x = layer.args[0]
     assert x is not None
-    block, output_type = layer.plan.block, layer.plan.output_type
+    block, output_type = layer.resolution.block, layer.resolution.output_type
     with np.errstate(invalid="ignore"):
         scale = (_amax(x, block, False) / F32(448 if output_type.name == "fp8" else 127)).astype(F32)
     effective = _per_element(scale, block, x.shape)
@@ -248,8 +253,8 @@ def _quantize(layer: Layer, *, reciprocal: bool = False, bf16_quotient: bool = F
               zero_block_code: float | None = None, plus_zero: bool = False) -> list[np.ndarray]:
     x, scale = layer.args[0], layer.args[1]
     assert x is not None and scale is not None
-    block, to_type = layer.plan.granularity.block, layer.plan.to_type
-    per_element = _per_element(scale.reshape(layer.plan.granularity.scale_shape), block, x.shape)
+    block, to_type = layer.resolution.granularity.block, layer.resolution.to_type
+    per_element = _per_element(scale.reshape(layer.resolution.granularity.scale_shape), block, x.shape)
     quotient = _divide(x, per_element, reciprocal)
     if bf16_quotient:
         quotient = quotient.astype(ml_dtypes.bfloat16).astype(F32)
@@ -266,18 +271,19 @@ def _dequantize_plus_zero(layer: Layer) -> list[np.ndarray]:
     """Code 0x8 (-0) of fp4 dequantizes to +0."""
     q, scale = layer.args[0], layer.args[1]
     assert q is not None and scale is not None
-    plan = layer.plan
+    resolution = layer.resolution
     values = np.where(q == 0, F32(0), q)
-    y = values * _per_element(scale.reshape(plan.granularity.scale_shape), plan.granularity.block, q.shape)
-    return [y.astype(F32).astype(plan.to_type.storage)]
+    y = values * _per_element(scale.reshape(resolution.granularity.scale_shape), resolution.granularity.block, q.shape)
+    return [y.astype(F32).astype(resolution.to_type.storage)]
 
 
 def _fake_quant_reciprocal(layer: Layer) -> list[np.ndarray] | None:
     """ModelOpt's ``scaled_e4m3``: ``fp8(x * r) / r`` with ``r = fl32(fl32(1 / amax) * 448)``, for a
     Dequantize of a per-tensor fp8 Quantize with the same scale (amax = fl32(scale * 448))."""
     node, graph = layer.node, layer.graph
-    source = graph.values[node.inputs[0]].producer
-    if source is None or source.op.name != "quantize" or source.plan.to_type.name != "fp8" \
+    source = graph.producer(node.inputs[0])
+    if source is None or source.op is not QUANTIZE or not isinstance(source.resolution, ScaleResolution) \
+            or source.resolution.to_type.name != "fp8" \
             or source.inputs[1] != node.inputs[1] or layer.args[1] is None or layer.args[1].size != 1:
         return None
     x = _decoded(graph, layer.env, source.inputs[0])
@@ -285,7 +291,7 @@ def _fake_quant_reciprocal(layer: Layer) -> list[np.ndarray] | None:
     r = ((F32(1) / amax) * F32(448)).astype(F32)
     with np.errstate(invalid="ignore", over="ignore"):
         y = (_fp8((x * r).astype(F32)) / r).astype(F32)
-    return [y.astype(layer.plan.to_type.storage)]
+    return [y.astype(layer.resolution.to_type.storage)]
 
 
 def _floor_exponent(amax: np.ndarray) -> np.ndarray:
@@ -365,7 +371,7 @@ RULES: tuple[ProducerRule, ...] = (
                                 "quantize": lambda: _quantize(layer, plus_zero=True),
                                 "dequantize": lambda: _dequantize_plus_zero(layer)}[layer.mode](),
                  applies=lambda layer: layer.mode == "NVFP4" or layer.input_type(0).name == "fp4"
-                 or (layer.mode == "quantize" and layer.plan.to_type.name == "fp4")),
+                 or (layer.mode == "quantize" and layer.resolution.to_type.name == "fp4")),
     ProducerRule("bf16-division", "bf16 division", "ModelOpt FP8QTensor", ("quantize",),
                  lambda layer: _quantize(layer, bf16_quotient=True),
                  applies=lambda layer: layer.input_type(0).name == "bfloat16"),
@@ -373,7 +379,7 @@ RULES: tuple[ProducerRule, ...] = (
                  _fake_quant_reciprocal),
     ProducerRule("zero-int4-block", "zero INT4 block", "ModelOpt INT4QTensor", ("quantize",),
                  lambda layer: _quantize(layer, zero_block_code=-8.0),
-                 applies=lambda layer: layer.plan.to_type.name == "int4"),
+                 applies=lambda layer: layer.resolution.to_type.name == "int4"),
 )
 
 NAN_BITS = ("nan-bits", "NaN bits", "every fp8 peer")
@@ -398,18 +404,18 @@ class Cause:
         return f"{self.title} ({self.who}): explains {self.explains} of {self.of} {self.what}"
 
 
-def _upstream(graph: Graph, output: str) -> list[int]:
+def _upstream(graph: CheckedGraph, output: str) -> list[int]:
     """Indices of the nodes ``output`` depends on, in graph order."""
     needed, pending = set(), [output]
     while pending:
-        producer = graph.values[pending.pop()].producer
+        producer = graph.producer(pending.pop())
         if producer is not None and id(producer) not in needed:
             needed.add(id(producer))
             pending.extend(producer.inputs)
     return [k for k, node in enumerate(graph.nodes) if id(node) in needed]
 
 
-def explain(graph: Graph, env: dict[str, np.ndarray], output: str, mismatch: np.ndarray,
+def explain(graph: CheckedGraph, env: dict[str, np.ndarray], output: str, mismatch: np.ndarray,
             still_differs: Callable[[np.ndarray], np.ndarray]) -> tuple[list[Cause], int]:
     """The rules that reproduce the reference at ``output``'s mismatching elements (``mismatch``, a
     boolean mask), each with how many of them it explains, and how many no rule explains.
@@ -439,7 +445,7 @@ def explain(graph: Graph, env: dict[str, np.ndarray], output: str, mismatch: np.
     return sorted(causes, key=lambda cause: -cause.explains), total - int(explained_any.sum())
 
 
-def nan_bits(graph: Graph, env: dict[str, np.ndarray], output: str, differs: np.ndarray,
+def nan_bits(graph: CheckedGraph, env: dict[str, np.ndarray], output: str, differs: np.ndarray,
              reference_negative: np.ndarray) -> Cause | None:
     """NaNs whose sign differs from netdsl's: explained where the reference keeps the sign of the NaN that
     the elementwise chain of layers producing ``output`` started from."""
@@ -447,8 +453,8 @@ def nan_bits(graph: Graph, env: dict[str, np.ndarray], output: str, differs: np.
     name = output
     while True:
         node = producer_node(graph, name)
-        if node is None or node.op.name not in ("quantize", "dequantize", "dynamic_quantize") \
-                or (node.op.name == "dynamic_quantize" and name != node.outputs[0]):
+        if node is None or node.op not in (QUANTIZE, DEQUANTIZE, DYNAMIC_QUANTIZE) \
+                or (node.op is DYNAMIC_QUANTIZE and name != node.outputs[0]):
             break
         name = node.inputs[0]
     if not total or name == output:

@@ -19,7 +19,7 @@ def test_every_op_in_every_backend(backend) -> None:
 def test_duplicate_registration_refused() -> None:
     op = next(iter(OPS.values()))
     with pytest.raises(ValueError, match="implemented twice"):
-        NUMPY.impl(op)(lambda plan, args: args)
+        NUMPY.impl(op)(lambda resolution, args: args)
 
 
 def test_auto_falls_back_to_numpy_without_gpu() -> None:

@@ -231,3 +231,64 @@ ACCEPTED = [
 @pytest.mark.parametrize("text", ACCEPTED)
 def test_accepted(text: str) -> None:
     netdsl.loads(text)
+
+
+# --- the checked graph: a separate, typed and resolved view; the executors take only that -------------------
+
+CHAIN = HEADER + """d, sc = dynamic_quantize(x, axis=1, block_size=8, output_type=int8, scale_type=float32)
+y = dequantize(d, sc, block_shape=[1, 8], to_type=float16)
+q = quantize(x, s, to_type=fp8)
+output y, q
+"""
+
+
+def _lowered(text: str):
+    from pathlib import Path
+
+    from netdsl.diagnostics import Diagnostics
+    from netdsl.frontend.lower import lower
+    from netdsl.frontend.text import parse_text
+
+    diagnostics = Diagnostics()
+    module = parse_text(text, "m.net", diagnostics)
+    graph = lower(module, Path.cwd(), diagnostics)
+    assert not diagnostics.errors
+    return graph, diagnostics
+
+
+def test_check_leaves_the_graph_as_it_is() -> None:
+    from netdsl.check import CheckedGraph, check
+
+    graph, diagnostics = _lowered(CHAIN)
+    before = {name: (value.type, value.producer) for name, value in graph.values.items()}
+    nodes = [(node.op, list(node.inputs), list(node.outputs), node.attrs) for node in graph.nodes]
+    checked = check(graph, diagnostics)
+    assert isinstance(checked, CheckedGraph)
+    assert {name: (value.type, value.producer) for name, value in graph.values.items()} == before
+    assert [(node.op, node.inputs, node.outputs, node.attrs) for node in graph.nodes] == nodes
+    assert all(graph.values[name].type is None for name in ("d", "sc", "y", "q"))
+    assert [str(checked.type_of(name)) for name in ("d", "sc", "y", "q")] == \
+        ["int8[4, 8]", "float32[4, 1]", "float16[4, 8]", "fp8[4, 8]"]
+    assert [node.resolution.describe() for node in checked.nodes] == [
+        "float-scale: block [1, 8], data int8, scale float32", "block [1, 8], to float16", "per-tensor, to fp8"]
+
+
+def test_check_returns_nothing_on_an_error() -> None:
+    from netdsl.check import check
+
+    graph, diagnostics = _lowered(HEADER + "q = quantize(x, s, to_type=float16)\noutput q\n")
+    assert check(graph, diagnostics) is None
+    assert [d.message for d in diagnostics.errors] == ["to_type must be int8, int4, fp8, fp4, got float16"]
+
+
+def test_backends_run_only_checked_graphs() -> None:
+    from netdsl.backends.cupy import BACKEND as CUPY
+    from netdsl.backends.numpy import BACKEND as NUMPY
+
+    graph, _ = _lowered(CHAIN)
+    network = netdsl.loads(CHAIN)
+    inputs = network.prepare_inputs({"x": np.ones((4, 8), np.float32)})
+    for backend in (NUMPY, CUPY):
+        with pytest.raises(TypeError, match="run takes a CheckedGraph"):
+            backend.run(graph, inputs)
+    assert set(NUMPY.run(network.graph, inputs)) == {"y", "q"}

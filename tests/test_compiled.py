@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import netdsl
+from netdsl import dtypes, settings
 from netdsl.backends.numpy import compiled
 from tests.conftest import ROOT, python_path
 
@@ -123,16 +124,16 @@ def test_every_bit_pattern_kind_against_an_oracle_and_numpy(loop, monkeypatch, t
 def test_taken_only_where_it_applies(loop, monkeypatch) -> None:  # each True below is a call the spy sees
     x = np.ones((4, 8), F32)
     out = np.empty((4, 8), np.int8)
-    assert compiled.quantize_per_tensor(x, np.array([2.0], F32), "int8", out)
+    assert compiled.quantize_per_tensor(x, np.array([2.0], F32), dtypes.INT8, out)
     assert out.tolist() == [[0] * 8] * 4  # 1 / 2 = 0.5 ties to 0
-    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), "fp8", out)
-    assert not compiled.quantize_per_tensor(x[:, ::2], np.array([2.0], F32), "int8", out[:, ::2])
-    assert not compiled.quantize_per_tensor(x.astype(np.float16), np.array([2.0], F32), "int8", out)
+    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), dtypes.FP8, out)
+    assert not compiled.quantize_per_tensor(x[:, ::2], np.array([2.0], F32), dtypes.INT8, out[:, ::2])
+    assert not compiled.quantize_per_tensor(x.astype(np.float16), np.array([2.0], F32), dtypes.INT8, out)
     monkeypatch.setenv("NETDSL_NUMBA", "off")
-    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), "int8", out)
+    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), dtypes.INT8, out)
     monkeypatch.setattr(compiled, "MIN_ELEMENTS", 64)
     monkeypatch.setenv("NETDSL_NUMBA", "1")
-    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), "int8", out)
+    assert not compiled.quantize_per_tensor(x, np.array([2.0], F32), dtypes.INT8, out)
 
 
 @pytest.mark.parametrize("value,want", [(None, "auto"), ("", "auto"), ("auto", "auto"), ("1", "on"), (" ON", "on"),
@@ -142,7 +143,7 @@ def test_numba_setting(monkeypatch, value, want: str) -> None:
         monkeypatch.delenv("NETDSL_NUMBA", raising=False)
     else:
         monkeypatch.setenv("NETDSL_NUMBA", value)
-    assert compiled.setting() == want
+    assert settings.numba() == want
 
 
 def test_auto_loads_after_the_break_even_work(monkeypatch) -> None:

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import netdsl
+from netdsl.check import print_graph
 from netdsl.cli import main
 from netdsl.frontend.writer import value_texts, write_model
-from netdsl.ir import print_graph
 from tests.conftest import python_path
 
 ROOT = Path(__file__).resolve().parent.parent

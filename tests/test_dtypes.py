@@ -711,3 +711,41 @@ def test_fp4_pipeline_to_packed_bytes():
     np.testing.assert_array_equal(packed, [0x8F, 0x31, 0x75, 0x07])
     restored = decode(from_codes(unpack_nibbles(packed, x.size), FP4), FP4)
     assert_same_floats(restored, [-6, -0.0, 0.5, 1.5, 3, 6, 6])
+
+
+# --- the per-type facts on DType, by enumerating every value of each narrow type ----------------------------
+
+
+def _every_value(dtype) -> np.ndarray:
+    """Every value of ``dtype`` as its storage array: all codes of the 4- and 8-bit types, all 2^16
+    patterns of the 16-bit ones, and float32's specials plus 2^16 spread bit patterns."""
+    if dtype.bits <= 8:
+        return np.arange(1 << dtype.bits, dtype=np.uint8).view(dtype.storage) if dtype.bits == 8 \
+            else from_codes(np.arange(16, dtype=np.uint8), dtype)
+    if dtype.bits == 16:
+        return np.arange(1 << 16, dtype=np.uint16).view(dtype.storage)
+    return (np.arange(1 << 16, dtype=np.uint32) * 65537).view(np.float32)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=lambda t: t.name)
+def test_save_dtype_holds_every_value_exactly(dtype) -> None:
+    values = decode(_every_value(dtype), dtype).astype(np.float64)
+    saved = values.astype(dtype.save_dtype)
+    back = saved.astype(np.float64)
+    assert np.array_equal(back, values, equal_nan=True)
+    assert np.array_equal(np.signbit(back), np.signbit(values))
+    assert dtype.save_dtype.kind in "fi" and dtype.save_dtype.isbuiltin  # a standard NumPy type
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=lambda t: t.name)
+def test_value_facts(dtype) -> None:
+    values = decode(_every_value(dtype), dtype)
+    assert dtype.has_nan == bool(np.isnan(values).any())
+    integral = bool(np.all(values == np.round(values)))
+    if dtype.int_range is not None:
+        assert integral and dtype.int_range == (int(values.min()), int(values.max()))
+        assert dtype.is_integer and dtype.is_quantized
+    else:
+        assert not dtype.is_integer
+    # raw device storage: one element per value, or a byte per two 4-bit values
+    assert dtype.device_storage.itemsize * 8 == max(dtype.bits, 8) and dtype.device_storage.kind in "fu"

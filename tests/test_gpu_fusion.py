@@ -1,6 +1,6 @@
 """Graph-level fusion in the GPU executor (netdsl/backends/cupy/fusion.py and executor.py).
 
-- The planning pass itself, on the CPU (no CuPy, no GPU needed): which nodes fuse and which don't
+- The fusion pass itself, on the CPU (no CuPy, no GPU needed): which nodes fuse and which don't
   (an intermediate that is a graph output or has a second consumer, different block geometry,
   NETDSL_FUSION=0), and what each step frees.
 - On the GPU (skipped with the reason without one): fused and unfused runs give identical bits on
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import netdsl
+from netdsl import settings
 from netdsl.backends.cupy import BACKEND as CUPY
-from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, fusion_enabled, schedule
+from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, schedule
 from netdsl.backends.numpy import BACKEND as NUMPY
 
 GPU_OK, GPU_REASON = CUPY.available()
@@ -31,7 +32,7 @@ def kinds(text: str, fusion: bool = True) -> list[tuple[str, tuple[str, ...]]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The planning pass (CPU only)
+# The fusion pass (CPU only)
 
 PAIR = """
 network pair
@@ -131,7 +132,7 @@ output y
 def test_fusion_switch(monkeypatch) -> None:
     graph = netdsl.loads(PAIR).graph
     monkeypatch.setenv("NETDSL_FUSION", "0")
-    assert not fusion_enabled()
+    assert not settings.fusion()
     assert [step.kind for step in CUPY.schedule(graph)] == [NODE, NODE]
     monkeypatch.setenv("NETDSL_FUSION", "1")
     assert [step.kind for step in CUPY.schedule(graph)] == [QUANTIZE_DEQUANTIZE]
@@ -142,14 +143,16 @@ def test_fusion_switch(monkeypatch) -> None:
         CUPY.fusion = None
 
 
-def test_planning_imports_without_cupy() -> None:
-    """The planning pass and the backend module must import on machines without CuPy."""
+def test_fusion_pass_imports_without_cupy() -> None:
+    """The fusion pass and the backend package must import on machines without CuPy."""
     import subprocess
     import sys
 
     code = ("import sys; sys.modules['cupy'] = None\n"
             "import netdsl\n"
             "from netdsl.backends.cupy.fusion import schedule\n"
+            "from netdsl.backends.cupy import abi, device, dynamic, executor, geometry, launch, loader\n"
+            "assert device.available() == (False, 'CuPy not installed')\n"
             f"print(len(schedule(netdsl.loads({PAIR!r}).graph)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "1"

@@ -13,6 +13,7 @@ import pytest
 
 from netdsl import dtypes
 from netdsl.backends.cupy import abi, dynamic, geometry
+from netdsl.ops import dequantize
 from netdsl.ops.dynamic_quantize import MODES
 from netdsl.resources import resource_dir
 
@@ -83,15 +84,17 @@ def _kind_name(enumerator: str, prefix: str) -> str:
 
 
 def test_scale_kinds() -> None:
+    """ScaleKind (common.cuh) is DType.scale_kind, defined for exactly the types Dequantize takes as scales."""
     kinds = {_kind_name(key, "kScale"): value for key, value in enum("ScaleKind").items()}
-    assert kinds == abi.SCALE_KINDS
-    assert set(abi.SCALE_KINDS) == set(abi.DEQUANTIZE_SCALE_TYPES)
+    assert kinds == {t.name: t.scale_kind for t in dtypes.DTYPES.values() if t.scale_kind is not None}
+    assert set(kinds) == {t.name for t in dequantize.SCALE_TYPES}
 
 
 def test_code_kinds() -> None:
+    """CodeKind (dequantize.cu) is DType.code_kind, defined for exactly the quantized types."""
     kinds = {_kind_name(key, "kCode"): value for key, value in enum("CodeKind").items()}
-    assert kinds == abi.CODE_KINDS
-    assert set(abi.CODE_KINDS) == set(abi.QUANTIZED_TYPES)
+    assert kinds == {t.name: t.code_kind for t in dtypes.DTYPES.values() if t.code_kind is not None}
+    assert set(kinds) == set(abi.QUANTIZED_TYPES)
 
 
 def test_map_modes() -> None:
@@ -146,9 +149,11 @@ def test_dynamic_modes() -> None:
     struct, and a float-scale struct divides by the largest finite value of its data type."""
     assert set(abi.DYNAMIC_MODES) == {(output.name, scale.name) for output, scale in MODES}
     largest = {"fp8": float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max), "int8": float(np.iinfo(np.int8).max)}
+    modes = {(output.name, scale.name): mode for (output, scale), mode in MODES.items()}
     for (output, scale), struct in abi.DYNAMIC_MODES.items():
         data, scale_type, bound = _mode_types(struct)
         assert (data, scale_type) == (output, scale), struct
+        assert bound == modes[(output, scale)].bound, struct
         if bound is not None:
             assert bound == largest[output], struct
     assert set(abi.CTA_MODES) <= set(abi.DYNAMIC_MODES.values())

@@ -15,6 +15,7 @@ import netdsl
 from netdsl import arrays, dtypes, memory
 from netdsl.cli import main
 from netdsl.ir import TensorType
+from tests.conftest import gpu_reason
 
 GiB = 1 << 30
 
@@ -147,6 +148,27 @@ def test_cupy_estimate_follows_the_schedule() -> None:
         4 * 2**20 + 4 + 2**20 + 4 * 2**20)  # NETDSL_FUSION=0: x, q (1 MiB) and y
 
 
+def test_cupy_estimate_bounds_the_pool() -> None:
+    """On a GPU: what the run adds to CuPy's pool (it caches what it frees, so its growth is the run's
+    peak, in 512-byte units) stays within the estimate, give or take the kernels' small argument arrays."""
+    reason = gpu_reason()
+    if reason is not None:
+        pytest.skip(f"no GPU: {reason}")
+    import cupy
+
+    network = netdsl.loads("input x : float32[1024, 1024]\nconst s : float32[] = 0.5\nq = quantize(x, s)\n"
+                           "y = dequantize(q, s)\nz = quantize(y, s, to_type=fp4)\noutput z\n")
+    x = np.ones((1024, 1024), np.float32)
+    network.run({"x": x}, backend="cupy")  # compiles and caches the kernels and the constant
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    before = pool.total_bytes()
+    network.run({"x": x}, backend="cupy")
+    grown = pool.total_bytes() - before
+    estimate = memory.estimate_cupy(network.graph).peak
+    assert estimate // 2 <= grown <= estimate + (1 << 20), (grown, estimate)
+
+
 # --------------------------------------------------------------------------------------------------
 # refusing a run
 
@@ -217,14 +239,14 @@ def test_api_memory_limit() -> None:
 
 def test_memory_error_is_exit_2(tmp_path, capsys, monkeypatch) -> None:
     """Running out of memory was exit 3 ("internal error"); it is the machine's limit, not a bug."""
-    from netdsl.backends.numpy import executor as numpy_backend
+    from netdsl.backends import get_backend
 
     def exhausted(graph, inputs):
         raise MemoryError("Unable to allocate 32.0 GiB for an array with shape (2147483647, 4) and data type float32")
 
     model = tmp_path / "m.net"
     model.write_text("input x : float32[4]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n")
-    monkeypatch.setattr(numpy_backend.BACKEND, "run", exhausted)
+    monkeypatch.setattr(get_backend("numpy"), "run", exhausted)
     code, out, err = run_cli(["run", str(model), "--backend", "numpy"], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert err.startswith("netdsl: error: out of memory (") and "Traceback" not in err

@@ -45,7 +45,7 @@ def test_chunking_never_changes_a_bit(tmp_path, monkeypatch, model: str, target:
     env = dict(net.prepare_inputs(inputs))
     env.update({v.name: v.data for v in net.graph.constants})
     for node in net.graph.nodes:  # the references on whole tensors, no pieces
-        env.update(zip(node.outputs, node.op.evaluate(node.plan, [env[n] for n in node.inputs])))
+        env.update(zip(node.outputs, node.op.evaluate(node.resolution, [env[n] for n in node.inputs])))
     whole = {name: env[name] for name in net.graph.outputs}
     monkeypatch.setattr(numpy_executor, "PIECE_ELEMENTS", target)
     monkeypatch.setattr(numpy_executor.pieces, "__defaults__", (target,))

@@ -58,7 +58,7 @@ def ir(graph) -> tuple:
     scale's shape implies) are compared through the plan."""
     return ([(v.name, v.type) for v in graph.inputs],
             [(v.name, v.type, np.asarray(v.data).tobytes()) for v in graph.constants],
-            [(n.op.name, n.inputs, n.outputs, n.plan) for n in graph.nodes],
+            [(n.op.name, n.inputs, n.outputs, n.resolution) for n in graph.nodes],
             graph.outputs)
 
 
@@ -347,6 +347,11 @@ def test_names_stay_the_onnx_names_through_import(tmp_path, capsys) -> None:
     assert list(np.load(tmp_path / "b.npz")) == ["/dq:0"]
     assert cli("import", str(model), "-o", str(tmp_path / "m.yaml"), capsys=capsys)[0] == 0
     assert ir(netdsl.load(tmp_path / "m.yaml").graph) == ir(netdsl.load(tmp_path / "m.net").graph)
+    # convert of an ONNX model is import
+    assert cli("convert", str(model), "--to", "yaml", "-o", str(tmp_path / "c.yaml"), capsys=capsys)[0] == 0
+    assert (tmp_path / "c.yaml").read_text() == (tmp_path / "m.yaml").read_text().replace("m.npz", "c.npz")
+    code, _, err = cli("convert", str(model), "--to", "net", capsys=capsys)
+    assert code == 2 and err == "netdsl: error: converting an ONNX model writes its constants beside the model: give -o FILE\n"
 
 
 def test_an_unknown_symbolic_dimension_is_an_error_naming_it(tmp_path, capsys) -> None:

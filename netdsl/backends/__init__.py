@@ -1,24 +1,29 @@
 """Executors for checked graphs. Each backend registers one implementation per op, keyed by the op
-object; registering twice is an error, and a test asserts every op has one in every backend."""
+object; registering twice is an error, and a test asserts every op has one in every backend.
+
+- :mod:`netdsl.backends.numpy`: the CPU backend (NumPy, and numba's compiled loop where installed)
+- :mod:`netdsl.backends.cupy`: the GPU backend (the CUDA kernels of ``kernels/`` through CuPy)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from netdsl.check import CheckedGraph
 from netdsl.diagnostics import UsageError
-from netdsl.ir import Graph
-from netdsl.ops import OpDef
+from netdsl.ops.base import OpDef
 
 
 class Backend:
-    """A named executor: ``run`` takes a checked graph and storage arrays for its inputs."""
+    """A named executor: ``run`` takes a checked graph and storage arrays for its inputs. Each op's
+    implementation takes the layer's resolution and its input arrays and returns its outputs."""
 
     def __init__(self, name: str):
         self.name = name
-        self.impls: dict[OpDef, Callable[..., Any]] = {}
+        self.impls: dict[OpDef[Any, Any], Callable[..., Any]] = {}
 
-    def impl(self, op: OpDef) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def impl(self, op: OpDef[Any, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(function: Callable[..., Any]) -> Callable[..., Any]:
             if op in self.impls:
                 raise ValueError(f"{self.name} backend: {op.name} is implemented twice")
@@ -29,7 +34,14 @@ class Backend:
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def run(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+    def run(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The outputs of ``graph`` (netdsl.check.check's result, ``Network.graph``) on ``inputs``."""
+        if not isinstance(graph, CheckedGraph):
+            raise TypeError(f"{self.name} backend: run takes a CheckedGraph (netdsl.check.check's result, "
+                            f"Network.graph), not {type(graph).__name__}")
+        return self.execute(graph, inputs)
+
+    def execute(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

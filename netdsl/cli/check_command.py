@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     network = load_model(args.model, args.input_shape)
     if args.verbose:
         print(network.describe(), end="")
-    if network.graph.named_dims:
+    if network.recipe:
         print("ok (a recipe: checked again for each shape it meets)")
     else:
         print("ok")

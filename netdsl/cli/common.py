@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netdsl import arrays, dtypes
+from netdsl.atomic import write_atomically as write_atomically  # re-exported for the commands' old import
 from netdsl.diagnostics import UsageError
-from netdsl.ir import NamedType, TensorType
-from netdsl.model import Network, load
+from netdsl.ir import TensorType
+from netdsl.model import Network, Recipe, load
 
 #: outputs with more elements than this print as a summary
 PRINT_LIMIT = 256
@@ -81,7 +79,7 @@ def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
         raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
 
 
-def bind_recipe(network: Network, args: argparse.Namespace) -> Network:
+def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
     """A recipe (docs/checkpoints.md) bound to the shapes of the input files given on the command line;
     an input whose dimensions are names can't be drawn at random."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -99,10 +97,10 @@ def bind_recipe(network: Network, args: argparse.Namespace) -> Network:
                 pass  # gather_inputs reports it
     for name, declared in network.inputs.items():
         if name not in shapes:
-            if isinstance(declared, NamedType):
+            if any(isinstance(d, str) for d in declared.dims):
                 raise UsageError(f"input '{name}' has named dimensions ({declared}): give it with "
                                  f"--input {name}=FILE.npy")
-            shapes[name] = declared.shape
+            shapes[name] = tuple(int(d) for d in declared.dims)
     try:
         return network.bind(shapes)
     except ValueError as error:
@@ -166,7 +164,7 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     shape = ", ".join(map(str, array.shape))
     header = f"{name}: {dtype.name}[{shape}]"
     values = dtypes.decode(array, dtype) if not dtype.is_float else np.asarray(array, dtype=np.float32)
-    if dtype.name in ("int8", "int4"):
+    if dtype.is_integer:
         values = np.asarray(array).astype(np.int64)
     if values.size <= PRINT_LIMIT:
         return header + "\n" + np.array2string(values, separator=" ", threshold=PRINT_LIMIT,
@@ -177,22 +175,3 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     stats = f"min {finite.min()} max {finite.max()} mean {finite.astype(np.float64).mean():.6g}" if finite.size \
         else "no finite values"
     return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
-
-
-def write_atomically(path: str, write: Callable[[Any], object], binary: bool = True) -> None:
-    """Write through a temporary file in the destination folder, then rename: on any error the
-    destination is untouched and no partial file remains."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write '{path}': no such directory '{folder}'")
-    if target.exists() and not target.is_file():  # a rename would replace a device, FIFO or directory
-        raise UsageError(f"cannot write '{path}': it is {'a directory' if target.is_dir() else 'not a regular file'}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from netdsl.cli.common import load_model, write_atomically
+from netdsl.atomic import write_atomically
+from netdsl.cli.common import add_input_shape_option, load_model
 from netdsl.diagnostics import UsageError
 
 
@@ -15,12 +16,20 @@ def add_parser(commands) -> None:
     convert.add_argument("model")
     convert.add_argument("--to", choices=("net", "yaml"), required=True)
     convert.add_argument("-o", "--output", metavar="FILE")
+    add_input_shape_option(convert)
 
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.frontend.writer import write_model
 
-    network = load_model(args.model)
+    network = load_model(args.model, args.input_shape)
+    if args.model.lower().endswith(".onnx"):  # as netdsl import: the constants go to a file beside the output
+        from netdsl.cli.import_command import write_with_constants
+
+        if not args.output:
+            raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
+        write_with_constants(network, Path(args.output), args.to)
+        return 0
     target_dir = Path(args.output).parent if args.output else Path.cwd()
     text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)
     if args.output:

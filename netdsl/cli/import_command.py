@@ -12,6 +12,7 @@ from netdsl import arrays
 from netdsl.cli.common import add_input_shape_option, load_model, write_atomically
 from netdsl.diagnostics import UsageError
 from netdsl.ir import LoadRef
+from netdsl.model import Network
 
 FORMATS = {".net": "net", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -25,15 +26,21 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.frontend.writer import write_model, written_names
-
     if not args.model.lower().endswith(".onnx"):
         raise UsageError(f"import reads an .onnx model, not '{args.model}' (convert reads .net and .yaml)")
     target = Path(args.output)
     form = FORMATS.get(target.suffix.lower())
     if form is None:
         raise UsageError(f"import writes a .net or .yaml model, not '{args.output}'")
-    network = load_model(args.model, args.input_shape)
+    write_with_constants(load_model(args.model, args.input_shape), target, form)
+    return 0
+
+
+def write_with_constants(network: Network, target: Path, form: str) -> None:
+    """``network`` as a ``form`` model at ``target``, its constants in ``target`` with suffix ``.npz`` (keys:
+    the written names), which the model ``load()``s; each file written atomically."""
+    from netdsl.frontend.writer import write_model, written_names
+
     graph = network.graph
     constants_file = target.with_suffix(".npz")
     keys = written_names([value.name for value in graph.constants])
@@ -46,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         if saved:
             write_atomically(str(constants_file), lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
-        write_atomically(args.output, lambda stream: stream.write(text), binary=False)
+        write_atomically(str(target), lambda stream: stream.write(text), binary=False)
     except OSError as error:
-        raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
-    return 0
+        raise UsageError(f"cannot write '{target}': {error.strerror or error}") from None

@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from netdsl import arrays, memory
+from netdsl.atomic import write_atomically
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
@@ -14,7 +15,6 @@ from netdsl.cli.common import (
     format_output,
     gather_inputs,
     load_model,
-    write_atomically,
 )
 from netdsl.diagnostics import UsageError, WeightValueError
 

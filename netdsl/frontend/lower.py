@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -203,7 +204,7 @@ class _Lowering:
         expr = statement.value
         if isinstance(expr, ast.Call):
             value.source, given, value.data = self.load(expr, tensor_type)
-            self.overflow_warning(value, given, [expr.loc], [])
+            self.overflow_warning(value, given, [expr.loc], {})
         else:
             self.overflowed = {}
             flat: list[float] = []
@@ -393,7 +394,7 @@ class _Lowering:
         if node is not None:
             self.graph.nodes.append(node)
 
-    def attributes(self, op: OpDef, keywords: list[ast.Keyword]):
+    def attributes(self, op: OpDef[Any, Any], keywords: list[ast.Keyword]) -> tuple[Any, dict[str, Loc]]:
         values: dict[str, object] = {}
         locs: dict[str, Loc] = {}
         for keyword in keywords:

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from netdsl import dtypes
+from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.frontend.yaml_form import ATTRIBUTE_KEYS
-from netdsl.ir import Graph, LoadRef, Node, Value, attr_items, format_attr
+from netdsl.ir import LoadRef, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
 
@@ -34,7 +35,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PLAIN_YAML_STRING = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 
 
-def write_model(graph: Graph, to: str, source_dir: Path, target_dir: Path) -> str:
+def write_model(graph: CheckedGraph, to: str, source_dir: Path, target_dir: Path) -> str:
     """``graph`` as ``.net`` text (``to="net"``) or YAML (``to="yaml"``), to be read from ``target_dir``;
     ``load()`` paths in ``graph`` are relative to ``source_dir``."""
     if to not in FORMATS:
@@ -58,9 +59,9 @@ def _relocate(source: LoadRef, source_dir: Path, target_dir: Path) -> LoadRef:
 def value_texts(data: np.ndarray, dtype: dtypes.DType) -> list[str]:
     """Each element of a constant's storage array as the exact literal the front ends read back."""
     flat = np.asarray(data).reshape(-1)
-    if dtype.name in ("int8", "int4"):
+    if dtype.is_integer:
         return [str(int(v)) for v in flat.astype(np.int64)]
-    if dtype.name == "e8m0":
+    if dtype == dtypes.E8M0:
         return [_special_text(v) or _power_of_two_text(v) for v in dtypes.decode(flat, dtype).tolist()]
     if not dtype.is_float:  # fp8, fp4: dyadic values whose float64 repr is exact
         return [_special_text(v) or repr(v) for v in dtypes.decode(flat, dtype).astype(np.float64).tolist()]
@@ -152,7 +153,7 @@ def written_names(names: list[str]) -> dict[str, str]:
     return written
 
 
-def _aliases(graph: Graph) -> dict[str, str]:
+def _aliases(graph: CheckedGraph) -> dict[str, str]:
     """Original name -> written name, for every tensor of ``graph``."""
     return written_names(list(graph.values))
 
@@ -160,13 +161,13 @@ def _aliases(graph: Graph) -> dict[str, str]:
 # --- the two forms ---------------------------------------------------------------------------------
 
 
-def _network_name(graph: Graph) -> str | None:
+def _network_name(graph: CheckedGraph) -> str | None:
     """The name to write, or None where it isn't a valid name (a default taken from a file stem such as
     ``my-model``): then the written file's own stem names it again."""
     return graph.name if _NAME.fullmatch(graph.name) else None
 
 
-def _write_net(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
     lines = []
     name = _network_name(graph)
     if name is not None:
@@ -217,16 +218,16 @@ def _yaml_constant(value: Value, paths: Callable[[LoadRef], LoadRef]) -> str:
     return f'{{type: "{value.type}", value: {literal_text(value)}}}'
 
 
-def _yaml_layer(node: Node, names: dict[str, str]) -> list[str]:
+def _yaml_layer(node: CheckedNode, names: dict[str, str]) -> list[str]:
     lines = [f"  - op: {node.op.name}",
              f"    inputs: [{', '.join(names[n] for n in node.inputs)}]",
              f"    outputs: [{', '.join(names[n] for n in node.outputs)}]"]
-    keys = {attribute: key for key, attribute in ATTRIBUTE_KEYS.items()}
+    keys = {attribute: key for key, attribute in ATTRIBUTE_KEYS.items()}  # a keyword that is a layer key
     lines += [f"    {keys.get(key, key)}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
     return lines
 
 
-def _write_yaml(graph: Graph, paths: Callable[[LoadRef], LoadRef]) -> str:
+def _write_yaml(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
     lines = []
     name = _network_name(graph)
     if name is not None:

@@ -19,10 +19,14 @@ from typing import Any
 import numpy as np
 
 from netdsl import dtypes
+from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.diagnostics import Diagnostics, NodeLoc, UsageError
 from netdsl.dtypes import DType
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value
 from netdsl.ops import OPS
+from netdsl.ops.common import ScaleResolution
+from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicQuantizeAttrs, DynamicResolution
 from netdsl.ops.granularity import ceil_div
 
 #: what to install for ONNX files
@@ -652,7 +656,7 @@ def import_model(path: str | Path, diagnostics: Diagnostics,
 
 @dataclass
 class _Export:
-    graph: Graph
+    graph: CheckedGraph
     nodes: list[Any] = field(default_factory=list)
     initializers: list[Any] = field(default_factory=list)
     opset: int = 10
@@ -667,8 +671,7 @@ class _Export:
         for value in graph.constants:
             self.initializers.append(onnx.numpy_helper.from_array(np.asarray(value.data), value.name))
         for index, node in enumerate(graph.nodes):
-            {"quantize": self.scaled, "dequantize": self.scaled, "dynamic_quantize": self.dynamic}[node.op.name](
-                index, node)
+            (self.dynamic if node.op is DYNAMIC_QUANTIZE else self.scaled)(index, node)
 
         def info(name: str) -> Any:
             tensor_type = graph.values[name].type
@@ -697,14 +700,15 @@ class _Export:
         assert tensor_type is not None
         return tensor_type.dtype
 
-    def scaled(self, index: int, node: Node) -> None:
+    def scaled(self, index: int, node: CheckedNode) -> None:
         """Quantize / Dequantize: default-domain QuantizeLinear / DequantizeLinear at the lowest opset that
         expresses the layer; TRT_BlockQuantize / TRT_BlockDequantize for blocks ONNX can't express as
         TensorRT's parser reads them (more than one blocked dimension, one not among the last two, or a
         partial edge block)."""
         onnx = require_onnx()
-        is_dq = node.op.name == "dequantize"
-        plan = node.plan
+        is_dq = node.op is DEQUANTIZE
+        plan = node.resolution
+        assert isinstance(plan, ScaleResolution)
         granularity = plan.granularity
         data_name, scale_name = node.inputs[0], node.inputs[1]
         data_type, scale_type = self.type_of(data_name), self.type_of(scale_name)
@@ -757,13 +761,14 @@ class _Export:
         self.nodes.append(onnx.helper.make_node("DequantizeLinear" if is_dq else "QuantizeLinear", inputs,
                                                 node.outputs, name=name, **attributes))
 
-    def dynamic(self, index: int, node: Node) -> None:
+    def dynamic(self, index: int, node: CheckedNode) -> None:
         """DynamicQuantize: TensorRT's own ops (no standard op computes block scales from the data):
         TRT_FP4DynamicQuantize / TRT_MXFP8DynamicQuantize for the 1-D NVFP4 / MXFP8 forms, as ModelOpt
         exports them, else TRT_DynamicQuantize with block_shape."""
         onnx = require_onnx()
         self.trt = True
-        attrs, plan = node.attrs, node.plan
+        attrs, plan = node.attrs, node.resolution
+        assert isinstance(attrs, DynamicQuantizeAttrs) and isinstance(plan, DynamicResolution)
         one_d = attrs.block_shape is None
         if one_d and plan.mode == "NVFP4":
             made = onnx.helper.make_node("TRT_FP4DynamicQuantize", node.inputs, node.outputs, name=node.outputs[0],
@@ -781,7 +786,7 @@ class _Export:
         self.nodes.append(made)
 
 
-def export_model(graph: Graph) -> Any:
+def export_model(graph: CheckedGraph) -> Any:
     """A checked netdsl graph as an ONNX ModelProto (docs/onnx.md, "Export"), valid for onnx.checker."""
     model = _Export(graph).run()
     require_onnx().checker.check_model(model)

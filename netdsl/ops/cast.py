@@ -14,8 +14,8 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, register
-from netdsl.ops.quantize import FLOAT_TYPES, check_type, names
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import FLOAT_TYPES, check_type, names
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class CastAttrs:
 
 
 @dataclass(frozen=True)
-class CastPlan:
+class CastResolution:
     from_type: DType
     to_type: DType
 
@@ -32,7 +32,7 @@ class CastPlan:
         return f"{self.from_type.name} to {self.to_type.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], CastPlan]:
+def infer(ctx: InferContext) -> tuple[list[TensorType], CastResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "cast's input")
     to_type = ctx.attrs.to_type
@@ -40,11 +40,11 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], CastPlan]:
         raise OpError(f"cast needs to_type=, one of {names(FLOAT_TYPES)}", None)
     if to_type not in FLOAT_TYPES:
         raise OpError(f"cast's to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
-    return [TensorType(to_type, x.type.shape)], CastPlan(x.type.dtype, to_type)
+    return [TensorType(to_type, x.type.shape)], CastResolution(x.type.dtype, to_type)
 
 
-def evaluate(plan: CastPlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [dtypes.encode(dtypes.decode(np.asarray(args[0]), plan.from_type), plan.to_type)]
+def evaluate(resolution: CastResolution, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [dtypes.encode(dtypes.decode(np.asarray(args[0]), resolution.from_type), resolution.to_type)]
 
 
 CAST = register(OpDef(

@@ -6,6 +6,7 @@ float32 multiply followed by a cast does, which is what TensorRT computes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,19 +15,22 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType, Value
-from netdsl.ops import InferContext, OpDef, is_constant_rooted, provenance, register
-from netdsl.ops.granularity import expand
-from netdsl.ops.quantize import (
+from netdsl.ops.base import InferContext, register
+from netdsl.ops.common import (
     FLOAT_TYPES,
     QUANTIZED_TYPES,
-    ScalePlan,
+    ScaleResolution,
     check_scale_values,
     check_type,
     check_zero_point,
+    is_constant_rooted,
     names,
+    provenance,
     resolve_scale,
-    scaled_evaluate,
+    scaled_op,
 )
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE
+from netdsl.ops.granularity import expand
 
 SCALE_TYPES = FLOAT_TYPES + (dtypes.E8M0,)
 
@@ -38,19 +42,19 @@ class DequantizeAttrs:
     block_shape: tuple[int, ...] | None = None
 
 
-def dynamic_scale_source(value: Value, values: dict[str, Value]) -> bool:
+def dynamic_scale_source(value: Value, values: Mapping[str, Value]) -> bool:
     """A DynamicQuantize scale output, directly or through a Dequantize of one (the NVFP4 pattern)."""
     producer = value.producer
     if producer is None:
         return False
-    if producer.op.name == "dynamic_quantize":
+    if producer.op is DYNAMIC_QUANTIZE:
         return producer.outputs.index(value.name) == 1
-    if producer.op.name == "dequantize":
+    if producer.op is DEQUANTIZE:
         return dynamic_scale_source(values[producer.inputs[0]], values)
     return False
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
+def infer(ctx: InferContext[DequantizeAttrs]) -> tuple[list[TensorType], ScaleResolution]:
     q, scale = ctx.operands["input"], ctx.operands["scale"]
     check_type(q, QUANTIZED_TYPES, "dequantize's input")
     if q.type.rank == 0:
@@ -58,7 +62,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
     check_type(scale, SCALE_TYPES, "dequantize's scale")
     applied_scale = None
     if is_constant_rooted(scale.value, ctx.values):
-        applied_scale = check_scale_values(scale, ctx.values)
+        applied_scale = check_scale_values(scale, ctx)
     elif not dynamic_scale_source(scale.value, ctx.values):
         raise OpError(f"dequantize's scale must be a constant or come from a dynamic_quantize scale output "
                       f"(directly or through a dequantize of it), or be computed only from constants; "
@@ -68,7 +72,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ScalePlan]:
         raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, q.type.dtype)
     granularity = resolve_scale(ctx, q)
-    return [TensorType(to_type, q.type.shape)], ScalePlan(granularity, to_type, applied_scale)
+    return [TensorType(to_type, q.type.shape)], ScaleResolution(granularity, to_type, applied_scale)
 
 
 def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,
@@ -83,16 +87,4 @@ def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type:
     return dtypes.encode(q32, to_type, out=out, overwrite=True)
 
 
-evaluate = scaled_evaluate(reference)
-
-
-DEQUANTIZE = register(OpDef(
-    name="dequantize",
-    attrs=DequantizeAttrs,
-    attr_kinds={"axis": "int", "to_type": "dtype", "block_shape": "shape"},
-    inputs=("input", "scale", "zero_point"),
-    required_inputs=2,
-    outputs=("output",),
-    infer=infer,
-    evaluate=evaluate,
-))
+DEQUANTIZE = register(scaled_op("dequantize", DequantizeAttrs, infer, reference))

@@ -15,6 +15,7 @@ Where the effective scale is 0, the data is +0 (TensorRT-LLM's kernels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,16 +23,41 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, constant_data, normalize_axis, register, require_constant
-from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, resolve_block_shape
-from netdsl.ops.quantize import FLOAT_TYPES, check_scale_values, check_type, scale_values_error
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import (
+    FLOAT_TYPES,
+    check_scale_values,
+    check_type,
+    constant_data,
+    require_constant,
+    scale_values_error,
+)
+from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, normalize_axis, resolve_block_shape
 
-#: (output_type, scale_type) -> (mode, the block size the mode requires or None, dqs required)
-MODES: dict[tuple[DType, DType], tuple[str, int | None, bool]] = {
-    (dtypes.FP4, dtypes.FP8): ("NVFP4", 16, True),
-    (dtypes.FP8, dtypes.E8M0): ("MXFP8", 32, False),
-    (dtypes.FP8, dtypes.FLOAT32): ("float-scale", None, False),
-    (dtypes.INT8, dtypes.FLOAT32): ("float-scale", None, False),
+
+@dataclass(frozen=True)
+class DynamicMode:
+    """One dynamic quantization mode: its ``name``, the block size it requires (None: any block),
+    whether it takes a double-quantization scale (required then, and refused by every other mode), and
+    for a float scale the ``bound`` it divides the block amax by (the data type's largest value)."""
+
+    name: str
+    block_size: int | None
+    double_quant_scale: bool
+    bound: float | None = None
+
+
+NVFP4 = DynamicMode("NVFP4", 16, True)
+MXFP8 = DynamicMode("MXFP8", 32, False)
+FLOAT_SCALE_FP8 = DynamicMode("float-scale", None, False, 448.0)
+FLOAT_SCALE_INT8 = DynamicMode("float-scale", None, False, 127.0)
+
+#: (output_type, scale_type) -> the mode
+MODES: dict[tuple[DType, DType], DynamicMode] = {
+    (dtypes.FP4, dtypes.FP8): NVFP4,
+    (dtypes.FP8, dtypes.E8M0): MXFP8,
+    (dtypes.FP8, dtypes.FLOAT32): FLOAT_SCALE_FP8,
+    (dtypes.INT8, dtypes.FLOAT32): FLOAT_SCALE_INT8,
 }
 
 
@@ -45,8 +71,11 @@ class DynamicQuantizeAttrs:
 
 
 @dataclass(frozen=True)
-class DynamicPlan:
-    mode: str
+class DynamicResolution:
+    """What the checker resolved for a DynamicQuantize layer: the mode, the full-rank block, the scale's
+    shape, the two output types and the double-quantization scale's value."""
+
+    mode: str  # the DynamicMode's name
     block: tuple[int, ...]
     scale_shape: tuple[int, ...]
     output_type: DType
@@ -64,7 +93,7 @@ class DynamicPlan:
                f"scale {self.scale_type.name}{dqs}"
 
 
-def _block(ctx: InferContext, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _block(ctx: InferContext[DynamicQuantizeAttrs], shape: tuple[int, ...]) -> tuple[int, ...]:
     attrs = ctx.attrs
     rank = len(shape)
     one_d = attrs.axis is not None or attrs.block_size is not None
@@ -93,56 +122,58 @@ def _block(ctx: InferContext, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(attrs.block_size if i == axis else 1 for i in range(rank))
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], DynamicPlan]:
+def infer(ctx: InferContext[DynamicQuantizeAttrs]) -> tuple[list[TensorType], DynamicResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "dynamic_quantize's input")
     attrs = ctx.attrs
     pair = (attrs.output_type, attrs.scale_type)
     if pair not in MODES:
-        valid = "; ".join(f"{o.name}+{s.name} ({m})" for (o, s), (m, _, _) in MODES.items())
+        valid = "; ".join(f"{o.name}+{s.name} ({m.name})" for (o, s), m in MODES.items())
         raise OpError(f"output_type {attrs.output_type.name} with scale_type {attrs.scale_type.name} is not a "
                       f"dynamic quantization mode; valid: {valid}", "output_type")
-    mode, required_size, needs_dqs = MODES[pair]
+    mode = MODES[pair]
+    required_size, needs_dqs = mode.block_size, mode.double_quant_scale
     shape = x.type.shape
     block = _block(ctx, shape)
     if required_size is not None:
         blocked = [i for i, b in enumerate(block) if b != 1]
         where = "block_shape" if attrs.block_shape is not None else "block_size"
         if len(blocked) > 1:
-            raise OpError(f"{mode} blocks one dimension only; block [{', '.join(map(str, block))}] blocks "
+            raise OpError(f"{mode.name} blocks one dimension only; block [{', '.join(map(str, block))}] blocks "
                           f"{len(blocked)} (TensorRT: \"double_quant_scale must have scalar block_size\")", where)
         if not blocked or block[blocked[0]] != required_size or blocked[0] < len(shape) - 2:
-            raise OpError(f"{mode} needs blocks of {required_size} along the last or second-to-last axis, "
+            raise OpError(f"{mode.name} needs blocks of {required_size} along the last or second-to-last axis, "
                           f"got block [{', '.join(map(str, block))}]", where)
     dqs = ctx.operands.get("double_quant_scale")
     dqs_value, applied_dqs = None, None
     if needs_dqs and dqs is None:
-        raise OpError(f"{mode} needs a double_quant_scale input (a one-element constant > 0)", None)
+        raise OpError(f"{mode.name} needs a double_quant_scale input (a one-element constant > 0)", None)
     if not needs_dqs and dqs is not None:
-        raise OpError(f"{mode} takes no double_quant_scale", "double_quant_scale")
+        raise OpError(f"{mode.name} takes no double_quant_scale", "double_quant_scale")
     if dqs is not None:
         require_constant(dqs, "double_quant_scale", ctx.values)
         check_type(dqs, FLOAT_TYPES, "double_quant_scale")
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
-        applied_dqs = check_scale_values(dqs, ctx.values, "double_quant_scale")
-        data = constant_data(dqs.value, ctx.values)
+        applied_dqs = check_scale_values(dqs, ctx, "double_quant_scale")
+        data = constant_data(dqs.value, ctx)
         if data is not None:
             dqs_value = float(dtypes.decode(data, dqs.type.dtype).reshape(()))
     block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
-    plan = DynamicPlan(mode, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value, applied_dqs)
-    return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], plan
+    resolution = DynamicResolution(mode.name, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value,
+                                   applied_dqs)
+    return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], resolution
 
 
-def applied_double_quant_scale(plan: DynamicPlan, dqs: np.ndarray | None) -> float | None:
+def applied_double_quant_scale(resolution: DynamicResolution, dqs: np.ndarray | None) -> float | None:
     """The double_quant_scale a layer runs with: the checked constant, or (computed from a recipe's weight)
     the host array ``dqs``, checked now as a constant's is (WeightValueError unless finite and > 0)."""
-    if plan.applied_double_quant_scale is None or dqs is None:
-        return plan.double_quant_scale
+    if resolution.applied_double_quant_scale is None or dqs is None:
+        return resolution.double_quant_scale
     value = np.asarray(dqs, dtype=np.float32).reshape(())
-    message = scale_values_error(value, plan.applied_double_quant_scale, "double_quant_scale")
+    message = scale_values_error(value, resolution.applied_double_quant_scale, "double_quant_scale")
     if message:
         raise WeightValueError(message)
     return float(value)
@@ -153,7 +184,8 @@ def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
     magnitude = np.abs(x32)
     magnitude[np.isnan(magnitude)] = 0
     view = block_view(magnitude, block, 0.0)
-    return view.max(axis=tuple(range(1, view.ndim, 2)), initial=np.float32(0))
+    amax: np.ndarray = view.max(axis=tuple(range(1, view.ndim, 2)), initial=np.float32(0))
+    return amax
 
 
 def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_type: DType,
@@ -161,29 +193,28 @@ def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_t
     """Dynamic block quantization of ``x`` (float32/float16/bfloat16 storage): (data, scale)."""
     x32 = np.asarray(x, dtype=np.float32)
     amax = block_amax(x32, block)
-    mode = MODES[(output_type, scale_type)][0]
+    mode = MODES[(output_type, scale_type)]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if mode == "NVFP4":
+        if mode is NVFP4:
             dqs = np.float32(double_quant_scale)
             scale = dtypes.encode(amax / np.float32(6) / dqs, dtypes.FP8)
             effective = dtypes.decode(scale, dtypes.FP8) * dqs
-        elif mode == "MXFP8":
+        elif mode is MXFP8:
             scale = dtypes.e8m0_round_up(amax / np.float32(448))
             effective = dtypes.decode(scale, dtypes.E8M0)
         else:
-            bound = np.float32(448 if output_type == dtypes.FP8 else 127)
-            effective = scale = (amax / bound).astype(np.float32)
+            assert mode.bound is not None
+            effective = scale = (amax / np.float32(mode.bound)).astype(np.float32)
         per_element = expand(effective, block, x32.shape)
         quotient = x32 / per_element
     quotient[per_element == 0] = 0
     return dtypes.encode(quotient, output_type), scale
 
 
-def evaluate(plan: DynamicPlan, args: list[np.ndarray | None]) -> list[np.ndarray]:
+def evaluate(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
     x = args[0]
-    assert x is not None
-    dqs = applied_double_quant_scale(plan, args[1] if len(args) > 1 else None)
-    return list(reference(x, plan.block, plan.output_type, plan.scale_type, dqs))
+    dqs = applied_double_quant_scale(resolution, args[1] if len(args) > 1 else None)
+    return list(reference(x, resolution.block, resolution.output_type, resolution.scale_type, dqs))
 
 
 DYNAMIC_QUANTIZE = register(OpDef(

@@ -20,8 +20,8 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, register
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import FLOAT_TYPES, check_type
 from netdsl.ops.unary import operation
 
 #: netdsl's spelling -> trt.ElementWiseOperation member
@@ -34,7 +34,7 @@ class ElementwiseAttrs:
 
 
 @dataclass(frozen=True)
-class ElementwisePlan:
+class ElementwiseResolution:
     op: str
     dtype: DType
 
@@ -42,7 +42,7 @@ class ElementwisePlan:
         return f"{self.op} (trt.ElementWiseOperation.{OPERATIONS[self.op]}), {self.dtype.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ElementwisePlan]:
+def infer(ctx: InferContext) -> tuple[list[TensorType], ElementwiseResolution]:
     a, b = ctx.operands["input1"], ctx.operands["input2"]
     check_type(a, FLOAT_TYPES, "elementwise's first input")
     check_type(b, FLOAT_TYPES, "elementwise's second input")
@@ -59,7 +59,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ElementwisePlan]:
             raise OpError(f"'{a.value.name}' {a.type} and '{b.value.name}' {b.type} differ in dimension {axis} "
                           f"({da} vs {db}); an extent may differ only where one of them is 1", "input2")
         shape.append(db if da == 1 else da)
-    return [TensorType(a.type.dtype, tuple(shape))], ElementwisePlan(op, a.type.dtype)
+    return [TensorType(a.type.dtype, tuple(shape))], ElementwiseResolution(op, a.type.dtype)
 
 
 def compute(a32: Any, b32: Any, op: str, xp: Any = np) -> Any:
@@ -85,8 +85,8 @@ def reference(a: np.ndarray, b: np.ndarray, op: str, dtype: DType) -> np.ndarray
         return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
 
 
-def evaluate(plan: ElementwisePlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [reference(args[0], args[1], plan.op, plan.dtype)]
+def evaluate(resolution: ElementwiseResolution, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [reference(args[0], args[1], resolution.op, resolution.dtype)]
 
 
 ELEMENTWISE = register(OpDef(

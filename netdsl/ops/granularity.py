@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from netdsl.diagnostics import OpError
-from netdsl.ops import normalize_axis
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,13 @@ class Granularity:
         if self.kind == "per-channel":
             return f"per-channel on axis {self.axis}"
         return f"block [{', '.join(map(str, self.block))}]"
+
+
+def normalize_axis(axis: int, rank: int, where: str = "axis") -> int:
+    """``axis`` (negative counts from the end) as 0..rank-1; OpError when out of range."""
+    if not -rank <= axis < rank:
+        raise OpError(f"axis {axis} is out of range for a rank-{rank} input (allowed {-rank}..{rank - 1})", where)
+    return axis % rank
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -19,8 +19,9 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, normalize_axis, register
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import FLOAT_TYPES, check_type
+from netdsl.ops.granularity import normalize_axis
 from netdsl.ops.unary import operation
 
 #: netdsl's spelling -> trt.ReduceOperation member
@@ -35,7 +36,7 @@ class ReduceAttrs:
 
 
 @dataclass(frozen=True)
-class ReducePlan:
+class ReduceResolution:
     op: str
     axes: tuple[int, ...]
     keep_dims: bool
@@ -47,7 +48,7 @@ class ReducePlan:
                f"[{', '.join(map(str, self.axes))}]{kept}, {self.dtype.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ReducePlan]:
+def infer(ctx: InferContext) -> tuple[list[TensorType], ReduceResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "reduce's input")
     op = operation(ctx, OPERATIONS, "reduce")
@@ -68,7 +69,7 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ReducePlan]:
         out_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
     else:
         out_shape = tuple(d for i, d in enumerate(shape) if i not in axes)
-    return [TensorType(x.type.dtype, out_shape)], ReducePlan(op, axes, attrs.keep_dims, x.type.dtype)
+    return [TensorType(x.type.dtype, out_shape)], ReduceResolution(op, axes, attrs.keep_dims, x.type.dtype)
 
 
 def compute(x32: Any, op: str, axes: tuple[int, ...], keep_dims: bool, xp: Any = np) -> Any:
@@ -109,8 +110,8 @@ def reference(x: np.ndarray, op: str, axes: tuple[int, ...], keep_dims: bool, dt
     return dtypes.encode(np.asarray(result, dtype=np.float32), dtype)
 
 
-def evaluate(plan: ReducePlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [reference(args[0], plan.op, plan.axes, plan.keep_dims, plan.dtype)]
+def evaluate(resolution: ReduceResolution, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [reference(args[0], resolution.op, resolution.axes, resolution.keep_dims, resolution.dtype)]
 
 
 REDUCE = register(OpDef(

@@ -13,7 +13,7 @@ import numpy as np
 
 from netdsl.diagnostics import OpError
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, register
+from netdsl.ops.base import InferContext, OpDef, register
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,14 @@ class ShuffleAttrs:
 
 
 @dataclass(frozen=True)
-class ShufflePlan:
+class ShuffleResolution:
     shape: tuple[int, ...]
 
     def describe(self) -> str:
         return f"reshape to [{', '.join(map(str, self.shape))}]"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ShufflePlan]:
+def infer(ctx: InferContext) -> tuple[list[TensorType], ShuffleResolution]:
     x = ctx.operands["input"]
     dims = ctx.attrs.reshape_dims
     if dims is None:
@@ -55,11 +55,11 @@ def infer(ctx: InferContext) -> tuple[list[TensorType], ShufflePlan]:
     elif known != x.type.volume:
         raise OpError(f"{x.type} can't be reshaped to {list(dims)}: {x.type.volume} elements, not {known}",
                       "reshape_dims")
-    return [TensorType(x.type.dtype, tuple(shape))], ShufflePlan(tuple(shape))
+    return [TensorType(x.type.dtype, tuple(shape))], ShuffleResolution(tuple(shape))
 
 
-def evaluate(plan: ShufflePlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.reshape(args[0], plan.shape)]
+def evaluate(resolution: ShuffleResolution, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.reshape(args[0], resolution.shape)]
 
 
 SHUFFLE = register(OpDef(

@@ -15,8 +15,8 @@ from netdsl import dtypes
 from netdsl.diagnostics import OpError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
-from netdsl.ops import InferContext, OpDef, register
-from netdsl.ops.quantize import FLOAT_TYPES, check_type
+from netdsl.ops.base import InferContext, OpDef, register
+from netdsl.ops.common import FLOAT_TYPES, check_type
 
 #: netdsl's spelling -> trt.UnaryOperation member
 OPERATIONS = {"abs": "ABS", "neg": "NEG"}
@@ -28,7 +28,7 @@ class UnaryAttrs:
 
 
 @dataclass(frozen=True)
-class UnaryPlan:
+class UnaryResolution:
     op: str
     dtype: DType
 
@@ -46,11 +46,11 @@ def operation(ctx: InferContext, operations: dict[str, str], layer: str) -> str:
     return op
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], UnaryPlan]:
+def infer(ctx: InferContext) -> tuple[list[TensorType], UnaryResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "unary's input")
     op = operation(ctx, OPERATIONS, "unary")
-    return [x.type], UnaryPlan(op, x.type.dtype)
+    return [x.type], UnaryResolution(op, x.type.dtype)
 
 
 def reference(x: np.ndarray, op: str, dtype: DType) -> np.ndarray:
@@ -68,8 +68,8 @@ def reference(x: np.ndarray, op: str, dtype: DType) -> np.ndarray:
     return result.view(dtype.storage)
 
 
-def evaluate(plan: UnaryPlan, args: list[np.ndarray]) -> list[np.ndarray]:
-    return [reference(args[0], plan.op, plan.dtype)]
+def evaluate(resolution: UnaryResolution, args: list[np.ndarray]) -> list[np.ndarray]:
+    return [reference(args[0], resolution.op, resolution.dtype)]
 
 
 UNARY = register(OpDef(

@@ -7,14 +7,12 @@ that the two agree, so a change on one side that the other misses fails on any m
 
 from __future__ import annotations
 
-import os
+from netdsl import dtypes, settings
 
-from netdsl import dtypes
-
-#: the element types of the kernels' template parameters (the tag structs of netdsl::type)
+#: the element types of the kernels' template parameters (the tag structs of netdsl::type); the scale
+#: and code kinds (the ScaleKind and CodeKind enums) are DType.scale_kind and DType.code_kind
 FLOAT_TYPES = tuple(t.name for t in dtypes.FLOAT_TYPES)
 QUANTIZED_TYPES = tuple(t.name for t in dtypes.QUANTIZED_TYPES)
-DEQUANTIZE_SCALE_TYPES = (*FLOAT_TYPES, "e8m0")
 
 #: kThreads in common.cuh: threads per CTA for every kernel
 THREADS = 256
@@ -31,11 +29,6 @@ BLOCK_GEOMETRY_DIMS = 4
 BLOCK_GEOMETRY_WORDS = BLOCK_GEOMETRY_DIMS * (1 + 1 + 3)
 #: elements per chunk, one thread's unit of work (Chunk<T> in formats.cuh: pack16/unpack16)
 CHUNK = 16
-
-#: ScaleKind in common.cuh: the scale's element type is a run-time kernel argument
-SCALE_KINDS = {"float32": 0, "float16": 1, "bfloat16": 2, "e8m0": 3}
-#: CodeKind in dequantize.cu: the type of the scale codes in a fused Dequantize chain
-CODE_KINDS = {"int8": 0, "int4": 1, "fp8": 2, "fp4": 3}
 
 #: MapMode in common.cuh: how an elementwise kernel finds an element's scale
 PER_TENSOR, CHUNKED, GENERAL = 0, 1, 2
@@ -78,24 +71,16 @@ TUNING_DEFAULTS = {"NETDSL_MIN_CTAS_PER_SM": 4, "NETDSL_TILE16_BF16_VEC": 4, "NE
                    "NETDSL_TILE_CTAS": 2}
 
 
-def cuda_defines() -> tuple[str, ...]:
-    """The words of $NETDSL_CUDA_DEFINES (``NAME=VALUE`` tuning macros, e.g. NETDSL_MIN_CTAS_PER_SM=3;
-    see benchmarks/bench_gpu.py --defines)."""
-    return tuple(os.environ.get("NETDSL_CUDA_DEFINES", "").split())
-
-
 def compile_options() -> tuple[str, ...]:
-    """COMPILE_OPTIONS plus ``-D`` for each word of $NETDSL_CUDA_DEFINES."""
-    return COMPILE_OPTIONS + tuple(f"-D{word}" for word in cuda_defines())
+    """COMPILE_OPTIONS plus ``-D`` for each word of $NETDSL_CUDA_DEFINES (e.g. NETDSL_MIN_CTAS_PER_SM=3; see
+    benchmarks/bench_gpu.py --defines)."""
+    return COMPILE_OPTIONS + tuple(f"-D{word}" for word in settings.cuda_defines())
 
 
 def tuning(name: str) -> int:
     """A kernel tuning macro's value as $NETDSL_CUDA_DEFINES sets it for the kernels, else its default."""
-    for word in cuda_defines():
-        key, _, value = word.partition("=")
-        if key == name:
-            return int(value)
-    return TUNING_DEFAULTS[name]
+    value = settings.cuda_define(name)
+    return TUNING_DEFAULTS[name] if value is None else value
 
 
 #: __launch_bounds__ of the tile kernel (2: up to 128 registers); read once, as the kernels are compiled

@@ -20,9 +20,10 @@ from netdsl import dtypes
 class DeviceTensor:
     """A tensor on the GPU.
 
-    ``data`` is 1-D raw storage: float32 / float16 as themselves, bfloat16 as uint16 bits, int8 / fp8 /
-    e8m0 one uint8 byte each, int4 / fp4 packed two per byte (the flattened row-major tensor, element
-    2k in the low nibble of byte k, the last byte's high nibble 0 when the count is odd).
+    ``data`` is 1-D raw storage of ``dtype.device_storage``: float32 / float16 as themselves, bfloat16
+    as uint16 bits, int8 / fp8 / e8m0 one uint8 byte each, int4 / fp4 packed two per byte (the flattened
+    row-major tensor, element 2k in the low nibble of byte k, the last byte's high nibble 0 when the
+    count is odd).
     """
 
     dtype: dtypes.DType
@@ -32,19 +33,6 @@ class DeviceTensor:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
-
-
-#: the element type of a DeviceTensor's raw storage, per netdsl type
-RAW_STORAGE = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "bfloat16": np.uint16,
-    "int8": np.uint8,
-    "fp8": np.uint8,
-    "e8m0": np.uint8,
-    "int4": np.uint8,
-    "fp4": np.uint8,
-}
 
 
 def storage_length(dtype: dtypes.DType, count: int) -> int:
@@ -91,7 +79,7 @@ def upload(array: np.ndarray, dtype: dtypes.DType) -> DeviceTensor:
     if dtype.bits == 4:
         raw = dtypes.pack_nibbles(dtypes.to_codes(array, dtype))
     else:
-        raw = np.ascontiguousarray(array).reshape(-1).view(RAW_STORAGE[dtype.name])
+        raw = np.ascontiguousarray(array).reshape(-1).view(dtype.device_storage)
     return DeviceTensor(dtype, tuple(array.shape), import_cupy().asarray(raw))
 
 

@@ -15,28 +15,29 @@ from typing import Any
 
 import numpy as np
 
+from netdsl import settings
 from netdsl.backends import Backend
 from netdsl.backends.cupy import device, launch
 from netdsl.backends.cupy.device import DeviceTensor
-from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, fusion_enabled
+from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, scale_resolution
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
-from netdsl.ir import Graph
+from netdsl.check import CheckedGraph
+from netdsl.dtypes import DType
+from netdsl.ops.common import ScaleResolution, check_applied_scale
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicPlan, applied_double_quant_scale
-from netdsl.ops.quantize import QUANTIZE, ScalePlan, check_applied_scale
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution, applied_double_quant_scale
+from netdsl.ops.quantize import QUANTIZE
 
 
 @dataclass
 class _GraphState:
     """What the backend keeps per graph: the schedules (by fusion flag) and the constants on the device."""
 
-    graph: weakref.ref[Graph]
+    graph: weakref.ref[CheckedGraph]
     schedules: dict[bool, Schedule] = field(default_factory=dict)
     constants: dict[tuple[int, str], tuple[np.ndarray, Any]] = field(default_factory=dict)
-    #: the graph's constant values and typed inputs, listed with its first schedule (like the schedule,
-    #: they assume the checked graph is not edited afterwards)
-    constant_values: list[Any] | None = None
-    input_values: list[tuple[str, Any]] | None = None
+    #: the graph's inputs and their types, listed at its first run
+    input_types: list[tuple[str, DType]] | None = None
 
 
 class CupyBackend(Backend):
@@ -48,7 +49,7 @@ class CupyBackend(Backend):
     def available(self) -> tuple[bool, str]:
         return device.available()
 
-    def _state(self, graph: Graph) -> _GraphState:
+    def _state(self, graph: CheckedGraph) -> _GraphState:
         state = self._graphs.get(id(graph))
         if state is None or state.graph() is not graph:
             for key in [k for k, s in self._graphs.items() if s.graph() is None]:
@@ -56,9 +57,9 @@ class CupyBackend(Backend):
             state = self._graphs[id(graph)] = _GraphState(weakref.ref(graph))
         return state
 
-    def schedule(self, graph: Graph) -> Schedule:
+    def schedule(self, graph: CheckedGraph) -> Schedule:
         """The steps this backend runs for ``graph`` (cached per graph and fusion setting)."""
-        fusion = fusion_enabled() if self.fusion is None else self.fusion
+        fusion = settings.fusion() if self.fusion is None else self.fusion
         state = self._state(graph)
         steps = state.schedules.get(fusion)
         if steps is None:
@@ -72,16 +73,13 @@ class CupyBackend(Backend):
             cached = state.constants[(on_device, value.name)] = (value.data, uploaded)
         return cached[1]
 
-    def run_device(self, graph: Graph, inputs: dict[str, Any]) -> dict[str, Any]:
+    def run_device(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back."""
         state = self._state(graph)
         steps = self.schedule(graph)
         on_device = device.current()
         env: dict[str, Any] = dict(inputs)
-        constants = state.constant_values
-        if constants is None:
-            constants = state.constant_values = graph.constants
-        for value in constants:
+        for value in graph.constants:
             cached = state.constants.get((on_device, value.name))
             env[value.name] = cached[1] if cached is not None and cached[0] is value.data \
                 else self._constant(state, value, on_device)
@@ -90,7 +88,7 @@ class CupyBackend(Backend):
             args = [env[name] for name in step.inputs]
             if step.kind == NODE:
                 node = step.nodes[0]
-                results = impls[node.op](node.plan, args)
+                results = impls[node.op](node.resolution, args)
             elif step.kind == QUANTIZE_DEQUANTIZE:
                 results = [_run_quantize_dequantize(step, args)]
             else:
@@ -100,12 +98,11 @@ class CupyBackend(Backend):
                 env.pop(name, None)
         return {name: env[name] for name in graph.outputs}
 
-    def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         state = self._state(graph)
-        typed = state.input_values
+        typed = state.input_types
         if typed is None:
-            typed = state.input_values = [(value.name, value.type.dtype) for value in graph.inputs
-                                          if value.type is not None]  # a checked graph types every input
+            typed = state.input_types = [(value.name, graph.type_of(value.name).dtype) for value in graph.inputs]
         device_inputs = {name: device.upload(inputs[name], dtype) for name, dtype in typed}
         results = self.run_device(graph, device_inputs)
         return {name: device.download(results[name]) for name in graph.outputs}
@@ -122,56 +119,56 @@ def _reshaped(tensor: Any, shape: tuple[int, ...]) -> Any:
 
 def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
     quantize_node, dequantize_node = step.nodes
-    q_plan: ScalePlan = quantize_node.plan
-    dq_plan: ScalePlan = dequantize_node.plan
+    q_resolution, dq_resolution = scale_resolution(quantize_node), scale_resolution(dequantize_node)
     x, q_scale, dq_scale = args
-    _check_applied(q_plan, q_scale)
-    _check_applied(dq_plan, dq_scale)
-    granularity = q_plan.granularity
+    _check_applied(q_resolution, q_scale)
+    _check_applied(dq_resolution, dq_scale)
+    granularity = q_resolution.granularity
     return launch.quantize_dequantize(x, _reshaped(q_scale, granularity.scale_shape), granularity.block,
-                                    q_plan.to_type, _reshaped(dq_scale, granularity.scale_shape), dq_plan.to_type)
+                                      q_resolution.to_type, _reshaped(dq_scale, granularity.scale_shape),
+                                      dq_resolution.to_type)
 
 
 def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
     scale_node, data_node = step.nodes
-    sf_plan: ScalePlan = scale_node.plan
-    plan: ScalePlan = data_node.plan
+    sf_resolution, resolution = scale_resolution(scale_node), scale_resolution(data_node)
     data, codes, codes_scale = args
-    _check_applied(sf_plan, codes_scale)
-    granularity = plan.granularity
+    _check_applied(sf_resolution, codes_scale)
+    granularity = resolution.granularity
     return launch.dequantize_double(data, _reshaped(codes, granularity.scale_shape), codes_scale, granularity.block,
-                                  sf_plan.to_type, plan.to_type)
+                                    sf_resolution.to_type, resolution.to_type)
 
 
 @BACKEND.impl(QUANTIZE)
-def _quantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
-    _check_applied(plan, args[1])
-    granularity = plan.granularity
+def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
+    granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
-    return [launch.quantize(args[0], scale, granularity.block, plan.to_type)]
+    return [launch.quantize(args[0], scale, granularity.block, resolution.to_type)]
 
 
 @BACKEND.impl(DEQUANTIZE)
-def _dequantize(plan: ScalePlan, args: list[Any]) -> list[Any]:
-    _check_applied(plan, args[1])
-    granularity = plan.granularity
+def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
+    granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
-    return [launch.dequantize(args[0], scale, granularity.block, plan.to_type)]
+    return [launch.dequantize(args[0], scale, granularity.block, resolution.to_type)]
 
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
-def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[Any]:
-    dqs = plan.double_quant_scale
-    if plan.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
-        dqs = applied_double_quant_scale(plan, device.download(args[1]))
-    return list(launch.dynamic_quantize(args[0], plan.block, plan.output_type, plan.scale_type, dqs))
+def _dynamic_quantize(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
+    dqs = resolution.double_quant_scale
+    if resolution.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
+        dqs = applied_double_quant_scale(resolution, device.download(args[1]))
+    return list(launch.dynamic_quantize(args[0], resolution.block, resolution.output_type, resolution.scale_type,
+                                        dqs))
 
 
-def _check_applied(plan: ScalePlan, scale: Any) -> None:
+def _check_applied(resolution: ScaleResolution, scale: Any) -> None:
     """A scale computed from a recipe's weight is checked as a constant's would be (on the host: a scale
     is small)."""
-    if plan.applied_scale is not None:
-        check_applied_scale(plan, device.download(scale))
+    if resolution.applied_scale is not None:
+        check_applied_scale(resolution, device.download(scale))
 
 
 from netdsl.backends.cupy import recipe_layers  # noqa: E402,F401  (registers the recipe layers' impls)

@@ -106,7 +106,7 @@ def to_device_tensor(name: str, array: Any, tensor_type: TensorType) -> DeviceTe
     where it is contiguous; ValueError naming the input when its shape or dtype doesn't fit."""
     cupy = device.import_cupy()
     dtype, shape = tensor_type.dtype, tensor_type.shape
-    raw_type = np.dtype(device.RAW_STORAGE[dtype.name])
+    raw_type = dtype.device_storage
     length = device.storage_length(dtype, math.prod(shape))
     if isinstance(array, np.ndarray | np.generic | list | tuple | int | float):
         return device.upload(_coerced(name, array, tensor_type), dtype)

@@ -9,19 +9,19 @@ it imports without CuPy), two patterns fused into one kernel each without changi
   y = round_to(to_type, fl32(float32(q) * S)) with S = round_to(sf's type, fl32(decode(code) * dqs)),
   sf never stored.
 
-Set ``NETDSL_FUSION=0`` (or ``BACKEND.fusion = False``) to run every node on its own: the bits are the
-same either way (tests/test_gpu_fusion.py). Each step lists the tensors dead after it, so that the
-executor frees every intermediate after its last use.
+Set ``NETDSL_FUSION=0`` (:mod:`netdsl.settings`; or ``BACKEND.fusion = False``) to run every node on its
+own: the bits are the same either way (tests/test_gpu_fusion.py). Each step lists the tensors dead after
+it, so that the executor frees every intermediate after its last use.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from netdsl.ir import Graph, Node
+from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.quantize import QUANTIZE, ScalePlan
+from netdsl.ops.quantize import QUANTIZE
 
 NODE, QUANTIZE_DEQUANTIZE, DEQUANTIZE_DOUBLE = "node", "quantize_dequantize", "dequantize_double"
 
@@ -33,7 +33,7 @@ class Step:
     after it (no later step reads them and they are not graph outputs)."""
 
     kind: str  # NODE, QUANTIZE_DEQUANTIZE or DEQUANTIZE_DOUBLE
-    nodes: tuple[Node, ...]
+    nodes: tuple[CheckedNode, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     free: tuple[str, ...] = ()
@@ -44,19 +44,14 @@ class Step:
         return tuple(node.outputs[0] for node in self.nodes)
 
 
-_FUSION_WORDS: dict[str, bool] = {}  # $NETDSL_FUSION's text -> its meaning (read every run, parsed once)
+def scale_resolution(node: CheckedNode) -> ScaleResolution:
+    """The resolution of a Quantize or Dequantize layer."""
+    resolution = node.resolution
+    assert isinstance(resolution, ScaleResolution), node.op
+    return resolution
 
 
-def fusion_enabled() -> bool:
-    """False when $NETDSL_FUSION is 0/false/no/off."""
-    text = os.environ.get("NETDSL_FUSION", "1")
-    enabled = _FUSION_WORDS.get(text)
-    if enabled is None:
-        enabled = _FUSION_WORDS[text] = text.strip().lower() not in ("0", "false", "no", "off")
-    return enabled
-
-
-def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:
+def _consumers(graph: CheckedGraph) -> dict[str, list[tuple[int, int]]]:
     """tensor -> [(node index, input slot)] for every layer input that reads it."""
     uses: dict[str, list[tuple[int, int]]] = {}
     for index, node in enumerate(graph.nodes):
@@ -65,7 +60,7 @@ def _consumers(graph: Graph) -> dict[str, list[tuple[int, int]]]:
     return uses
 
 
-def _only_use(graph: Graph, uses: dict[str, list[tuple[int, int]]], name: str, index: int, slot: int) -> bool:
+def _only_use(graph: CheckedGraph, uses: dict[str, list[tuple[int, int]]], name: str, index: int, slot: int) -> bool:
     return name not in graph.outputs and uses.get(name, []) == [(index, slot)]
 
 
@@ -73,7 +68,7 @@ def _only_use(graph: Graph, uses: dict[str, list[tuple[int, int]]], name: str, i
 Schedule = tuple[Step, ...]
 
 
-def schedule(graph: Graph, fusion: bool = True) -> Schedule:
+def schedule(graph: CheckedGraph, fusion: bool = True) -> Schedule:
     """The checked graph's nodes as steps, with the fusable patterns fused (see the module docstring).
 
     A fused step takes the place of the later node, so everything it reads has been computed by then.
@@ -91,10 +86,10 @@ def schedule(graph: Graph, fusion: bool = True) -> Schedule:
             first = producer.get(data)
             if (first is not None and first not in absorbed and nodes[first].op is QUANTIZE
                     and _only_use(graph, uses, data, index, 0)):
-                q_plan: ScalePlan = nodes[first].plan
-                dq_plan: ScalePlan = node.plan
-                if (q_plan.granularity.block == dq_plan.granularity.block
-                        and q_plan.granularity.scale_shape == dq_plan.granularity.scale_shape):
+                q_granularity = scale_resolution(nodes[first]).granularity
+                dq_granularity = scale_resolution(node).granularity
+                if (q_granularity.block == dq_granularity.block
+                        and q_granularity.scale_shape == dq_granularity.scale_shape):
                     x, q_scale = nodes[first].inputs[0], nodes[first].inputs[1]
                     absorbed.add(first)
                     fused[index] = Step(QUANTIZE_DEQUANTIZE, (nodes[first], node), (x, q_scale, scale),
@@ -103,7 +98,7 @@ def schedule(graph: Graph, fusion: bool = True) -> Schedule:
             first = producer.get(scale)
             if (first is not None and first not in absorbed and first not in fused and nodes[first].op is DEQUANTIZE
                     and _only_use(graph, uses, scale, index, 1)
-                    and nodes[first].plan.granularity.kind == "per-tensor"):
+                    and scale_resolution(nodes[first]).granularity.kind == "per-tensor"):
                 codes, codes_scale = nodes[first].inputs[0], nodes[first].inputs[1]
                 absorbed.add(first)
                 fused[index] = Step(DEQUANTIZE_DOUBLE, (nodes[first], node), (data, codes, codes_scale),

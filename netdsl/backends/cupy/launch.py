@@ -21,8 +21,10 @@ import numpy as np
 
 from netdsl import dtypes
 from netdsl.backends.cupy import abi, device, dynamic, geometry
-from netdsl.backends.cupy.device import RAW_STORAGE, DeviceTensor, import_cupy, storage_length
+from netdsl.backends.cupy.device import DeviceTensor, import_cupy, storage_length
 from netdsl.backends.cupy.loader import kernel
+from netdsl.ops.dequantize import SCALE_TYPES
+from netdsl.ops.dynamic_quantize import MODES
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class ElementwiseLaunch:
 
     @functools.cached_property
     def _empty(self) -> Callable[[], Any]:
-        storage = np.dtype(RAW_STORAGE[self.out_dtype.name])
-        return functools.partial(import_cupy().ndarray, (self.out_length,), storage)  # cupy.empty, one call less
+        # cupy.ndarray rather than cupy.empty: one call less
+        return functools.partial(import_cupy().ndarray, (self.out_length,), self.out_dtype.device_storage)
 
     def run(self, head: tuple[Any, ...]) -> DeviceTensor:
         """Launch with ``head`` (the arguments before the output) and return the output."""
@@ -90,9 +92,21 @@ def _check_block(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...]) -
     return block
 
 
-def _check_type(what: str, dtype: dtypes.DType, allowed: tuple[str, ...]) -> None:
-    if dtype.name not in allowed:
-        raise TypeError(f"{what} must be one of {', '.join(allowed)}, got {dtype}")
+def _check_type(what: str, dtype: dtypes.DType, allowed: tuple[dtypes.DType, ...]) -> None:
+    if dtype not in allowed:
+        raise TypeError(f"{what} must be one of {', '.join(t.name for t in allowed)}, got {dtype}")
+
+
+def _scale_kind(dtype: dtypes.DType) -> int:
+    """ScaleKind of a type _check_type has let through as a scale."""
+    assert dtype.scale_kind is not None
+    return dtype.scale_kind
+
+
+def _code_kind(dtype: dtypes.DType) -> int:
+    """CodeKind of a type _check_type has let through as codes."""
+    assert dtype.code_kind is not None
+    return dtype.code_kind
 
 
 def _elementwise(file: str, name: Callable[[int], str], shape: tuple[int, ...], block: tuple[int, ...],
@@ -109,6 +123,42 @@ def _elementwise(file: str, name: Callable[[int], str], shape: tuple[int, ...], 
                              device.words(indexing.words), np.uint32(n), np.uint32(indexing.chunk_step))
 
 
+@dataclass(frozen=True)
+class _ScaledOp:
+    """Quantize or Dequantize as its launcher sees it: the kernel file, the instantiation name, and the
+    types of its input, scale and output."""
+
+    name: str
+    file: str
+    kernel_name: Callable[[str, str, int], str]
+    input_types: tuple[dtypes.DType, ...]
+    scale_types: tuple[dtypes.DType, ...]
+    output_types: tuple[dtypes.DType, ...]
+
+
+_QUANTIZE = _ScaledOp("quantize", "quantize.cu", abi.quantize_name, dtypes.FLOAT_TYPES, dtypes.FLOAT_TYPES,
+                      dtypes.QUANTIZED_TYPES)
+_DEQUANTIZE = _ScaledOp("dequantize", "dequantize.cu", abi.dequantize_name, dtypes.QUANTIZED_TYPES, SCALE_TYPES,
+                        dtypes.FLOAT_TYPES)
+
+
+def _scaled(op: _ScaledOp, x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...],
+            to_type: dtypes.DType) -> DeviceTensor:
+    on_device = device.current()
+    key = (op.name, x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
+    launch = LAUNCHES.get(key)
+    if launch is None:
+        _check_type(f"{op.name} input", x.dtype, op.input_types)
+        _check_type(f"{op.name} scale", scale.dtype, op.scale_types)
+        _check_type(f"{op.name} to_type", to_type, op.output_types)
+        block = _check_block(x, scale, block)
+        name = functools.partial(op.kernel_name, x.dtype.name, to_type.name)
+        launch = LAUNCHES.remember(key, _elementwise(op.file, name, x.shape, block, to_type, on_device,
+                                                     (_scale_kind(scale.dtype),)))
+    (kind,) = launch.kinds
+    return launch.run((x.data, scale.data, kind, launch.words))
+
+
 def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
     """q = saturate(round_half_even(x / scale)) in ``to_type`` (int8, int4, fp8, fp4).
 
@@ -116,19 +166,7 @@ def quantize(x: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_ty
     IEEE float32 (docs/semantics.md, "Quantize"). A zero scale gives +0 data (only DynamicQuantize's
     effective scales are ever 0).
     """
-    on_device = device.current()
-    key = ("quantize", x.dtype.name, x.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
-    launch = LAUNCHES.get(key)
-    if launch is None:
-        _check_type("quantize input", x.dtype, abi.FLOAT_TYPES)
-        _check_type("quantize scale", scale.dtype, abi.FLOAT_TYPES)
-        _check_type("quantize to_type", to_type, abi.QUANTIZED_TYPES)
-        block = _check_block(x, scale, block)
-        name = functools.partial(abi.quantize_name, x.dtype.name, to_type.name)
-        launch = LAUNCHES.remember(key, _elementwise("quantize.cu", name, x.shape, block, to_type, on_device,
-                                                     (abi.SCALE_KINDS[scale.dtype.name],)))
-    (kind,) = launch.kinds
-    return launch.run((x.data, scale.data, kind, launch.words))
+    return _scaled(_QUANTIZE, x, scale, block, to_type)
 
 
 def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_type: dtypes.DType) -> DeviceTensor:
@@ -136,19 +174,7 @@ def dequantize(q: DeviceTensor, scale: DeviceTensor, block: tuple[int, ...], to_
 
     q: int8/int4/fp8/fp4; scale: float32/float16/bfloat16 or e8m0; to_type: float32/float16/bfloat16.
     """
-    on_device = device.current()
-    key = ("dequantize", q.dtype.name, q.shape, scale.dtype.name, scale.shape, _tuple(block), to_type.name, on_device)
-    launch = LAUNCHES.get(key)
-    if launch is None:
-        _check_type("dequantize input", q.dtype, abi.QUANTIZED_TYPES)
-        _check_type("dequantize scale", scale.dtype, abi.DEQUANTIZE_SCALE_TYPES)
-        _check_type("dequantize to_type", to_type, abi.FLOAT_TYPES)
-        block = _check_block(q, scale, block)
-        name = functools.partial(abi.dequantize_name, q.dtype.name, to_type.name)
-        launch = LAUNCHES.remember(key, _elementwise("dequantize.cu", name, q.shape, block, to_type, on_device,
-                                                     (abi.SCALE_KINDS[scale.dtype.name],)))
-    (kind,) = launch.kinds
-    return launch.run((q.data, scale.data, kind, launch.words))
+    return _scaled(_DEQUANTIZE, q, scale, block, to_type)
 
 
 def quantize_dequantize(
@@ -172,16 +198,16 @@ def quantize_dequantize(
            dequant_scale.dtype.name, dequant_scale.shape, to_type.name, on_device)
     launch = LAUNCHES.get(key)
     if launch is None:
-        _check_type("quantize_dequantize input", x.dtype, abi.FLOAT_TYPES)
-        _check_type("quantize_dequantize scale", scale.dtype, abi.FLOAT_TYPES)
-        _check_type("quantize_dequantize quant_type", quant_type, abi.QUANTIZED_TYPES)
-        _check_type("quantize_dequantize dequant_scale", dequant_scale.dtype, abi.DEQUANTIZE_SCALE_TYPES)
-        _check_type("quantize_dequantize to_type", to_type, abi.FLOAT_TYPES)
+        _check_type("quantize_dequantize input", x.dtype, dtypes.FLOAT_TYPES)
+        _check_type("quantize_dequantize scale", scale.dtype, dtypes.FLOAT_TYPES)
+        _check_type("quantize_dequantize quant_type", quant_type, dtypes.QUANTIZED_TYPES)
+        _check_type("quantize_dequantize dequant_scale", dequant_scale.dtype, SCALE_TYPES)
+        _check_type("quantize_dequantize to_type", to_type, dtypes.FLOAT_TYPES)
         block = _check_block(x, scale, block)
         if tuple(dequant_scale.shape) != tuple(scale.shape):
             raise ValueError("quantize_dequantize: dequant_scale must have scale's shape")
         name = functools.partial(abi.quantize_dequantize_name, x.dtype.name, quant_type.name, to_type.name)
-        kinds = (abi.SCALE_KINDS[scale.dtype.name], abi.SCALE_KINDS[dequant_scale.dtype.name])
+        kinds = (_scale_kind(scale.dtype), _scale_kind(dequant_scale.dtype))
         launch = LAUNCHES.remember(key, _elementwise("quantize.cu", name, x.shape, block, to_type, on_device, kinds))
     kind, dequant_kind = launch.kinds
     return launch.run((x.data, scale.data, kind, dequant_scale.data, dequant_kind, launch.words))
@@ -207,17 +233,17 @@ def dequantize_double(
            codes_scale.shape, _tuple(block), scale_type.name, to_type.name, on_device)
     launch = LAUNCHES.get(key)
     if launch is None:
-        _check_type("dequantize_double input", q.dtype, abi.QUANTIZED_TYPES)
-        _check_type("dequantize_double codes", codes.dtype, abi.QUANTIZED_TYPES)
-        _check_type("dequantize_double codes_scale", codes_scale.dtype, abi.DEQUANTIZE_SCALE_TYPES)
-        _check_type("dequantize_double scale_type", scale_type, abi.FLOAT_TYPES)
-        _check_type("dequantize_double to_type", to_type, abi.FLOAT_TYPES)
+        _check_type("dequantize_double input", q.dtype, dtypes.QUANTIZED_TYPES)
+        _check_type("dequantize_double codes", codes.dtype, dtypes.QUANTIZED_TYPES)
+        _check_type("dequantize_double codes_scale", codes_scale.dtype, SCALE_TYPES)
+        _check_type("dequantize_double scale_type", scale_type, dtypes.FLOAT_TYPES)
+        _check_type("dequantize_double to_type", to_type, dtypes.FLOAT_TYPES)
         block = _check_block(q, codes, block)
         if codes_scale.size != 1:
             raise ValueError("dequantize_double: codes_scale must be per-tensor (one element)")
         name = functools.partial(abi.dequantize_double_name, q.dtype.name, to_type.name)
-        kinds = (abi.CODE_KINDS[codes.dtype.name], abi.SCALE_KINDS[codes_scale.dtype.name],
-                 abi.SCALE_KINDS[scale_type.name])
+        kinds = (_code_kind(codes.dtype), _scale_kind(codes_scale.dtype),
+                 _scale_kind(scale_type))
         launch = LAUNCHES.remember(key, _elementwise("dequantize.cu", name, q.shape, block, to_type, on_device, kinds))
     code_kind, dqs_kind, sf_kind = launch.kinds
     return launch.run((q.data, codes.data, code_kind, codes_scale.data, dqs_kind, sf_kind, launch.words))
@@ -242,23 +268,24 @@ def dynamic_quantize(
            double_quant_scale is None, on_device, x.data.data.ptr % 16 == 0 if x.size else True)
     launch: dynamic.DynamicLaunch | None = LAUNCHES.get(key)
     if launch is None:
-        _check_type("dynamic_quantize input", x.dtype, abi.FLOAT_TYPES)
-        mode = abi.DYNAMIC_MODES.get((output_type.name, scale_type.name))
+        _check_type("dynamic_quantize input", x.dtype, dtypes.FLOAT_TYPES)
+        mode = MODES.get((output_type, scale_type))
         if mode is None:
             raise TypeError(f"dynamic_quantize: no mode with output {output_type} and scale {scale_type}")
-        if (mode == "NVFP4") != (double_quant_scale is not None):
+        if mode.double_quant_scale != (double_quant_scale is not None):
             raise ValueError("dynamic_quantize: double_quant_scale is required for NVFP4 and allowed for no other mode")
+        struct = abi.DYNAMIC_MODES[(output_type.name, scale_type.name)]
         block = tuple(int(b) for b in block)
         if len(block) != len(x.shape) or any(b < 1 for b in block):
             raise ValueError(f"block {block} does not fit a tensor of shape {x.shape}")
-        launch = LAUNCHES.remember(key, dynamic.choose(x, block, mode, on_device))
+        launch = LAUNCHES.remember(key, dynamic.choose(x, block, struct, on_device))
     cupy = import_cupy()
     nscales = math.prod(launch.scale_shape)
-    scale = DeviceTensor(scale_type, launch.scale_shape, cupy.empty(nscales, dtype=RAW_STORAGE[scale_type.name]))
+    scale = DeviceTensor(scale_type, launch.scale_shape, cupy.empty(nscales, dtype=scale_type.device_storage))
     dqs = np.float32(1.0 if double_quant_scale is None else double_quant_scale)
     if launch.amax is None:
         data = DeviceTensor(output_type, x.shape, cupy.empty(storage_length(output_type, x.size),
-                                                             dtype=RAW_STORAGE[output_type.name]))
+                                                             dtype=output_type.device_storage))
         if launch.function is not None:
             launch.function(launch.grid, abi.BLOCK, (x.data, data.data, scale.data, *launch.args, dqs))
         return data, scale

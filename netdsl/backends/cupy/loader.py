@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netdsl import settings
+from netdsl.atomic import write_atomically
 from netdsl.backends.cupy import abi
 from netdsl.backends.cupy.device import current, import_cupy
+from netdsl.diagnostics import UsageError
 from netdsl.resources import resource_dir
 
 
@@ -65,14 +68,6 @@ class Module:
         return self.module.get_function(self.mangled[name])
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: $NETDSL_KERNEL_CACHE, else $XDG_CACHE_HOME/netdsl/kernels."""
-    configured = os.environ.get("NETDSL_KERNEL_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
-
-
 #: kernels per NVRTC program: a file's instantiations compile in parts, which precompile() builds in
 #: parallel processes (quantize.cu alone holds 144)
 PART_SIZE = 24
@@ -100,7 +95,7 @@ def _cache_paths(file: str, part: int, on_device: int) -> tuple[Path, Path]:
     fingerprint = [kernel_source(file), *abi.compile_options(), *parts(file)[part], arch, repr(nvrtc.getVersion()),
                    cupy.__version__]
     key = hashlib.sha256("\0".join(fingerprint).encode()).hexdigest()[:32]
-    cubin_path = cache_dir() / f"{file}-{part}-{key}.cubin"
+    cubin_path = settings.kernel_cache() / f"{file}-{part}-{key}.cubin"
     return cubin_path, cubin_path.with_suffix(".json")
 
 
@@ -157,10 +152,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """Best effort: a cache that cannot be written only costs a recompilation next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError:
+        write_atomically(path, lambda stream: stream.write(data))
+    except (OSError, UsageError):
         pass
 
 

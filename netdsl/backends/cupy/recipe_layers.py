@@ -13,11 +13,11 @@ from netdsl.backends.cupy import device
 from netdsl.backends.cupy.device import DeviceTensor
 from netdsl.backends.cupy.executor import BACKEND
 from netdsl.ops import elementwise, reduce
-from netdsl.ops.cast import CAST, CastPlan
-from netdsl.ops.elementwise import ELEMENTWISE, ElementwisePlan
-from netdsl.ops.reduce import REDUCE, ReducePlan
-from netdsl.ops.shuffle import SHUFFLE, ShufflePlan
-from netdsl.ops.unary import UNARY, UnaryPlan
+from netdsl.ops.cast import CAST, CastResolution
+from netdsl.ops.elementwise import ELEMENTWISE, ElementwiseResolution
+from netdsl.ops.reduce import REDUCE, ReduceResolution
+from netdsl.ops.shuffle import SHUFFLE, ShuffleResolution
+from netdsl.ops.unary import UNARY, UnaryResolution
 
 
 def _float32(tensor: DeviceTensor) -> Any:
@@ -47,28 +47,29 @@ def _stored(values: Any, dtype: dtypes.DType) -> DeviceTensor:
 
 
 @BACKEND.impl(UNARY)
-def _unary(plan: UnaryPlan, args: list[Any]) -> list[Any]:
+def _unary(resolution: UnaryResolution, args: list[Any]) -> list[Any]:
     x32 = _float32(args[0])
-    return [_stored(device.import_cupy().abs(x32) if plan.op == "abs" else -x32, plan.dtype)]
+    return [_stored(device.import_cupy().abs(x32) if resolution.op == "abs" else -x32, resolution.dtype)]
 
 
 @BACKEND.impl(REDUCE)
-def _reduce(plan: ReducePlan, args: list[Any]) -> list[Any]:
-    result = reduce.compute(_float32(args[0]), plan.op, plan.axes, plan.keep_dims, device.import_cupy())
-    return [_stored(result, plan.dtype)]
+def _reduce(resolution: ReduceResolution, args: list[Any]) -> list[Any]:
+    cupy = device.import_cupy()
+    result = reduce.compute(_float32(args[0]), resolution.op, resolution.axes, resolution.keep_dims, cupy)
+    return [_stored(result, resolution.dtype)]
 
 
 @BACKEND.impl(ELEMENTWISE)
-def _elementwise(plan: ElementwisePlan, args: list[Any]) -> list[Any]:
-    result = elementwise.compute(_float32(args[0]), _float32(args[1]), plan.op, device.import_cupy())
-    return [_stored(result, plan.dtype)]
+def _elementwise(resolution: ElementwiseResolution, args: list[Any]) -> list[Any]:
+    result = elementwise.compute(_float32(args[0]), _float32(args[1]), resolution.op, device.import_cupy())
+    return [_stored(result, resolution.dtype)]
 
 
 @BACKEND.impl(CAST)
-def _cast(plan: CastPlan, args: list[Any]) -> list[Any]:
-    return [_stored(_float32(args[0]), plan.to_type)]
+def _cast(resolution: CastResolution, args: list[Any]) -> list[Any]:
+    return [_stored(_float32(args[0]), resolution.to_type)]
 
 
 @BACKEND.impl(SHUFFLE)
-def _shuffle(plan: ShufflePlan, args: list[Any]) -> list[Any]:
-    return [DeviceTensor(args[0].dtype, plan.shape, args[0].data)]  # flat row-major storage: a new shape
+def _shuffle(resolution: ShuffleResolution, args: list[Any]) -> list[Any]:
+    return [DeviceTensor(args[0].dtype, resolution.shape, args[0].data)]  # flat row-major storage: a new shape

@@ -11,18 +11,20 @@ and the loop from its on-disk cache; compiled on a machine's first use, about 1 
 per process, more than it saves in one run of any network (a 2^28-element tensor: about 30 ms). So by
 default a process loads it once it has quantized :data:`BREAK_EVEN_ELEMENTS` elements this way with
 NumPy, about as long as the load takes (the ski-rental rule: never much more than twice the better
-choice's time); ``NETDSL_NUMBA=1`` loads it at the first such piece, ``NETDSL_NUMBA=0`` never.
+choice's time); ``NETDSL_NUMBA=1`` (:mod:`netdsl.settings`) loads it at the first such piece,
+``NETDSL_NUMBA=0`` never.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from netdsl import settings
+from netdsl.dtypes import DType
 from netdsl.ops.quantize import normal_powers_of_two
 
 #: smallest piece for the compiled loop (the backend's pieces are at most 2^19 elements)
@@ -57,15 +59,9 @@ BREAK_EVEN_ELEMENTS = 1 << 31
 _seen = [0]
 
 
-def setting() -> str:
-    """$NETDSL_NUMBA as "on" (1/true/yes/on), "off" (0/false/no/off) or "auto" (anything else, unset)."""
-    value = os.environ.get("NETDSL_NUMBA", "").strip().lower()
-    return "on" if value in {"1", "true", "yes", "on"} else "off" if value in {"0", "false", "no", "off"} else "auto"
-
-
 def _wanted(elements: int) -> bool:
     """Whether to use (loading if need be) the loop for a piece of ``elements``."""
-    mode = setting()
+    mode = settings.numba()
     if mode == "off":
         return False
     if mode == "on" or _loaded:
@@ -95,19 +91,17 @@ def kernel() -> Callable[..., None] | None:
     return _loaded[0]
 
 
-_BOUNDS = {"int8": (-128.0, 127.0, 0xFF), "int4": (-8.0, 7.0, 0x0F)}
-
-
-def quantize_per_tensor(x: np.ndarray, scale: np.ndarray, to_type_name: str, out: np.ndarray) -> bool:
+def quantize_per_tensor(x: np.ndarray, scale: np.ndarray, to_type: DType, out: np.ndarray) -> bool:
     """Quantize float32 ``x`` by the one-element ``scale`` into ``out`` (int8/int4 storage, ``x``'s
     shape); False (``out`` untouched) where the compiled loop does not apply."""
-    if (to_type_name not in _BOUNDS or x.dtype != np.float32 or x.size < MIN_ELEMENTS or scale.size != 1
+    if (to_type.int_range is None or x.dtype != np.float32 or x.size < MIN_ELEMENTS or scale.size != 1
             or not (x.flags.c_contiguous and out.flags.c_contiguous) or not _wanted(x.size)):
         return False
     loop = kernel()
     if loop is None:
         return False
-    low, high, mask = _BOUNDS[to_type_name]
+    low, high = to_type.int_range
+    mask = (1 << to_type.bits) - 1  # the two's complement code in int8 / int4 storage
     scale32 = np.asarray(scale, np.float32).reshape(-1)
     # x / 2**k and x * 2**-k round the same real number: the reciprocal spares the divider
     multiply = normal_powers_of_two(scale32)

@@ -18,10 +18,11 @@ import numpy as np
 
 from netdsl.backends import Backend
 from netdsl.backends.numpy import compiled
-from netdsl.ir import Graph
+from netdsl.check import CheckedGraph
 from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, shuffle, unary
-from netdsl.ops.dynamic_quantize import DynamicPlan
-from netdsl.ops.quantize import ScalePlan
+from netdsl.ops.base import OpDef
+from netdsl.ops.common import ScaleResolution, check_applied_scale
+from netdsl.ops.dynamic_quantize import DynamicResolution
 
 #: elements per piece: near-cache-sized, and long enough per NumPy call for the threads to run in parallel
 #: (each call hands the GIL over twice; at 2^17 the hand-offs cost more than the cache saves)
@@ -31,12 +32,12 @@ Box = tuple[slice, ...]
 
 
 class NumpyBackend(Backend):
-    def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, Any] = dict(inputs)
         for value in graph.constants:
             env[value.name] = value.data
         for node in graph.nodes:
-            results = self.impls[node.op](node.plan, [env[name] for name in node.inputs])
+            results = self.impls[node.op](node.resolution, [env[name] for name in node.inputs])
             env.update(zip(node.outputs, results))
         return {name: env[name] for name in graph.outputs}
 
@@ -93,47 +94,48 @@ def _run_pieces(shape: tuple[int, ...], block: tuple[int, ...], aligned: tuple[b
         pass
 
 
-def _scaled(reference: Callable[..., np.ndarray]) -> Callable[[ScalePlan, list[Any]], list[np.ndarray]]:
-    """Quantize or Dequantize, piece by piece (per-tensor int8/int4 Quantize through the compiled loop
-    where numba is installed)."""
-    def run(plan: ScalePlan, args: list[Any]) -> list[np.ndarray]:
+def _scaled(op: OpDef[Any, ScaleResolution],
+            reference: Callable[..., np.ndarray]) -> Callable[[ScaleResolution, list[Any]], list[np.ndarray]]:
+    """Quantize or Dequantize (``op``, whose NumPy reference is ``reference``), piece by piece (per-tensor
+    int8/int4 Quantize through the compiled loop where numba is installed)."""
+    def run(resolution: ScaleResolution, args: list[Any]) -> list[np.ndarray]:
         x, scale = args[0], args[1]
-        quantize.check_applied_scale(plan, scale)
-        granularity = plan.granularity
+        check_applied_scale(resolution, scale)
+        granularity = resolution.granularity
         block, scale_shape = granularity.block, granularity.scale_shape
         scale = scale.reshape(scale_shape)
-        out = np.empty(x.shape, plan.to_type.storage)
+        out = np.empty(x.shape, resolution.to_type.storage)
 
-        per_tensor_quantize = reference is quantize.reference and scale.size == 1
+        per_tensor_quantize = op is quantize.QUANTIZE and scale.size == 1
 
         def work(box: Box) -> None:
-            if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, plan.to_type.name, out[box]):
+            if per_tensor_quantize and compiled.quantize_per_tensor(x[box], scale, resolution.to_type, out[box]):
                 return
-            reference(x[box], scale[_scale_box(box, block, scale_shape)], block, plan.to_type, out=out[box])
+            reference(x[box], scale[_scale_box(box, block, scale_shape)], block, resolution.to_type, out=out[box])
 
         _run_pieces(x.shape, block, tuple(c > 1 for c in scale_shape), work)
         return [out]
     return run
 
 
-# the recipe layers: their references
-for _op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST, shuffle.SHUFFLE):
-    BACKEND.impl(_op)(_op.evaluate)
+for _op, _reference in ((quantize.QUANTIZE, quantize.reference), (dequantize.DEQUANTIZE, dequantize.reference)):
+    BACKEND.impl(_op)(_scaled(_op, _reference))
 
-BACKEND.impl(quantize.QUANTIZE)(_scaled(quantize.reference))
-BACKEND.impl(dequantize.DEQUANTIZE)(_scaled(dequantize.reference))
+# the recipe layers (docs/semantics.md, "Recipe layers"): their references, on the whole tensor
+for _recipe_op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST, shuffle.SHUFFLE):
+    BACKEND.impl(_recipe_op)(_recipe_op.evaluate)
 
 
 @BACKEND.impl(dynamic_quantize.DYNAMIC_QUANTIZE)
-def _dynamic_quantize(plan: DynamicPlan, args: list[Any]) -> list[np.ndarray]:
+def _dynamic_quantize(resolution: DynamicResolution, args: list[Any]) -> list[np.ndarray]:
     x = args[0]
-    dqs = dynamic_quantize.applied_double_quant_scale(plan, args[1] if len(args) > 1 else None)
-    data = np.empty(x.shape, plan.output_type.storage)
-    scale = np.empty(plan.scale_shape, plan.scale_type.storage)
+    dqs = dynamic_quantize.applied_double_quant_scale(resolution, args[1] if len(args) > 1 else None)
+    data = np.empty(x.shape, resolution.output_type.storage)
+    scale = np.empty(resolution.scale_shape, resolution.scale_type.storage)
 
     def work(box: Box) -> None:
-        data[box], scale[_scale_box(box, plan.block, plan.scale_shape)] = dynamic_quantize.reference(
-            x[box], plan.block, plan.output_type, plan.scale_type, dqs)
+        data[box], scale[_scale_box(box, resolution.block, resolution.scale_shape)] = dynamic_quantize.reference(
+            x[box], resolution.block, resolution.output_type, resolution.scale_type, dqs)
 
-    _run_pieces(x.shape, plan.block, (True,) * x.ndim, work)
+    _run_pieces(x.shape, resolution.block, (True,) * x.ndim, work)
     return [data, scale]

@@ -1,0 +1,66 @@
+"""Every environment variable netdsl reads, parsed here and nowhere else (docs/settings.md lists them too).
+
+=========================  ===================================================================================
+``NETDSL_FUSION``          ``0``/``false``/``no``/``off``: the GPU backend runs every layer on its own instead of
+                           fusing Quantize->Dequantize pairs and NVFP4 Dequantize chains (the bits are the same).
+                           Read at every run.
+``NETDSL_NUMBA``           ``1``/``true``/``yes``/``on``: the NumPy backend loads numba's compiled loop at the first
+                           per-tensor int8/int4 Quantize piece; ``0``/``false``/``no``/``off``: never; unset or
+                           anything else: once the process has done about its load time in NumPy work.
+``NETDSL_CUDA_DEFINES``    words ``NAME=VALUE`` compiled into the CUDA kernels as ``-D`` macros: the tuning knobs
+                           ``NETDSL_MIN_CTAS_PER_SM``, ``NETDSL_TILE_CTAS``, ``NETDSL_TILE16_BF16_VEC``,
+                           ``NETDSL_TILE_PREFETCH`` (netdsl/backends/cupy/abi.py: TUNING_DEFAULTS). The launch
+                           geometry reads the tile knobs once, when the GPU backend is imported.
+``NETDSL_KERNEL_CACHE``    the folder of compiled kernels (default ``$XDG_CACHE_HOME/netdsl/kernels``, that is
+                           ``~/.cache/netdsl/kernels``).
+=========================  ===================================================================================
+
+The test suite reads one more, ``NETDSL_FUZZ_EXAMPLES`` (examples per fuzz property, tests/test_fuzz.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off"})
+
+_fusion_words: dict[str, bool] = {}  # $NETDSL_FUSION's text -> its meaning (read every run, parsed once)
+
+
+def fusion() -> bool:
+    """$NETDSL_FUSION: False when it is 0/false/no/off (any case, spaces around ignored), else True."""
+    text = os.environ.get("NETDSL_FUSION", "1")
+    enabled = _fusion_words.get(text)
+    if enabled is None:
+        enabled = _fusion_words[text] = text.strip().lower() not in _OFF
+    return enabled
+
+
+def numba() -> str:
+    """$NETDSL_NUMBA as "on" (1/true/yes/on), "off" (0/false/no/off) or "auto" (anything else, unset)."""
+    value = os.environ.get("NETDSL_NUMBA", "").strip().lower()
+    return "on" if value in _ON else "off" if value in _OFF else "auto"
+
+
+def cuda_defines() -> tuple[str, ...]:
+    """The words of $NETDSL_CUDA_DEFINES (``NAME=VALUE`` macros for the CUDA kernels)."""
+    return tuple(os.environ.get("NETDSL_CUDA_DEFINES", "").split())
+
+
+def cuda_define(name: str) -> int | None:
+    """The value $NETDSL_CUDA_DEFINES gives the macro ``name``, or None where it gives none."""
+    for word in cuda_defines():
+        key, _, value = word.partition("=")
+        if key == name:
+            return int(value)
+    return None
+
+
+def kernel_cache() -> Path:
+    """$NETDSL_KERNEL_CACHE, else $XDG_CACHE_HOME/netdsl/kernels (XDG_CACHE_HOME defaulting to ~/.cache)."""
+    configured = os.environ.get("NETDSL_KERNEL_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
