@@ -7,9 +7,9 @@ Where the expected values come from (never from netdsl's own code):
 
 - the TensorRT operator docs' examples: the inputs and the printed outputs, copied verbatim below
   (printed to two decimals, so those cases carry ``atol: 0.01``);
-- observed TensorRT runs listed in SEMANTICS.md "Checked examples": the values given there, exactly;
-  the rows SEMANTICS.md doesn't list come from the oracle, which must agree with every listed value;
-- everything else: the independent oracle ``tests/oracle.py`` (written from SEMANTICS.md alone).
+- observed TensorRT runs listed in docs/semantics.md "Checked examples": the values given there, exactly;
+  the rows docs/semantics.md doesn't list come from the oracle, which must agree with every listed value;
+- everything else: the independent oracle ``tests/oracle.py`` (written from docs/semantics.md alone).
 
 Random data is drawn with fixed seeds; because the data files are committed and only redrawn with
 ``--new-data``, rerunning this script reproduces the committed case files exactly.
@@ -89,16 +89,16 @@ DOC_DYNQ_2D_OUTPUT = [
 
 
 def trt_rows_input() -> np.ndarray:
-    """SEMANTICS.md: x = arange(48).reshape(3, 16) / 24 - 1, float32 arithmetic throughout."""
+    """docs/semantics.md: x = arange(48).reshape(3, 16) / 24 - 1, float32 arithmetic throughout."""
     return np.arange(48, dtype=np.float32).reshape(3, 16) / np.float32(24) - np.float32(1)
 
 
 def trt_2d_input() -> np.ndarray:
-    """SEMANTICS.md: x = arange(64).reshape(8, 8) / 32 - 1, float32 arithmetic."""
+    """docs/semantics.md: x = arange(64).reshape(8, 8) / 32 - 1, float32 arithmetic."""
     return np.arange(64, dtype=np.float32).reshape(8, 8) / np.float32(32) - np.float32(1)
 
 
-#: observed TensorRT values (SEMANTICS.md "Checked examples"), exact
+#: observed TensorRT values (docs/semantics.md "Checked examples"), exact
 TRT_FP8_ROWS_SCALE = (np.array([[1], [0.3333333], [0.9583334]], np.float32) / np.float32(448)).tolist()
 TRT_FP8_ROWS_DATA_ROW0 = [-448, -416, -416, -384, -384, -352, -320, -320,
                           -288, -288, -256, -240, -224, -208, -192, -160]
@@ -397,10 +397,10 @@ def case_trt_dq_fp8_rows() -> None:
     data[0] = TRT_FP8_ROWS_DATA_ROW0
     write_case(
         "trt_dq_fp8_rows",
-        "Observed TensorRT run (SEMANTICS.md, Checked examples): x = arange(48).reshape(3, 16) / 24 - 1\n"
+        "Observed TensorRT run (docs/semantics.md, Checked examples): x = arange(48).reshape(3, 16) / 24 - 1\n"
         "in float32; DynamicQuantize axis 1, block 16, fp8 + float32 scale.\n"
         "TensorRT's values: scale (all rows) and data row 0. Data rows 1 and 2: tests/oracle.py.",
-        "observed TensorRT run (SEMANTICS.md Checked examples): scale and data row 0 exact; "
+        "observed TensorRT run (docs/semantics.md Checked examples): scale and data row 0 exact; "
         "data rows 1-2 from the independent oracle tests/oracle.py",
         {"x": x},
         {"data": (data, None), "scale": (f32(TRT_FP8_ROWS_SCALE), None)},
@@ -414,10 +414,10 @@ def case_trt_nvfp4_rows() -> None:
     data[1] = TRT_NVFP4_ROWS_DATA_ROW1
     write_case(
         "trt_nvfp4_rows",
-        "Observed TensorRT run (SEMANTICS.md, Checked examples): x = arange(48).reshape(3, 16) / 24 - 1\n"
+        "Observed TensorRT run (docs/semantics.md, Checked examples): x = arange(48).reshape(3, 16) / 24 - 1\n"
         "in float32; NVFP4 DynamicQuantize axis 1, block 16, dqs = 1.\n"
         "TensorRT's values: scale (all rows) and data row 1. Data rows 0 and 2: tests/oracle.py.",
-        "observed TensorRT run (SEMANTICS.md Checked examples): scale and data row 1 exact; "
+        "observed TensorRT run (docs/semantics.md Checked examples): scale and data row 1 exact; "
         "data rows 0 and 2 from the independent oracle tests/oracle.py",
         {"x": x},
         {"data": (data, None), "scale": (np.array(TRT_NVFP4_ROWS_SCALE), None)},
@@ -431,17 +431,17 @@ def case_trt_dq_2d() -> None:
     data[7] = TRT_2D_DATA_ROW7
     write_case(
         "trt_dq_2d",
-        "Observed TensorRT run (SEMANTICS.md, Checked examples): x = arange(64).reshape(8, 8) / 32 - 1\n"
+        "Observed TensorRT run (docs/semantics.md, Checked examples): x = arange(64).reshape(8, 8) / 32 - 1\n"
         "in float32; DynamicQuantize block_shape [4, 4], fp8 + float32 scale.\n"
         "TensorRT's values: scale and data row 7. Data rows 0-6: tests/oracle.py.",
-        "observed TensorRT run (SEMANTICS.md Checked examples): scale and data row 7 exact; "
+        "observed TensorRT run (docs/semantics.md Checked examples): scale and data row 7 exact; "
         "data rows 0-6 from the independent oracle tests/oracle.py",
         {"x": x},
         {"data": (data, None), "scale": (f32(TRT_2D_SCALE), None)},
     )
 
 
-ORACLE_SOURCE = "independent oracle tests/oracle.py (written from SEMANTICS.md), via examples/make_cases.py"
+ORACLE_SOURCE = "independent oracle tests/oracle.py (written from docs/semantics.md), via examples/make_cases.py"
 
 
 def case_int4_weight_only(new: bool) -> None:

@@ -1,4 +1,4 @@
-// DynamicQuantize: block scales from the data itself (SEMANTICS.md, "DynamicQuantize").
+// DynamicQuantize: block scales from the data itself (docs/semantics.md, "DynamicQuantize").
 //
 // Fast path (dynamic_quantize_rows_kernel): blocks of 16 * 2^k consecutive elements of the
 // flattened tensor (NVFP4 16 and MXFP8 32 along the last axis, or any blocks the host collapses

@@ -1,10 +1,10 @@
-// netdsl number formats on the GPU: the CUDA twin of netdsl/dtypes.py (rules: SEMANTICS.md).
+// netdsl number formats on the GPU: the CUDA twin of netdsl/dtypes.py (rules: docs/semantics.md).
 //
 // Every type is a tag struct in netdsl::type with
 //   bits               storage bits per element (4-bit types are packed two per byte on the GPU)
 //   decode(code)       the exact float32 value of a storage code
 //   encode(v)          round a float32 to the type: RNE, saturating where the type saturates,
-//                      NaN/Inf by SEMANTICS.md, canonical NaN codes
+//                      NaN/Inf by docs/semantics.md, canonical NaN codes
 // and pack16/unpack16 move a chunk of 16 elements between floats and packed 32-bit words.
 //
 // Build without fast-math and without flush-to-zero: e8m0's smallest scale, 2^-127, and every

@@ -136,7 +136,7 @@ def feed(values: dict[str, np.ndarray], network: Any) -> dict[str, np.ndarray]:
     arrays = {}
     for name, value in values.items():
         tensor_type = network.inputs.get(name)
-        integer = tensor_type is not None and tensor_type.dtype.name in ("int8", "int4")
+        integer = tensor_type is not None and tensor_type.dtype.is_integer
         arrays[name] = value.astype(np.int8 if integer else np.float32)
     return arrays
 

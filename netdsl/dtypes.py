@@ -1,6 +1,6 @@
 """The number formats: names, storage types, and exact encode/decode rules.
 
-Every rule of SEMANTICS.md "Number formats" lives here, vectorised in NumPy. The CUDA twin is
+Every rule of docs/semantics.md "Number formats" lives here, vectorised in NumPy. The CUDA twin is
 ``kernels/formats.cuh``. ``ml_dtypes`` supplies the storage types only: its casts into the narrow types
 do not follow our rules (fp8 overflow -> NaN, int4 wraps, fp4 NaN -> -0, e8m0 rounds to nearest), so
 every encode here builds the codes itself from the float32 bits.
@@ -89,12 +89,18 @@ QUANTIZED_TYPES = (INT8, INT4, FP8, FP4)
 DTYPES: dict[str, DType] = {
     dtype.name: dtype for dtype in (FLOAT32, FLOAT16, BFLOAT16, INT8, INT4, FP8, FP4, E8M0)
 }
-#: alias -> canonical name (float8_e4m3fn, float4_e2m1fn, float8_e8m0fnu, half)
+#: alias -> canonical name: ml_dtypes' names, and the short names of PyTorch, ModelOpt and the papers
+#: (docs/language.md, "Types")
 ALIASES: dict[str, str] = {
     "float8_e4m3fn": "fp8",
     "float4_e2m1fn": "fp4",
     "float8_e8m0fnu": "e8m0",
     "half": "float16",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "fp32": "float32",
+    "e4m3": "fp8",
+    "e2m1": "fp4",
 }
 
 

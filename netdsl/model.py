@@ -210,7 +210,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
-    diagnostics = Diagnostics()
+    diagnostics = Diagnostics(sources={file: (text, format)})
     if format == "net":
         module = parse_text(text, file, diagnostics)
     else:
@@ -228,9 +228,8 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
         if not graph.named_dims:
             result.bind({v.name: v.declared_type().dims for v in graph.inputs})  # type: ignore[misc]
         return result
-    checked = check(graph, diagnostics) if not diagnostics.errors else None
+    checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
-    assert checked is not None
     return Network(checked, diagnostics.sorted())
 
 
@@ -261,5 +260,4 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
     graph = import_model(path, diagnostics, input_shapes)
     checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
-    assert checked is not None
     return Network(checked, diagnostics.sorted())

@@ -1,4 +1,4 @@
-"""An independent reference for netdsl's numerics, written from SEMANTICS.md only.
+"""An independent reference for netdsl's numerics, written from docs/semantics.md only.
 
 Deliberately simple and slow: one element at a time, in plain Python floats (float64, which holds every
 float32, float16, bfloat16, int8, int4, fp8, fp4 and e8m0 value exactly), with the float32 operations
@@ -171,7 +171,7 @@ def _as_values(array) -> np.ndarray:
 
 def scale_lookup(x_shape: tuple[int, ...], scale: np.ndarray, axis: int | None,
                  block_shape: list[int] | None):
-    """A function: index of x -> the scale value it uses (SEMANTICS.md, Quantize "Granularity").
+    """A function: index of x -> the scale value it uses (docs/semantics.md, Quantize "Granularity").
 
     - one-element scale: per-tensor (``axis`` ignored);
     - 1-D scale of length > 1 (on a 1-D x: of x's length): per-channel along ``axis``;

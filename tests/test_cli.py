@@ -63,7 +63,10 @@ def test_model_error_exit_1(tmp_path, capsys) -> None:
     path.write_text("input x : float32[4]\nq = quantize(x, nope)\noutput q\n")
     code, out, err = run_cli("check", str(path), capsys=capsys)
     assert code == 1 and out == ""
-    assert err == f"{path}:2:17: error: unknown tensor 'nope'\n"
+    # the first line is the one scripts parse; the source line and a caret follow it
+    assert err == (f"{path}:2:17: error: unknown tensor 'nope'\n"
+                   " 2 | q = quantize(x, nope)\n"
+                   "   |                 ^\n")
 
 
 def test_warning_does_not_change_exit_code(tmp_path, capsys) -> None:
@@ -71,7 +74,9 @@ def test_warning_does_not_change_exit_code(tmp_path, capsys) -> None:
     path.write_text("input x : float32[4]\ninput y : float32[4]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n")
     code, out, err = run_cli("check", str(path), capsys=capsys)
     assert (code, out) == (0, "ok\n")
-    assert err == f"{path}:2:7: warning: input 'y' is not used\n"
+    assert err == (f"{path}:2:7: warning: input 'y' is not used\n"
+                   " 2 | input y : float32[4]\n"
+                   "   |       ^\n")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -205,7 +210,7 @@ def test_python_dash_m_and_no_traceback(tmp_path) -> None:
                             env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"{path}:1:20: error: unexpected end of file")
+    assert result.stderr.startswith(f"{path}:1:18: error: '[' is never closed")
 
 
 def test_large_output_prints_summary(tmp_path, capsys) -> None:

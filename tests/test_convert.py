@@ -384,7 +384,9 @@ def test_convert_prints_warnings_and_succeeds(tmp_path: Path, capsys) -> None:
                     "q = quantize(x, s)\noutput q\n")
     code, out, err = run_cli("convert", str(path), "--to", "yaml", capsys=capsys)
     assert code == 0 and out.startswith("network: m\ninputs:\n  x: float32[2]\n  unused: float32[2]\n")
-    assert err == f"{path}:2:7: warning: input 'unused' is not used\n"
+    assert err == (f"{path}:2:7: warning: input 'unused' is not used\n"
+                   " 2 | input unused : float32[2]\n"
+                   "   |       ^\n")
 
 
 def test_model_error_exits_1_and_keeps_the_existing_output(tmp_path: Path, capsys) -> None:
@@ -394,7 +396,9 @@ def test_model_error_exits_1_and_keeps_the_existing_output(tmp_path: Path, capsy
     target.write_text("precious\n")
     code, out, err = run_cli("convert", str(path), "--to", "net", "-o", str(target), capsys=capsys)
     assert (code, out) == (1, "")
-    assert err == f"{path}:3:14: error: unknown tensor 'y'\n"
+    assert err == (f"{path}:3:14: error: unknown tensor 'y'\n"
+                   " 3 | outputs: [x, y]\n"
+                   "   |              ^\n")
     assert target.read_text() == "precious\n"
 
 

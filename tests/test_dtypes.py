@@ -206,8 +206,14 @@ def test_aliases():
         "float4_e2m1fn": "fp4",
         "float8_e8m0fnu": "e8m0",
         "half": "float16",
+        "fp16": "float16",
+        "bf16": "bfloat16",
+        "fp32": "float32",
+        "e4m3": "fp8",
+        "e2m1": "fp4",
     }
     assert lookup("float8_e4m3fn") is FP8 and lookup("half") is FLOAT16
+    assert lookup("e4m3") is FP8 and lookup("bf16").name == "bfloat16" and lookup("e2m1").name == "fp4"
     assert lookup("float4_e2m1fn") is FP4 and lookup("float8_e8m0fnu") is E8M0
     with pytest.raises(KeyError):
         lookup("float64")
@@ -332,7 +338,7 @@ def test_fp8_subnormals():
 def test_fp8_checked_examples():
     x = np.arange(16, dtype=np.float32) / np.float32(24) - np.float32(1)
     data = decode(encode(x / (np.float32(1) / np.float32(448)), FP8), FP8)
-    row_0 = "-448 -416 -416 -384 -384 -352 -320 -320 -288 -288 -256 -240 -224 -208 -192 -160"  # SEMANTICS.md
+    row_0 = "-448 -416 -416 -384 -384 -352 -320 -320 -288 -288 -256 -240 -224 -208 -192 -160"  # docs/semantics.md
     expected = [float(word) for word in row_0.split()]
     np.testing.assert_array_equal(data, expected)
 

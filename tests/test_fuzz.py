@@ -19,6 +19,8 @@ import os
 import re
 import resource
 import signal
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,10 +123,14 @@ def traced_peak_below(limit: int) -> Iterator[None]:
 
 
 def assert_located(lines: list[str], file: str, text: str) -> None:
-    """Every line a located diagnostic in ``file``, its line within the text (or just past it)."""
+    """Every line a located diagnostic in ``file``, its line within the text (or just past it), or one of
+    the two lines the command line shows after it: the source line (`` N | text``) and the caret."""
     assert lines, "an error without a diagnostic"
     last_line = len(LINE_BREAKS.split(text)) + 1  # YAML also breaks lines at CR, NEL, LS and PS
-    for line in lines:
+    for index, line in enumerate(lines):
+        if line.startswith(" "):
+            assert index and (re.match(r" \d+ \|( |$)", line) or re.fullmatch(r" +\| *\^", line)), line
+            continue
         match = LOCATED.match(line)
         assert match, f"not a located diagnostic: {line!r}"
         assert match["file"] == file, line
@@ -443,3 +449,16 @@ def test_valid_deep_chain_runs() -> None:
     network = netdsl.loads(HOSTILE_NET["3000-layer chain, per-channel end"])
     out = network.run({"x": np.array([0.5, 1, 2, 4], np.float32)}, backend="numpy")["p"]
     assert out.tolist() == [0, 0, 1, 1]  # 0.5 rounds to 0 (ties to even), then 0/1, 1/2 (a tie), 2/3, 4/4
+
+
+def test_fuzz_campaign_script_runs(tmp_path) -> None:
+    """benchmarks/fuzz_campaign.py (docs/reliability.md, "The fuzz campaign") on 150 of its cases, every kind
+    among them: all end in exit 0, 1 or 2 in our words. The timeout is a safety net (a run takes ~10 s)."""
+    summary = tmp_path / "summary.md"
+    result = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "fuzz_campaign.py"), "--cases", "150",
+                             "--workers", "1", "--out", str(summary)], capture_output=True, text=True, timeout=1800,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = summary.read_text()
+    assert text.startswith("150 cases") and "exit 3: 0, tracebacks: 0, hangs: 0" in text
+    assert all(f"| {kind}" in text for kind in ("cli", "file-npy", "file-npz", "model", "net", "yaml"))

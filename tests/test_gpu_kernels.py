@@ -6,7 +6,7 @@ Two kinds of test:
   uses, built for sm_90 by nvcc with the runtime's options. It needs no GPU; it skips without nvcc,
   except under ``CI=true``, where a missing nvcc or a failed build fails.
 - the rest run the kernels (skipped with the reason when CuPy or a GPU is missing) and compare the bits
-  with ``netdsl.ops.*.reference`` and with the exact values of SEMANTICS.md "Checked examples":
+  with ``netdsl.ops.*.reference`` and with the exact values of docs/semantics.md "Checked examples":
   every code of every quantized type (dequantize), float32 probes at and around every rounding boundary
   and every 16-bit input pattern (quantize), every granularity incl. odd sizes and partial blocks,
   DynamicQuantize's four modes with zero / all-NaN / Inf / subnormal blocks, and tens of millions of
@@ -508,7 +508,7 @@ def checked_example_x() -> np.ndarray:
 
 @gpu
 def test_checked_examples() -> None:
-    """SEMANTICS.md "Checked examples", exact values."""
+    """docs/semantics.md "Checked examples", exact values."""
     x = checked_example_x()
     data, scale = gpu_dynamic_quantize(x, (1, 16), dtypes.FP8, dtypes.FLOAT32, None)
     amax = np.abs(x).max(axis=1, keepdims=True)

@@ -7,7 +7,7 @@ model through its NumPy backend, and every element must have the same bit patter
 What each oracle can express (probed with onnx 1.23 / onnxruntime 1.32):
 
 - reference evaluator: QuantizeLinear to int8, int4, fp8 (float8e4m3fn) and fp4 (float4e2m1, opset 23+) from
-  float32/float16/bfloat16 x and scales (``precision=FLOAT`` makes the division float32, as SEMANTICS.md
+  float32/float16/bfloat16 x and scales (``precision=FLOAT`` makes the division float32, as docs/semantics.md
   wants); DequantizeLinear from all four with float32/float16/bfloat16 scales, e8m0 scales (opset 24+) and
   ``output_dtype`` float32/float16/bfloat16; per-tensor, per-axis, and blocked on one axis with a
   remainder block.
@@ -15,9 +15,9 @@ What each oracle can express (probed with onnx 1.23 / onnxruntime 1.32):
   fp4 and no e8m0-scale kernels. Its Cast to float8e8m0 (``round_mode="up"``) exists, which is the MXFP8
   scale rule. int4 tensors cannot cross its Python API, so the graphs Cast int4 to and from int8 (exact).
 
-Where SEMANTICS.md deliberately differs from an oracle, a test below names the difference in its docstring
+Where docs/semantics.md deliberately differs from an oracle, a test below names the difference in its docstring
 and asserts both sides (the oracle's value and netdsl's value); the property tests exempt exactly those
-elements, and check netdsl's value there against SEMANTICS.md. ``test_special_values.py`` covers the rest.
+elements, and check netdsl's value there against docs/semantics.md. ``test_special_values.py`` covers the rest.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ TYPES = {
     "e8m0": (TensorProto.FLOAT8E8M0, np.dtype(ml_dtypes.float8_e8m0fnu)),
 }
 INT_RANGE = {"int8": (-128, 127), "int4": (-8, 7)}
-#: SEMANTICS.md: canonical NaN bits of each float output type
+#: docs/semantics.md: canonical NaN bits of each float output type
 CANONICAL_NAN = {"float32": 0x7FC00000, "float16": 0x7E00, "bfloat16": 0x7FC0}
 #: what a C float -> int32 conversion gives for NaN and for values >= 2^31 on this machine (x86-64: INT_MIN);
 #: the reference evaluator's integer QuantizeLinear is ``np.clip(np.rint(x / s).astype(np.int32), lo, hi)``
@@ -246,7 +246,7 @@ ODD = (3, 5, 7, 9, 11, 13)
 def near_ties() -> st.SearchStrategy[float]:
     """float32 scales s = fl32(t / k) for a float16 or bfloat16 rounding tie t and a small odd k: the product
     k * s then lies within a float32 ulp of t, and fl32(k * s) often is t itself, where rounding once
-    (from the exact product) and twice (through float32, as SEMANTICS.md wants) differ."""
+    (from the exact product) and twice (through float32, as docs/semantics.md wants) differ."""
     def build(mantissa_bits: int, j: int, e: int, k: int) -> float:
         tie = (1 + (2 * (j % (1 << mantissa_bits)) + 1) * 2.0 ** -(mantissa_bits + 1)) * 2.0**e
         return float(np.float32(tie / k))
@@ -322,7 +322,7 @@ def quotient(x: np.ndarray, layout: Layout, scale: np.ndarray) -> np.ndarray:
 
 
 def quantize_exemptions(q: np.ndarray, to_type: str, oracle: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mask, netdsl's value per SEMANTICS.md, the set of oracle values) where netdsl and ``oracle`` differ
+    """(mask, netdsl's value per docs/semantics.md, the set of oracle values) where netdsl and ``oracle`` differ
     on purpose. NaN everywhere; for the reference's integers also x / s >= 2^31 (its int32 cast)."""
     nan = np.isnan(q)
     if to_type in INT_RANGE:
@@ -343,7 +343,7 @@ def check_quantize(ours: np.ndarray, theirs: np.ndarray, q: np.ndarray, to_type:
     ours_bits, theirs_bits = bits(ours).astype(np.int64), bits(theirs).astype(np.int64)
     if to_type in INT_RANGE:
         ours_bits, theirs_bits = ours.astype(np.int64), theirs.astype(np.int64)
-    assert (ours_bits[mask] == expected_ours[mask]).all(), f"netdsl differs from SEMANTICS.md\n{context}"
+    assert (ours_bits[mask] == expected_ours[mask]).all(), f"netdsl differs from docs/semantics.md\n{context}"
     assert np.isin(theirs_bits[mask], allowed_theirs).all(), \
         f"the {oracle} oracle no longer gives {allowed_theirs.tolist()} there\n{context}"
     assert_bits_equal(np.where(mask, 0, ours_bits), np.where(mask, 0, theirs_bits), context)
@@ -364,7 +364,7 @@ def check_dequantize(ours: np.ndarray, theirs: np.ndarray, to_type: str, context
 
 
 def quantize_graph(layout: Layout, x_type: str, scale_type: str, to_type: str, for_ort: bool = False):
-    """QuantizeLinear with the float32 division of SEMANTICS.md (``precision=FLOAT``); for onnxruntime an
+    """QuantizeLinear with the float32 division of docs/semantics.md (``precision=FLOAT``); for onnxruntime an
     int4 result is Cast to int8 (exact) so that it can leave the session."""
     shape = list(layout.shape)
     cast_int4 = for_ort and to_type == "int4"
@@ -483,7 +483,7 @@ def test_dequantize_matches_onnxruntime(from_type: str, data) -> None:
 # DynamicQuantize, composed from ONNX operators: Cast to float32, Abs, ReduceMax per block, the mode's scale
 # (Div, Cast to float8e4m3fn with saturate=1, or Cast to float8e8m0 with round_mode="up"), QuantizeLinear.
 # Blocks run along the last axis. Inputs hold no NaN: ONNX's ReduceMax propagates NaN, netdsl's amax ignores
-# it (SEMANTICS.md), which test_special_values.py checks.
+# it (docs/semantics.md), which test_special_values.py checks.
 
 DYNAMIC_MODES = {  # mode -> (output_type, scale_type, block size, dqs)
     "NVFP4": ("fp4", "fp8", 16, True),
@@ -590,7 +590,7 @@ def test_dynamic_quantize_matches_onnx_composition(mode: str, oracle: str, data)
     """netdsl's DynamicQuantize against the same rule built from ONNX operators. Deliberate differences:
 
     - an effective block scale of 0 (amax = 0, or an NVFP4 scale that underflows): netdsl writes +0 data
-      (SEMANTICS.md, as TensorRT-LLM does); QuantizeLinear divides by zero (NaN or +-Inf, then encoded);
+      (docs/semantics.md, as TensorRT-LLM does); QuantizeLinear divides by zero (NaN or +-Inf, then encoded);
     - NaN quotients (+-Inf / Inf in a float-scale block): the encodings of test_*_nan_* below;
     - MXFP8 with the reference evaluator: its float8e8m0 Cast rounds a nonzero subnormal q <= 2^-127 up to
       2^-126 and maps Inf to NaN (test_reference_e8m0_cast_subnormal_and_inf); netdsl gives 2^-127 and
@@ -639,7 +639,7 @@ def test_dynamic_quantize_matches_onnx_composition(mode: str, oracle: str, data)
     ours_bits, theirs_bits = bits(ours_data).astype(np.int64), bits(theirs_data).astype(np.int64)
     if output_type in INT_RANGE:
         ours_bits, theirs_bits = ours_data.astype(np.int64), theirs_data.astype(np.int64)
-    assert (ours_bits[zero] == 0).all(), f"an effective scale of 0 gives +0 data (SEMANTICS.md)\n{context}"
+    assert (ours_bits[zero] == 0).all(), f"an effective scale of 0 gives +0 data (docs/semantics.md)\n{context}"
     exempt = mask & ~zero & ~skipped
     assert (ours_bits[exempt] == expected_ours[exempt]).all(), context
     assert np.isin(theirs_bits[exempt], allowed_theirs).all(), context
@@ -648,7 +648,7 @@ def test_dynamic_quantize_matches_onnx_composition(mode: str, oracle: str, data)
 
 
 # --------------------------------------------------------------------------------------------------
-# the deliberate differences, one named test each: what the oracle gives, and what netdsl gives per SEMANTICS.md
+# the deliberate differences, one named test each: what the oracle gives, and what netdsl gives per docs/semantics.md
 
 SPECIALS = np.array([np.nan, -np.nan, np.inf, -np.inf, 3e9, -3e9, 1e30, 127.5, -128.5, 7.5, -8.5, -0.0],
                     np.float32)
@@ -668,7 +668,7 @@ def quantize_specials(to_type: str, oracle: str) -> tuple[np.ndarray, np.ndarray
 def test_reference_integer_nan_inf_and_overflow(to_type: str) -> None:
     """The reference evaluator computes ``np.clip(np.rint(x / s).astype(np.int32), lo, hi)``: NaN, +Inf and
     any x / s >= 2^31 go through C's float -> int32 conversion, INT_MIN on x86-64, and so become -128 (int8)
-    or -8 (int4). SEMANTICS.md: NaN gives 0, +Inf and overflow saturate to 127 / 7. Everything else
+    or -8 (int4). docs/semantics.md: NaN gives 0, +Inf and overflow saturate to 127 / 7. Everything else
     (-Inf, -3e9, ties, -0) agrees."""
     low, high = INT_RANGE[to_type]
     ours, theirs = quantize_specials(to_type, "reference")
@@ -685,8 +685,8 @@ def test_reference_integer_nan_inf_and_overflow(to_type: str) -> None:
 
 @pytest.mark.parametrize("to_type", ["int8", "int4"])
 def test_onnxruntime_integer_nan(to_type: str) -> None:
-    """onnxruntime's CPU QuantizeLinear turns NaN into the low end, -128 (int8) / -8 (int4); SEMANTICS.md
-    gives 0. Its +-Inf and overflow saturate as SEMANTICS.md does."""
+    """onnxruntime's CPU QuantizeLinear turns NaN into the low end, -128 (int8) / -8 (int4); docs/semantics.md
+    gives 0. Its +-Inf and overflow saturate as docs/semantics.md does."""
     low, high = INT_RANGE[to_type]
     ours, theirs = quantize_specials(to_type, "onnxruntime")
     theirs = theirs.astype(int)
@@ -697,8 +697,8 @@ def test_onnxruntime_integer_nan(to_type: str) -> None:
 
 @pytest.mark.parametrize("oracle", ["reference", "onnxruntime"])
 def test_fp8_nan_sign_and_saturation(oracle: str) -> None:
-    """fp8 (E4M3FN): both oracles keep a NaN's sign, -NaN -> 0xFF; SEMANTICS.md makes NaN canonical, 0x7F.
-    QuantizeLinear's default ``saturate=1`` is SEMANTICS.md's rule: +-Inf and overflow give +-448
+    """fp8 (E4M3FN): both oracles keep a NaN's sign, -NaN -> 0xFF; docs/semantics.md makes NaN canonical, 0x7F.
+    QuantizeLinear's default ``saturate=1`` is docs/semantics.md's rule: +-Inf and overflow give +-448
     (0x7E / 0xFE), exactly as netdsl; with ``saturate=0`` the reference gives NaN for them instead."""
     ours, theirs = quantize_specials("fp8", oracle)
     ours_bits, theirs_bits = bits(ours), bits(theirs.view(ml_dtypes.float8_e4m3fn))
@@ -717,7 +717,7 @@ def test_fp8_nan_sign_and_saturation(oracle: str) -> None:
 
 def test_reference_fp4_nan() -> None:
     """fp4 (E2M1, opset 23+): the reference evaluator casts with ml_dtypes, which maps NaN to a zero, +NaN to
-    -0 (0x8) and -NaN to +0 (0x0). SEMANTICS.md (ONNX's float4 rule) gives +6 (0x7) for both. +-Inf and
+    -0 (0x8) and -NaN to +0 (0x0). docs/semantics.md (ONNX's float4 rule) gives +6 (0x7) for both. +-Inf and
     overflow saturate to +-6 in both."""
     ours, theirs = quantize_specials("fp4", "reference")
     ours_bits, theirs_bits = bits(ours), bits(theirs)
@@ -732,7 +732,7 @@ def test_reference_fp4_nan() -> None:
                                             ("onnxruntime", "float16")])
 def test_dequantize_nan_sign(oracle: str, to_type: str) -> None:
     """Dequantizing fp8's NaN codes: the oracles keep the sign, so 0xFF gives a negative NaN (float32
-    0xFFC00000, float16 0xFE00, bfloat16 0xFFC0); SEMANTICS.md makes every NaN output canonical (0x7FC00000,
+    0xFFC00000, float16 0xFE00, bfloat16 0xFFC0); docs/semantics.md makes every NaN output canonical (0x7FC00000,
     0x7E00, 0x7FC0). onnxruntime has no bfloat16 output."""
     q = np.array([0x7F, 0xFF, 0x01, 0x81], np.uint8).view(ml_dtypes.float8_e4m3fn)
     layout = Layout((4,), "per-tensor", 0, scalar_scale=True)
@@ -767,7 +767,7 @@ def netdsl_mxfp8_scales(q: np.ndarray) -> np.ndarray:
 def test_reference_e8m0_cast_subnormal_and_inf() -> None:
     """The MXFP8 scale rule is ONNX's Cast to float8e8m0 with ``round_mode="up"``. The reference evaluator's
     version rounds every nonzero float32 subnormal q up to 2^-126 (its exponent field 0 plus one), even
-    q <= 2^-127, and maps +Inf to NaN despite ``saturate=1``. SEMANTICS.md: the smallest e with q <= 2^e,
+    q <= 2^-127, and maps +Inf to NaN despite ``saturate=1``. docs/semantics.md: the smallest e with q <= 2^e,
     clamped to [-127, 127], so q <= 2^-127 gives 2^-127 and Inf gives 2^127 -- what onnxruntime's Cast gives
     (test_mxfp8_scale_rule_matches_onnxruntime_cast)."""
     q = np.array([2.0**-130, 2.0**-127, 2.0**-126, 0.0, np.inf, 1.5], np.float32)
@@ -802,7 +802,7 @@ def test_mxfp8_scale_rule_matches_onnxruntime_cast(q: np.ndarray) -> None:
 
 @pytest.mark.parametrize("oracle", ["reference", "onnxruntime"])
 def test_float16_division_needs_precision_float(oracle: str) -> None:
-    """SEMANTICS.md divides in float32 whatever the input types. QuantizeLinear (opset 23+) divides in the
+    """docs/semantics.md divides in float32 whatever the input types. QuantizeLinear (opset 23+) divides in the
     scale's type unless ``precision`` says otherwise: with float16 x = 91.625 and scale 1.1669921875, the
     float16 quotient is 78.5 (a tie, to even: 78) while the float32 quotient is 78.51381 (79). Both oracles
     give 78 by default and 79 with ``precision=FLOAT``, which is what the property tests above use."""

@@ -1,5 +1,5 @@
 """The op table: every op x type x granularity x shape, run on every backend, against the independent
-oracle (tests/oracle.py, written from SEMANTICS.md alone), bit for bit on the decoded values.
+oracle (tests/oracle.py, written from docs/semantics.md alone), bit for bit on the decoded values.
 
 Inputs mix random values with the hard cases: NaN, +-Inf, -0, float32 subnormals, exact rounding ties
 (x = (k + 1/2) * scale), values just past saturation.

@@ -2,10 +2,10 @@
 
 - its hand-written encoders against ml_dtypes' casts with the clamping and NaN rules applied explicitly
   (two independent constructions of the same rounding), on every code, every midpoint and its neighbours;
-- SEMANTICS.md's checked examples (observed TensorRT runs), exactly;
+- docs/semantics.md's checked examples (observed TensorRT runs), exactly;
 - the TensorRT operator docs' four examples, to their printed two decimals (atol 0.01), and the two
-  alternatives SEMANTICS.md rules out (round-up NVFP4 scale, merged edge block) must miss them;
-- the special-value rules of SEMANTICS.md's tables, value by value;
+  alternatives docs/semantics.md rules out (round-up NVFP4 scale, merged edge block) must miss them;
+- the special-value rules of docs/semantics.md's tables, value by value;
 - examples/make_cases.py regenerates the committed case files exactly.
 """
 
@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-import make_cases as truth  # noqa: E402  (the doc's and SEMANTICS.md's values, copied verbatim)
+import make_cases as truth  # noqa: E402  (the doc's and docs/semantics.md's values, copied verbatim)
 
 DOC_ATOL = 0.01
 
@@ -124,7 +124,7 @@ def test_mx_exponent_is_the_smallest_power_of_two_not_below_amax_over_448():
 
 
 # --------------------------------------------------------------------------------------------------
-# SEMANTICS.md "Checked examples" (observed TensorRT runs): exact
+# docs/semantics.md "Checked examples" (observed TensorRT runs): exact
 
 
 def test_trt_fp8_rows():
@@ -150,7 +150,7 @@ def test_trt_2d():
 
 
 def test_nvfp4_scale_rounds_to_nearest_even():
-    assert oracle.encode_fp8(0.1597) == 0.15625  # SEMANTICS.md: TensorRT 10.16 on sm90
+    assert oracle.encode_fp8(0.1597) == 0.15625  # docs/semantics.md: TensorRT 10.16 on sm90
 
 
 def test_make_cases_truth_is_semantics_md():
@@ -211,7 +211,7 @@ def test_doc_dynamic_quantize_nvfp4():
 
 
 def test_doc_nvfp4_rules_out_a_round_up_scale():
-    """SEMANTICS.md: a round-up fp8 block scale misses the printed values by 2.75."""
+    """docs/semantics.md: a round-up fp8 block scale misses the printed values by 2.75."""
     def round_up(value):
         return min((g for g in oracle.FP8_GRID if g >= value), default=448.0)
 
@@ -238,7 +238,7 @@ def test_doc_dynamic_quantize_2d_partial_edge_blocks():
     out = oracle.dequantize(data, scale, block_shape=[4, 3])
     assert close(out, truth.DOC_DYNQ_2D_OUTPUT)
     assert same(fp8_blocks_doc(x, [(0, 3), (3, 6), (6, 8)]), out)
-    # SEMANTICS.md: merging the partial edge block into its neighbour misses by 0.56
+    # docs/semantics.md: merging the partial edge block into its neighbour misses by 0.56
     merged = np.abs(fp8_blocks_doc(x, [(0, 3), (3, 8)]) - np.array(truth.DOC_DYNQ_2D_OUTPUT)).max()
     assert merged == pytest.approx(0.5557, abs=1e-4)
 

@@ -1,10 +1,10 @@
 """Every special value, for every op and type, on every backend: the rows of docs/special-values.md.
 
-The expectations are written by hand from SEMANTICS.md (docs/semantics.md), as codes and bit patterns:
+The expectations are written by hand from docs/semantics.md, as codes and bit patterns:
 int8/int4 as their integer values, fp8/fp4/e8m0 as their raw codes, float32/float16/bfloat16 as their bits.
 Nothing here is computed by netdsl. Each test runs on numpy and, where a GPU is present, cupy.
 
-Code reminders (SEMANTICS.md "Number formats"): fp8 E4M3 = s eeee mmm, bias 7: 1.0 = 0x38, 3.0 = 0x44,
+Code reminders (docs/semantics.md "Number formats"): fp8 E4M3 = s eeee mmm, bias 7: 1.0 = 0x38, 3.0 = 0x44,
 8 = 0x50, 0.125 = 0x20, 256 = 0x78, 448 = 0x7E, -0 = 0x80, NaN = 0x7F, smallest subnormal 2^-9 = 0x01. fp4 E2M1
 = s ee m: 0, 0.5, 1, 1.5, 2, 3, 4, 6 = 0x0..0x7, negatives | 0x8. e8m0: 2^k = k + 127 (2^-127 = 0x00,
 1 = 0x7F, 2^127 = 0xFE).

@@ -340,7 +340,7 @@ FAILING = [
      ["2:6: error: expected a type such as float32[1, 3], found a list"]),
     (_replace("  x: float32[2, 4]", "  x:"),
      ["2:5: error: expected a type such as float32[1, 3], found nothing"]),
-    (_replace("  x: float32[2, 4]", "  x: float32[2, 4"), ["2:18: error: unexpected end of file"]),
+    (_replace("  x: float32[2, 4]", "  x: float32[2, 4"), ["2:13: error: '[' is never closed"]),
     (_replace("  x: float32[2, 4]", "  x: float32[2, $]"), ["2:17: error: unexpected character '$'"]),
     (_replace("  x: float32[2, 4]", '  x: "float32[2, $]"'), ["2:18: error: unexpected character '$'"]),
     (_replace("  x: float32[2, 4]", "  x: floa32[2, 4]"),
@@ -482,3 +482,29 @@ def test_numbers_past_float64_read_as_inf_in_both_forms(number: str) -> None:
     for text, form in ((yaml_text, "yaml"), (net_text, "net")):
         with pytest.raises(netdsl.ModelError, match="'s' holds inf"):
             netdsl.loads(text, format=form)
+
+
+def test_literal_limit_is_enforced_while_composing(monkeypatch) -> None:
+    from netdsl.frontend import yaml_form
+
+    monkeypatch.setattr(yaml_form, "MAX_LITERAL_ELEMENTS", 100)
+    values = ", ".join(["[1, 2]"] * 51)
+    # refused at the 101st number: the YAML error after the list is never reached
+    text = f"inputs: {{x: 'float32[2]'}}\nconstants:\n  w: {{type: 'float32[51, 2]', value: [{values}]}}\n]\n"
+    with pytest.raises(ModelError) as info:
+        netdsl.loads(text, format="yaml", filename="m.yaml")
+    assert [str(d) for d in info.value.diagnostics] == [
+        "m.yaml:3:38: error: a literal may hold at most 1048576 elements; load() larger constants from a file"]
+    fine = ", ".join(["[1, 2]"] * 50)
+    with pytest.raises(ModelError, match="invalid YAML"):
+        netdsl.loads(text.replace(values, fine).replace("51", "50"), format="yaml")
+
+
+def test_literal_limit_counts_one_list_not_the_model(monkeypatch) -> None:
+    from netdsl.frontend import yaml_form
+
+    monkeypatch.setattr(yaml_form, "MAX_LITERAL_ELEMENTS", 8)
+    layers = "".join(f"  - {{op: quantize, inputs: [x, s], outputs: [q{i}]}}\n" for i in range(6))
+    text = ("inputs: {x: 'float32[2]'}\nconstants:\n  s: {type: 'float32[]', value: 1}\nlayers:\n" + layers +
+            f"outputs: [{', '.join(f'q{i}' for i in range(6))}]\n")
+    assert len(netdsl.loads(text, format="yaml").outputs) == 6  # 12 names in lists, 6 in the outputs

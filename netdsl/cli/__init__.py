@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return _command(args.command).run(args)
     except ModelError as error:
         for diagnostic in error.diagnostics:
-            print(diagnostic, file=sys.stderr)
+            print(diagnostic.render(), file=sys.stderr)
         return 1
     except UsageError as error:
         print(f"netdsl: error: {one_line(str(error))}", file=sys.stderr)

@@ -50,7 +50,7 @@ def load_model(path: str, input_shapes: list[str] | None = None) -> Network:
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:
-        print(warning, file=sys.stderr)
+        print(warning.render(), file=sys.stderr)
     return network
 
 

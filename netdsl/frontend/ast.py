@@ -5,31 +5,39 @@ No evaluation or checking happens here; :mod:`netdsl.frontend.lower` gives the A
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from netdsl.diagnostics import Loc
 
+#: a tensor, layer, keyword or type name, in both forms (docs/language.md, "Names"); the grammar's NAME
+#: terminal is the same pattern (tests/test_text_frontend.py compares them)
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.]*"
+NAME = re.compile(NAME_PATTERN)
 
-@dataclass
+
+@dataclass(slots=True)
 class Number:
     value: int | float
     text: str
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Name:
     name: str
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class String:
     value: str
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class BinOp:
     op: str  # + - * /
     left: Expr
@@ -37,50 +45,61 @@ class BinOp:
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Unary:
     op: str  # - +
     operand: Expr
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class ListExpr:
     items: list[Expr]
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     func: Name
     args: list[Expr]
     loc: Loc
 
 
-Expr = Number | Name | String | BinOp | Unary | ListExpr | Call
+@dataclass(slots=True, eq=False)
+class NumberBlock:
+    """A bracketed literal of plain numbers (``[[1, -2.5], [0x1p-3, inf]]``, nested to any depth) that the
+    text front end read without its parser, for speed (netdsl/frontend/text.py, "Large literals")."""
+
+    values: np.ndarray  # float64, flat, in source order: exactly what the same ListExpr evaluates to
+    shape: tuple[int, ...] | None  # the nesting; None when it is ragged (then it is expanded to report that)
+    source: str  # the text from its '[' to its ']'
+    loc: Loc  # its '['
 
 
-@dataclass
+Expr = Number | Name | String | BinOp | Unary | ListExpr | Call | NumberBlock
+
+
+@dataclass(slots=True)
 class TypeRef:
     dtype: Name
     dims: list[Expr]
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkStmt:
     name: Name
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class InputStmt:
     name: Name
     type: TypeRef
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class ConstStmt:
     name: Name
     type: TypeRef
@@ -88,20 +107,20 @@ class ConstStmt:
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class OutputStmt:
     names: list[Name]
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Keyword:
     key: Name
     value: Expr
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerStmt:
     outputs: list[Name]
     op: Name
@@ -110,7 +129,7 @@ class LayerStmt:
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class AliasStmt:
     """``alias NAME = "original"``: the tensor written NAME in this file is named ``original`` in the
     network (an ONNX name that is not a valid identifier, docs/onnx.md "Names")."""
@@ -123,7 +142,7 @@ class AliasStmt:
 Statement = NetworkStmt | InputStmt | ConstStmt | OutputStmt | LayerStmt | AliasStmt
 
 
-@dataclass
+@dataclass(slots=True)
 class Module:
     file: str
     statements: list[Statement] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,10 @@ import numpy as np
 from netdsl import arrays, dtypes
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
+from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, SPECIAL_NUMBERS, expand_block
 from netdsl.ir import MAX_VOLUME, Graph, LoadRef, NamedType, Node, TensorType, Value
 from netdsl.ops import OPS, OpDef
 
-_SPECIAL_NAMES = {"inf": math.inf, "nan": math.nan}
-#: a constant literal may hold at most this many elements (larger data belongs in a load()ed file)
-MAX_LITERAL_ELEMENTS = 1 << 20
 #: TensorRT's Dims::MAX_DIMS: a tensor has at most 8 dimensions
 MAX_RANK = 8
 #: TensorRT's layer attributes are at most 64-bit
@@ -77,7 +76,9 @@ class _Lowering:
                     outputs.extend(statement.names)
                 elif isinstance(statement, ast.AliasStmt):
                     aliases.append(statement)
-            except _LoweringError as error:
+            except (_LoweringError, RecursionError) as error:
+                if isinstance(error, RecursionError):  # e.g. a chain of 100000 unary minus signs
+                    error = _LoweringError(statement.loc, "this statement is nested too deeply")
                 self.diagnostics.error(error.loc, error.message)
                 if isinstance(statement, (ast.InputStmt, ast.ConstStmt)) and statement.name.name not in graph.values:
                     # defined but untyped, so that its uses report nothing more
@@ -124,6 +125,7 @@ class _Lowering:
     def define(self, value: Value) -> None:
         previous = self.graph.values.get(value.name)
         if previous is not None:
+            previous.type = None  # which one a use means is unclear: its uses report nothing more
             raise _LoweringError(value.loc, f"'{value.name}' is already defined at line {previous.loc.line}")
         self.graph.values[value.name] = value
 
@@ -160,7 +162,7 @@ class _Lowering:
         network meets (docs/checkpoints.md)."""
         ref = statement.type
         names = {i: d.name for i, d in enumerate(ref.dims)
-                 if isinstance(d, ast.Name) and d.name.lower() not in _SPECIAL_NAMES}
+                 if isinstance(d, ast.Name) and d.name.lower() not in SPECIAL_NUMBERS}
         value = Value(statement.name.name, "input", statement.name.loc)
         if names:
             concrete = [ast.Number(1, "1", d.loc) if i in names else d for i, d in enumerate(ref.dims)]
@@ -181,7 +183,7 @@ class _Lowering:
                                           f"this type has {len(ref.dims)}")
         shape = []
         for dim in ref.dims:
-            if isinstance(dim, ast.Name) and dim.name.lower() not in _SPECIAL_NAMES:
+            if isinstance(dim, ast.Name) and dim.name.lower() not in SPECIAL_NUMBERS:
                 raise _LoweringError(dim.loc, f"a dimension must be a non-negative integer; only an input's "
                                               f"dimensions may be names (here '{dim.name}')")
             if isinstance(dim, ast.Number) and _integer_text(dim.text) and not dim.value <= MAX_VOLUME:
@@ -204,16 +206,14 @@ class _Lowering:
         expr = statement.value
         if isinstance(expr, ast.Call):
             value.source, given, value.data = self.load(expr, tensor_type)
-            self.overflow_warning(value, given, [expr.loc], {})
+            self.overflow_warning(value, given, lambda index: expr.loc, {})
         else:
             self.overflowed = {}
-            flat: list[float] = []
-            locs: list[Loc] = []
-            value.data = self.literal(expr, tensor_type, flat, locs)
-            self.overflow_warning(value, np.array(flat, dtype=np.float64), locs, self.overflowed)
+            value.data, given, locate = self.literal(expr, tensor_type)
+            self.overflow_warning(value, given, locate, self.overflowed)
         self.define(value)
 
-    def overflow_warning(self, value: Value, given: np.ndarray, locs: list[Loc],
+    def overflow_warning(self, value: Value, given: np.ndarray, locate: Callable[[int], Loc],
                          overflowed: dict[int, tuple[Loc, str]]) -> None:
         """A located warning for a data constant whose finite values round to +-Inf in its type (IEEE's
         Inf is kept: docs/special-values.md, "Constants"); ``overflowed``: the literal's elements that
@@ -232,47 +232,79 @@ class _Lowering:
             loc, text = overflowed[index]
         else:
             number = str(given.reshape(-1)[index])  # NumPy's shortest text for the file's dtype
-            loc, text = locs[min(index, len(locs) - 1)], number.removesuffix(".0")
+            loc, text = locate(index), number.removesuffix(".0")
         value.overflow = text
         more = f" ({count} values overflow)" if count > 1 else ""
         self.diagnostics.warning(loc, f"{_abbreviated(text)} overflows {dtype.name} and becomes Inf in constant "
                                       f"'{value.name}'{more}")
 
-    def literal(self, expr: ast.Expr, tensor_type: TensorType, flat: list[float], locs: list[Loc]) -> np.ndarray:
+    def literal(self, expr: ast.Expr, tensor_type: TensorType) -> tuple[np.ndarray, np.ndarray, Callable[[int], Loc]]:
+        """The storage array of a literal, its float64 values as written (flat), and where element i is."""
         if tensor_type.volume > MAX_LITERAL_ELEMENTS:
-            raise _LoweringError(expr.loc, f"a literal may hold at most {MAX_LITERAL_ELEMENTS} elements; "
-                                           f"load() larger constants from a file")
-        self.flatten(expr, tensor_type.shape, flat, locs)
-        values = np.array(flat, dtype=np.float64).reshape(tensor_type.shape)
+            raise _LoweringError(expr.loc, LITERAL_LIMIT_MESSAGE)
+        parts: list[np.ndarray | float] = []
+        sources: list[ast.Expr] = []  # the number, or the NumberBlock, each part came from
+        self.flatten(expr, tensor_type.shape, parts, sources)
+        sizes = np.cumsum([part.size if isinstance(part, np.ndarray) else 1 for part in parts])
+        given = np.concatenate([np.atleast_1d(np.asarray(part, np.float64)) for part in parts]) if parts else \
+            np.zeros(0, np.float64)
+
+        def locate(index: int) -> Loc:
+            part = int(np.searchsorted(sizes, index, side="right"))
+            source = sources[part]
+            if not isinstance(source, ast.NumberBlock):
+                return source.loc
+            return _leaves(expand_block(source))[index - (int(sizes[part - 1]) if part else 0)].loc
+
+        values = given.reshape(tensor_type.shape)
         dtype = tensor_type.dtype
         if dtype.is_float:
             with np.errstate(over="ignore"):  # out-of-range literals become +-Inf, as a cast does
-                return values.astype(dtype.storage)
+                return values.astype(dtype.storage), given, locate
         exact = dtypes.representable(values, dtype).reshape(-1)
         if not exact.all():
             index = int(np.argmin(exact))
-            raise _LoweringError(locs[index], f"{flat[index]!r} is not exactly representable in {dtype.name}")
-        return dtypes.encode(values.astype(np.float32), dtype)
+            raise _LoweringError(locate(index), f"{float(given[index])!r} is not exactly representable in "
+                                                f"{dtype.name}")
+        return dtypes.encode(values.astype(np.float32), dtype), given, locate
 
-    def flatten(self, expr: ast.Expr, shape: tuple[int, ...], flat: list[float], locs: list[Loc]) -> None:
+    def flatten(self, expr: ast.Expr, shape: tuple[int, ...], parts: list[np.ndarray | float],
+                sources: list[ast.Expr], start: int = 0) -> int:
+        """Append the literal's values to ``parts`` (``start``: how many come before); how many it adds."""
+        if isinstance(expr, ast.NumberBlock):
+            if expr.shape == shape:
+                parts.append(expr.values)
+                sources.append(expr)
+                infinite = np.flatnonzero(np.isinf(expr.values))
+                if infinite.size:  # where a finite number overflowed float64 (1e999), as number() notes
+                    leaves = _leaves(expand_block(expr))
+                    for index in infinite.tolist():
+                        self.overflow_event = None
+                        self.number(leaves[index])
+                        if self.overflow_event is not None:
+                            self.overflowed[start + index] = self.overflow_event
+                return expr.values.size
+            expr = expand_block(expr)  # the parser's AST, to say where it doesn't fit
         if not shape:
             if isinstance(expr, ast.ListExpr):
                 raise _LoweringError(expr.loc, "expected a number here, found a list (the literal is nested "
                                                "deeper than the declared shape)")
             self.overflow_event = None
-            flat.append(self.number(expr))
-            locs.append(expr.loc)
+            parts.append(self.number(expr))
+            sources.append(expr)
             if self.overflow_event is not None:
-                self.overflowed[len(flat) - 1] = self.overflow_event
-            return
+                self.overflowed[start] = self.overflow_event
+            return 1
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"expected a list of {shape[0]} here (the declared shape is "
                                            f"{list(shape)} at this depth)")
         if len(expr.items) != shape[0]:
             raise _LoweringError(expr.loc, f"this list has {len(expr.items)} elements, the declared shape "
                                            f"needs {shape[0]}")
+        count = 0
         for item in expr.items:
-            self.flatten(item, shape[1:], flat, locs)
+            count += self.flatten(item, shape[1:], parts, sources, start + count)
+        return count
 
     def number(self, expr: ast.Expr) -> float:
         """Literal arithmetic in float64, as Python and NumPy compute it."""
@@ -285,7 +317,7 @@ class _Lowering:
                 self.overflow_event = expr.loc, expr.text
             return number
         if isinstance(expr, ast.Name):
-            special = _SPECIAL_NAMES.get(expr.name.lower())
+            special = SPECIAL_NUMBERS.get(expr.name.lower())
             if special is None:
                 raise _LoweringError(expr.loc, f"'{expr.name}' is not a number (literals take numbers, "
                                                f"inf, nan and + - * /)")
@@ -428,6 +460,8 @@ class _Lowering:
             if not (isinstance(expr, ast.Name) and expr.name in ("true", "false")):
                 raise _LoweringError(expr.loc, f"{key} takes true or false")
             return expr.name == "true"
+        if isinstance(expr, ast.NumberBlock):
+            expr = expand_block(expr)
         if not isinstance(expr, ast.ListExpr):
             raise _LoweringError(expr.loc, f"{key} takes a list of integers, e.g. {key}=[4, -1]")
         return tuple(self.integer(key, item) for item in expr.items)
@@ -443,6 +477,13 @@ class _Lowering:
         if not (isinstance(expr, ast.Number) and isinstance(expr.value, int)):
             raise _LoweringError(expr.loc, f"{key} takes integers")
         return sign * expr.value
+
+
+def _leaves(expr: ast.Expr) -> list[ast.Expr]:
+    """A literal's numbers, in order."""
+    if not isinstance(expr, ast.ListExpr):
+        return [expr]
+    return [leaf for item in expr.items for leaf in _leaves(item)]
 
 
 def _integer_text(text: str) -> bool:

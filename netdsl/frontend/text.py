@@ -1,23 +1,43 @@
-"""The text front end: a cached lark LALR parser and a transformer that only builds AST nodes."""
+"""The text front end: a cached lark LALR parser whose rules build AST nodes as they are reduced.
+
+Memory and time stay linear in the model's size with small constants (docs/language.md, "Limits"):
+
+- no parse tree is built: the grammar's rules are applied while parsing (lark's inline transformer);
+- no terminal is matched with a repeated group, which Python's ``re`` pays for per repetition;
+- large literals of plain numbers are read before parsing, a list at a time with ``str.split`` and
+  ``float`` ("Large literals" below), and every literal's element count is checked while it is read,
+  so a literal over :data:`MAX_LITERAL_ELEMENTS` is refused before it is materialised.
+"""
 
 from __future__ import annotations
 
 import ast as python_ast
+import contextvars
 import functools
 import math
+import re
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import lark
-from lark import Token, Transformer, v_args
+import numpy as np
+from lark import Token, Transformer
 
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
 from netdsl.resources import resource_dir
 
+#: a constant literal may hold at most this many elements (larger data belongs in a load()ed file)
+MAX_LITERAL_ELEMENTS = 1 << 20
+LITERAL_LIMIT_MESSAGE = (f"a literal may hold at most {MAX_LITERAL_ELEMENTS} elements; "
+                         f"load() larger constants from a file")
+
 _TOKEN_DESCRIPTIONS = {
     "NAME": "a name",
     "NUMBER": "a number",
     "STRING": "a string",
+    "BLOCK": "a list",
     "_NL": "end of line",
     "$END": "end of file",
     "LPAR": "'('",
@@ -32,22 +52,96 @@ _TOKEN_DESCRIPTIONS = {
     "STAR": "'*'",
     "SLASH": "'/'",
 }
+_OPENING = {"LPAR": "RPAR", "LSQB": "RSQB"}
+_CLOSING = {"RPAR", "RSQB"}
 
 
-class _NewlinesInBrackets:
-    """Drops newlines while a ( or [ is open, so a statement may continue over several lines."""
+@dataclass
+class _Parse:
+    """The state of one parse (lark's parser is shared, so this travels in a context variable)."""
+
+    file: str
+    diagnostics: Diagnostics
+    line_offset: int = 0
+    col_offset: int = 0
+    blocks: list[tuple[np.ndarray, tuple[int, ...] | None, int, int]] = field(default_factory=list)
+    text: str = ""  # the text as written (blocks are read from it)
+    next_block: int = 0
+    open_brackets: list[Token] = field(default_factory=list)
+    _line: int = 0
+    _file_line: int = 0
+
+    def loc(self, line: int, col: int) -> Loc:
+        if line != self._line:  # one int object per line, shared by the line's locations
+            self._line, self._file_line = line, line + self.line_offset
+        return Loc(self.file, self._file_line, col + (self.col_offset if line == 1 else 0))
+
+
+_CURRENT: contextvars.ContextVar[_Parse] = contextvars.ContextVar("netdsl_parse")
+
+
+#: brackets open at once; deeper is an error (a literal needs at most a tensor's rank, 8)
+MAX_BRACKET_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    """More than MAX_BRACKET_DEPTH brackets open; ``offset``: the one over the limit."""
+
+    def __init__(self, offset: int):
+        super().__init__(offset)
+        self.offset = offset
+
+
+class _LiteralTooLarge(Exception):
+    """A literal with more than MAX_LITERAL_ELEMENTS elements; ``offset``: its outermost '['."""
+
+    def __init__(self, offset: int):
+        super().__init__(LITERAL_LIMIT_MESSAGE)
+        self.offset = offset
+
+
+class _PostLexer:
+    """Drops newlines while a ( or [ is open, so a statement may continue over several lines; keeps the
+    open brackets (to report one that is never closed) and counts a literal's elements as they come."""
 
     always_accept = ("_NL",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = 0
+        state = _CURRENT.get()
+        stack = state.open_brackets
+        elements = 0  # the leaves of the outermost bracket group being read
+        item_started = False  # whether the innermost open '[' list's current item has begun
         for token in stream:
-            if token.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif token.type in ("RPAR", "RSQB"):
-                depth = max(depth - 1, 0)
-            elif token.type == "_NL" and depth:
-                continue
+            kind = token.type
+            if kind == "_NL":
+                if stack:
+                    continue
+            elif kind in _CLOSING:
+                if stack and _OPENING[stack[-1].type] == kind:
+                    stack.pop()
+                item_started = True
+                if not stack:
+                    elements = 0
+            elif kind == "COMMA":
+                item_started = False
+            else:
+                if stack and stack[-1].type == "LSQB" and not item_started:
+                    item_started = True  # an item begins: a leaf unless it is a list
+                    if kind == "BLOCK":
+                        values = state.blocks[state.next_block][0]
+                        token = Token.new_borrow_pos("BLOCK", str(state.next_block), token)
+                        state.next_block += 1
+                        elements += values.size
+                    elif kind != "LSQB":
+                        elements += 1
+                    if elements > MAX_LITERAL_ELEMENTS:
+                        outer = next(t for t in stack if t.type == "LSQB")
+                        raise _LiteralTooLarge(outer.start_pos or 0)
+                if kind in _OPENING:
+                    if len(stack) == MAX_BRACKET_DEPTH:
+                        raise _TooDeep(token.start_pos or 0)
+                    stack.append(token)
+                    item_started = False
             yield token
 
 
@@ -57,11 +151,18 @@ def _parser() -> lark.Lark:
     return lark.Lark(
         grammar,
         parser="lalr",
+        lexer="contextual",
         start=["start", "type_only"],
-        propagate_positions=True,
-        postlex=_NewlinesInBrackets(),
+        postlex=_PostLexer(),
+        transformer=_Builder(),
         maybe_placeholders=False,
     )
+
+
+@functools.cache
+def number_regex() -> re.Pattern[str]:
+    """The grammar's NUMBER terminal: both forms, and the fast path, read numbers by the one rule."""
+    return re.compile(_parser().get_terminal("NUMBER").pattern.to_regexp())
 
 
 def parse_number(text: str) -> int | float:
@@ -75,102 +176,309 @@ def parse_number(text: str) -> int | float:
             return int(text, 16)
         if any(c in lowered for c in ".e"):
             return float(text)
-        return int(text)
+        return int(text.lstrip("0") or "0")
     except (OverflowError, ValueError):  # past float64, or an integer too long to convert: +Inf
         return math.inf
 
 
+def number_value(text: str) -> float:
+    """The float64 a numeric literal stands for in a constant: :func:`parse_number`, rounded once."""
+    value = parse_number(text)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float64's range rounds to inf, as 1e999 does
+        return math.inf
+
+
+#: inf and nan, which a literal takes in any letter case
+SPECIAL_NUMBERS = {"inf": math.inf, "nan": math.nan}
+
+
+# --- building the AST as rules are reduced -------------------------------------------------------
+
+
+def _loc(token: Token) -> Loc:
+    return _CURRENT.get().loc(token.line or 1, token.column or 1)
+
+
+def _name(token: Token) -> ast.Name:
+    return ast.Name(sys.intern(str(token)), _loc(token))  # names repeat: one string each
+
+
 def _binop(op: str):
-    """The transformer method building ``left op right``."""
-    def build(self, meta, children):
+    """The rule building ``left op right``, located at ``left``."""
+    def build(self, children):
         left, right = children
-        return ast.BinOp(op, left, right, self._meta_loc(meta))
+        return ast.BinOp(op, left, right, left.loc)
     return build
 
 
-@v_args(meta=True)
 class _Builder(Transformer):
-    def __init__(self, file: str, line_offset: int = 0, col_offset: int = 0):
-        super().__init__()
-        self.file = file
-        self.line_offset = line_offset
-        self.col_offset = col_offset
+    def start(self, children):
+        return [c for c in children if c is not None]
 
-    def _loc(self, line: int, col: int) -> Loc:
-        return Loc(self.file, line + self.line_offset, col + (self.col_offset if line == 1 else 0))
-
-    def _meta_loc(self, meta) -> Loc:
-        return self._loc(meta.line, meta.column)
-
-    def _name(self, token: Token) -> ast.Name:
-        return ast.Name(str(token), self._loc(token.line or 1, token.column or 1))
-
-    def start(self, meta, children):
-        return children
-
-    def command(self, meta, children):
+    def command(self, children):
         keyword, *names = children
-        return ("command", self._name(keyword), [self._name(n) for n in names], self._meta_loc(meta))
+        keyword_name = _name(keyword)
+        item = ("command", keyword_name, [_name(n) for n in names], keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
 
-    def declaration(self, meta, children):
+    def declaration(self, children):
         keyword, name, type_ref, *value = children
-        return ("declaration", self._name(keyword), self._name(name), type_ref,
-                value[0] if value else None, self._meta_loc(meta))
+        keyword_name = _name(keyword)
+        item = ("declaration", keyword_name, _name(name), type_ref, value[0] if value else None, keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
 
-    def alias(self, meta, children):
+    def alias(self, children):
         keyword, name, original = children
-        string = self.string(meta, [original])
-        string.loc = self._loc(original.line or 1, original.column or 1)
-        return ("alias", self._name(keyword), self._name(name), string, self._meta_loc(meta))
+        keyword_name = _name(keyword)
+        item = ("alias", keyword_name, _name(name), self.string([original]), keyword_name.loc)
+        return _statement(item, _CURRENT.get().diagnostics)
 
-    def layer(self, meta, children):
+    def layer(self, children):
         *outputs, op = [c for c in children if isinstance(c, Token)]
         arguments = [c for c in children if not isinstance(c, Token)]
         args = [a for a in arguments if not isinstance(a, ast.Keyword)]
         keywords = [a for a in arguments if isinstance(a, ast.Keyword)]
-        return ast.LayerStmt([self._name(o) for o in outputs], self._name(op), args, keywords,
-                             self._meta_loc(meta))
+        names = [_name(o) for o in outputs]
+        return ast.LayerStmt(names, _name(op), args, keywords, names[0].loc)
 
-    def keyword(self, meta, children):
+    def keyword(self, children):
         key, value = children
-        return ast.Keyword(self._name(key), value, self._meta_loc(meta))
+        key_name = _name(key)
+        return ast.Keyword(key_name, value, key_name.loc)
 
-    def type(self, meta, children):
+    def type(self, children):
         dtype, dims = children
-        return ast.TypeRef(self._name(dtype), dims.items, self._meta_loc(meta))
+        if isinstance(dims, ast.NumberBlock):
+            dims = expand_block(dims)
+        dtype_name = _name(dtype)
+        return ast.TypeRef(dtype_name, dims.items, dtype_name.loc)
 
-    def type_only(self, meta, children):
+    def type_only(self, children):
         return children[0]
 
-    def number(self, meta, children):
+    def number(self, children):
         (token,) = children
-        return ast.Number(parse_number(str(token)), str(token), self._meta_loc(meta))
+        text = sys.intern(str(token))
+        return ast.Number(parse_number(text), text, _loc(token))
 
-    def name(self, meta, children):
-        return self._name(children[0])
+    def name(self, children):
+        return _name(children[0])
 
-    def string(self, meta, children):
-        text = str(children[0])
+    def string(self, children):
+        (token,) = children
+        text = str(token)
         try:
             value = python_ast.literal_eval(text)
         except (ValueError, SyntaxError):  # an escape Python rejects: keep the text as written
             value = text[1:-1]
-        return ast.String(value, self._meta_loc(meta))
+        return ast.String(value, _loc(token))
 
     add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
 
-    def neg(self, meta, children):
-        return ast.Unary("-", children[0], self._meta_loc(meta))
+    def neg(self, children):
+        sign, operand = children
+        return ast.Unary("-", operand, _loc(sign))
 
-    def pos(self, meta, children):
-        return ast.Unary("+", children[0], self._meta_loc(meta))
+    def pos(self, children):
+        sign, operand = children
+        return ast.Unary("+", operand, _loc(sign))
 
-    def list(self, meta, children):
-        return ast.ListExpr(list(children), self._meta_loc(meta))
+    def list(self, children):
+        bracket, *items = children
+        return ast.ListExpr(list(items), _loc(bracket))
 
-    def call(self, meta, children):
+    def block(self, children):
+        bracket, index = children
+        state = _CURRENT.get()
+        values, shape, start, end = state.blocks[int(index)]
+        return ast.NumberBlock(values, shape, state.text[start:end], _loc(bracket))
+
+    def call(self, children):
         func, *args = children
-        return ast.Call(self._name(func), list(args), self._meta_loc(meta))
+        func_name = _name(func)
+        return ast.Call(func_name, list(args), func_name.loc)
+
+
+# --- large literals ------------------------------------------------------------------------------
+#
+# Before parsing, every '[' outside comments and strings that starts a list of plain numbers (an optional
+# sign, then a number, inf or nan), nested to any depth, with at least FAST_PATH_ELEMENTS elements, is read
+# a list body at a time: str.split on commas and float() (the language's rule for decimals; hex numbers,
+# inf and nan go through number_value). Its text is then replaced by '[', a NUL (the BLOCK token), blanks
+# and its own line breaks, and ']': every token after it keeps its line and column. Anything else (an
+# expression, a comment inside, a syntax error) is left to the parser, which reads and reports it as before.
+
+#: lists with fewer elements are left to the parser
+FAST_PATH_ELEMENTS = 16
+_SCAN = re.compile(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|\[""")
+_BLANKS = " \t\f\r\n"
+_RUN = re.compile(r"[0-9A-Za-z.+\-, \t\f\r\n\[\]]*")
+_BRACKET = re.compile(r"[\[\]]")
+_NOT_DECIMAL = re.compile(r"[a-df-zA-DF-Z]")  # a letter that no decimal number has (hex, inf, nan)
+#: a literal nested deeper than a tensor's rank is left to the parser (and bounds the rescanning)
+_MAX_NESTING = 9
+
+
+def _element(text: str) -> float | None:
+    """One element of a plain list: [+-] then a number, inf or nan; None for anything else."""
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    body = text[len(sign):]
+    special = SPECIAL_NUMBERS.get(body.lower())
+    if special is not None:
+        value = special
+    elif number_regex().fullmatch(body):
+        value = number_value(body)
+    else:
+        return None
+    return -value if sign == "-" else value
+
+
+def _body(body: str) -> np.ndarray | None:
+    """The numbers of an innermost list's body (between its brackets), or None if it isn't plain."""
+    parts = body.split(",")
+    if not parts[-1].strip(_BLANKS):
+        parts.pop()  # "" (an empty list) or a trailing comma
+        if parts and not parts[-1].strip(_BLANKS):
+            return None  # [,] or [1,,]
+    if _NOT_DECIMAL.search(body):
+        values = [_element(p.strip(_BLANKS)) for p in parts]
+        return None if None in values else np.array(values, np.float64)
+    try:  # decimal text: float() is the language's rule, and exact (it ignores the blanks around)
+        return np.fromiter(map(float, parts), np.float64, len(parts))
+    except ValueError:
+        return None
+
+
+def _separator(text: str, commas: int) -> bool:
+    """Whether ``text`` between two brackets is blanks with ``commas`` commas (0 or 1) in between."""
+    stripped = text.strip(_BLANKS)
+    return stripped == "," * commas if commas else not stripped
+
+
+def _block_at(text: str, start: int, end: int) -> tuple[np.ndarray, tuple[int, ...] | None, int] | None:
+    """(values, shape, end) of the plain-number list whose '[' is at ``start``, or None; ``end`` is where
+    the run of characters a plain list may hold, from ``start``, ends."""
+    counts: list[int] = []  # items seen so far in each open list
+    lengths: dict[int, int] = {}  # the length of every list at each depth (None-free while regular)
+    regular, leaf_depth = True, -1
+    chunks: list[np.ndarray] = []
+    total = 0
+    previous, previous_char = start, ""
+    for match in _BRACKET.finditer(text, start, end):
+        position, char = match.start(), match.group()
+        between = text[previous + 1:position] if previous_char else ""
+        if char == "[":
+            if previous_char == "]" and not _separator(between, 1):
+                return None
+            if previous_char == "[" and not _separator(between, 0):
+                return None
+            if counts:
+                counts[-1] += 1
+            counts.append(0)
+            if len(counts) > _MAX_NESTING:
+                return None
+        else:
+            if previous_char == "[":  # an innermost list: its body holds the numbers
+                if total + between.count(",") > MAX_LITERAL_ELEMENTS:  # a list has at least one
+                    raise _LiteralTooLarge(start)  # element per comma: refused before it is read
+                values = _body(between)
+                if values is None:
+                    return None
+                chunks.append(values)
+                total += len(values)
+                if total > MAX_LITERAL_ELEMENTS:
+                    raise _LiteralTooLarge(start)
+                counts[-1] = len(values)
+                depth = len(counts) - 1
+                if leaf_depth < 0:
+                    leaf_depth = depth
+                regular = regular and leaf_depth == depth
+            elif not (_separator(between, 0) or _separator(between, 1)):
+                return None
+            count = counts.pop()
+            depth = len(counts)
+            regular = regular and lengths.setdefault(depth, count) == count
+            if not counts:
+                if total < FAST_PATH_ELEMENTS:
+                    return None
+                shape = tuple(lengths[d] for d in range(len(lengths))) if regular else None
+                return np.concatenate(chunks), shape, position + 1
+        previous, previous_char = position, char
+    return None
+
+
+def _read_blocks(text: str, state: _Parse) -> str:
+    """``text`` with its large plain-number literals replaced by BLOCK tokens (recorded in ``state``)."""
+    if "\x00" in text or "[" not in text:
+        return text
+    pieces, done = [], 0
+    position = run_end = 0
+    while True:
+        match = _SCAN.search(text, position)
+        if match is None:
+            break
+        position = match.end()
+        if match.group() != "[":
+            continue
+        if match.start() >= run_end:  # every '[' of a run shares its end: find it once (no rescanning)
+            run_end = _RUN.match(text, match.start() + 1).end()
+        block = _block_at(text, match.start(), run_end)
+        if block is None:
+            continue
+        values, shape, end = block
+        state.blocks.append((values, shape, match.start(), end))
+        inner = "\n".join(" " * len(line) for line in text[match.start() + 1:end - 1].split("\n"))
+        first = len(inner) - len(inner.lstrip("\n"))  # the NUL goes where no line break is
+        pieces += [text[done:match.start() + 1], inner[:first], "\x00", inner[first + 1:], "]"]
+        done = position = end
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+_ELEMENT_TOKEN = re.compile(r"\[|\]|[^ \t\f\r\n,\[\]]+")
+
+
+def expand_block(block: ast.NumberBlock) -> ast.ListExpr:
+    """The AST the parser would have built for ``block``'s text (to report where it doesn't fit, or to
+    use it where a list of a few integers is expected)."""
+    line, line_start = block.loc.line, -block.loc.col + 1  # offset of column 1 on the block's first line
+    scanned = 0
+    stack: list[ast.ListExpr] = []
+    root: ast.ListExpr | None = None
+    for match in _ELEMENT_TOKEN.finditer(block.source):
+        offset = match.start()
+        breaks = block.source.count("\n", scanned, offset)
+        if breaks:
+            line += breaks
+            line_start = block.source.rfind("\n", scanned, offset) + 1
+        scanned = offset
+        loc = Loc(block.loc.file, line, offset - line_start + 1)
+        token = match.group()
+        if token == "[":
+            new = ast.ListExpr([], loc)
+            if stack:
+                stack[-1].items.append(new)
+            else:
+                root = new
+            stack.append(new)
+        elif token == "]":
+            stack.pop()
+        else:
+            sign = token[:1] if token[:1] in ("+", "-") else ""
+            body = token[len(sign):]
+            body_loc = Loc(loc.file, loc.line, loc.col + len(sign))
+            expr: ast.Expr = ast.Name(body, body_loc) if body.lower() in SPECIAL_NUMBERS else \
+                ast.Number(parse_number(body), body, body_loc)
+            stack[-1].items.append(ast.Unary(sign, expr, loc) if sign else expr)
+    assert root is not None
+    return root
+
+
+# --- parsing -------------------------------------------------------------------------------------
 
 
 def _describe_expected(expected: set[str]) -> str:
@@ -180,15 +488,42 @@ def _describe_expected(expected: set[str]) -> str:
     return "; expected " + " or ".join(names) if names else ""
 
 
-def _syntax_error(error: lark.exceptions.UnexpectedInput, file: str, text: str,
-                  line_offset: int = 0, col_offset: int = 0) -> tuple[Loc, str]:
+def _never_closed(text: str, open_brackets: list[Token]) -> Token | None:
+    """The innermost of ``open_brackets`` (open when the parser stopped) that no bracket of ``text``
+    closes, if any: a missing ']' or ')' is reported there, not where the parser noticed."""
+    if not open_brackets:
+        return None
+    pairs = {"(": ")", "[": "]"}
+    stack: list[int] = []
+    unclosed: set[int] = set()
+    for match in re.finditer(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[\[\]()]""",
+                             text):
+        char = match.group()
+        if char in pairs:
+            stack.append(match.start())
+        elif char in ")]":
+            if stack and pairs[text[stack[-1]]] == char:
+                stack.pop()
+    unclosed.update(stack)
+    for token in reversed(open_brackets):
+        if token.start_pos in unclosed:
+            return token
+    return None
+
+
+def _syntax_error(error: lark.exceptions.UnexpectedInput, state: _Parse) -> tuple[Loc, str]:
+    text = state.text
+    if isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type not in _CLOSING:
+        bracket = _never_closed(text, state.open_brackets)
+        if bracket is not None:
+            return state.loc(bracket.line or 1, bracket.column or 1), f"'{bracket}' is never closed"
     line = getattr(error, "line", -1)
     col = getattr(error, "column", -1)
     at_end = isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type == "$END"
     if line is None or line < 1 or at_end:  # unexpected end of input: point just past the text
-        lines = text.rstrip("\n").split("\n")
-        line, col = len(lines), len(lines[-1]) + 1
-    loc = Loc(file, line + line_offset, col + (col_offset if line == 1 else 0))
+        last = text.rstrip("\n")
+        line, col = last.count("\n") + 1, len(last) - (last.rfind("\n") + 1) + 1
+    loc = state.loc(line, col)
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         position = error.pos_in_stream or 0
         char = text[position] if position < len(text) else ""
@@ -196,52 +531,58 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput, file: str, text: str,
     if isinstance(error, lark.exceptions.UnexpectedToken):
         token = error.token
         if token.type == "$END":
-            what = "end of file (is a '(' or '[' left open?)"
+            what = "end of file"
         elif token.type == "_NL":
             what = "end of line"
+        elif token.type == "BLOCK":
+            what = "list"
         else:
             what = repr(str(token))
         return loc, f"unexpected {what}{_describe_expected(set(error.expected))}"
     return loc, "unexpected end of file" + _describe_expected(set(getattr(error, "expected", ()) or ()))
 
 
+def _parse(text: str, start: str, state: _Parse):
+    """The rules' result for ``text`` from rule ``start``, or None after reporting a syntax error."""
+    state.text = text
+    diagnostics = state.diagnostics
+    token = _CURRENT.set(state)
+    try:
+        return _parser().parse(_read_blocks(text, state), start=start)
+    except (_LiteralTooLarge, _TooDeep) as error:
+        line_start = text.rfind("\n", 0, error.offset) + 1
+        message = LITERAL_LIMIT_MESSAGE if isinstance(error, _LiteralTooLarge) else \
+            f"the model is nested too deeply (more than {MAX_BRACKET_DEPTH} brackets open)"
+        diagnostics.error(state.loc(text.count("\n", 0, error.offset) + 1, error.offset - line_start + 1), message)
+    except lark.exceptions.UnexpectedInput as error:
+        diagnostics.error(*_syntax_error(error, state))
+    except RecursionError:
+        diagnostics.error(Loc(state.file, 1, 1), "the model is nested too deeply")
+    finally:
+        _CURRENT.reset(token)
+    return None
+
+
 def parse_text(text: str, file: str, diagnostics: Diagnostics) -> ast.Module | None:
     """Parse a .net text into an AST, or report a syntax error and return None."""
     if not text.endswith("\n"):
         text += "\n"
-    try:
-        tree = _parser().parse(text, start="start")
-    except lark.exceptions.UnexpectedInput as error:
-        diagnostics.error(*_syntax_error(error, file, text))
+    statements = _parse(text, "start", _Parse(file, diagnostics))
+    if statements is None:
         return None
-    except RecursionError:
-        diagnostics.error(Loc(file, 1, 1), "the model is nested too deeply")
-        return None
-    try:
-        items = _Builder(file).transform(tree)
-    except RecursionError:
-        diagnostics.error(Loc(file, 1, 1), "the model is nested too deeply")
-        return None
-    statements = [_statement(item, diagnostics) for item in items if item is not None]
-    return ast.Module(file, [s for s in statements if s is not None])
+    return ast.Module(file, statements)
 
 
 def parse_type(text: str, file: str, line: int, col: int, diagnostics: Diagnostics) -> ast.TypeRef | None:
     """Parse a type written on its own (the YAML form's ``float32[1, 3]``) at a known position."""
-    try:
-        tree = _parser().parse(text, start="type_only")
-    except lark.exceptions.UnexpectedInput as error:
-        diagnostics.error(*_syntax_error(error, file, text, line - 1, col - 1))
-        return None
-    return _Builder(file, line - 1, col - 1).transform(tree)
+    return _parse(text, "type_only", _Parse(file, diagnostics, line - 1, col - 1))
 
 
 _STATEMENT_KINDS = ("network", "input", "const", "output", "alias")
 
 
 def _statement(item, diagnostics: Diagnostics) -> ast.Statement | None:
-    if isinstance(item, ast.LayerStmt):
-        return item
+    """The statement a command (``network``, ``output``), declaration (``input``, ``const``) or alias is."""
     kind = item[0]
     keyword: ast.Name = item[1]
     if kind == "alias":

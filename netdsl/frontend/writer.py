@@ -25,12 +25,12 @@ import numpy as np
 
 from netdsl import dtypes
 from netdsl.check import CheckedGraph, CheckedNode
+from netdsl.frontend.ast import NAME
 from netdsl.frontend.yaml_form import ATTRIBUTE_KEYS
 from netdsl.ir import LoadRef, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 #: a file name or key that needs no quoting as a YAML plain scalar, in block and flow context alike
 _PLAIN_YAML_STRING = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 
@@ -137,13 +137,13 @@ def written_names(names: list[str]) -> dict[str, str]:
     """Each name as it is written in a model file: itself where it is a valid name, else every character
     outside ``[A-Za-z0-9_.]`` replaced by ``_``, a leading ``_`` added where it would start with a digit
     or ``.`` (or be empty), and ``_2``, ``_3``, ... appended where that meets a name already taken."""
-    written = {name: name for name in names if _NAME.fullmatch(name)}
+    written = {name: name for name in names if NAME.fullmatch(name)}
     taken = set(written.values())
     for name in names:
         if name in written:
             continue
         base = re.sub(r"[^A-Za-z0-9_.]", "_", name)
-        if not _NAME.fullmatch(base):
+        if not NAME.fullmatch(base):
             base = "_" + base
         candidate, suffix = base, 2
         while candidate in taken:
@@ -164,7 +164,7 @@ def _aliases(graph: CheckedGraph) -> dict[str, str]:
 def _network_name(graph: CheckedGraph) -> str | None:
     """The name to write, or None where it isn't a valid name (a default taken from a file stem such as
     ``my-model``): then the written file's own stem names it again."""
-    return graph.name if _NAME.fullmatch(graph.name) else None
+    return graph.name if NAME.fullmatch(graph.name) else None
 
 
 def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:

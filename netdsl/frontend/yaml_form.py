@@ -1,4 +1,4 @@
-"""The YAML front end (LANGUAGE.md section 2): ``yaml.compose`` node tree -> the AST the text form builds.
+"""The YAML front end (docs/language.md, "The YAML form"): ``yaml.compose`` node tree -> the AST the text form builds.
 
 Only the node tree is used, never PyYAML's implicit typing (it reads ``1e-3`` as a string, ``010`` as 8
 and ``no`` as false): a number is a plain scalar read from its source text with the text form's number
@@ -10,15 +10,12 @@ run reports every structural problem, and nothing is lowered when there was one.
 from __future__ import annotations
 
 import difflib
-import functools
-import re
 
 import yaml
 
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
-from netdsl.frontend import text as text_form
-from netdsl.frontend.text import parse_number, parse_type
+from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, number_regex, parse_number, parse_type
 
 TOP_KEYS = ("network", "aliases", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
@@ -28,7 +25,6 @@ LAYER_KEYS = ("op", "inputs", "outputs")
 ATTRIBUTE_KEYS = {"operation": "op"}
 _LAYER_EXAMPLES = {"op": "op: quantize", "inputs": "inputs: [x, scale]", "outputs": "outputs: [q]"}
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 #: inf and nan as the text form spells them, and as YAML does (.inf, .nan); any letter case
 _SPECIAL_NUMBERS = {"inf": "inf", ".inf": "inf", "nan": "nan", ".nan": "nan"}
 _CORE_TAG_PREFIX = "tag:yaml.org,2002:"
@@ -43,16 +39,32 @@ class _Structure(Exception):
         self.message = message
 
 
+class _LiteralTooLarge(Exception):
+    def __init__(self, mark: yaml.Mark):
+        super().__init__(LITERAL_LIMIT_MESSAGE)
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """Composes nodes only, and records every anchor, alias and explicit tag it meets."""
+    """Composes nodes only, records every anchor, alias and explicit tag it meets, and counts the scalars
+    of the list of lists being read, so that a literal over the limit is refused before it is built."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
         self.refused: list[tuple[yaml.Mark, str]] = []
+        self.list_scalars = 0
+        self.list_mark: yaml.Mark | None = None
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         mark = event.start_mark
+        if isinstance(parent, yaml.SequenceNode):
+            if isinstance(event, yaml.ScalarEvent):
+                self.list_scalars += 1
+                if self.list_scalars > MAX_LITERAL_ELEMENTS:
+                    raise _LiteralTooLarge(self.list_mark or mark)
+        elif isinstance(event, yaml.SequenceStartEvent):  # an outermost list: a literal, or names
+            self.list_scalars, self.list_mark = 0, mark
         if isinstance(event, yaml.AliasEvent):
             self.refused.append((mark, f"aliases are not allowed (*{event.anchor}): write the value out"))
         else:
@@ -73,6 +85,9 @@ def parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> ast.Module | N
     except yaml.MarkedYAMLError as error:
         _report_refused(loader, file, diagnostics)
         diagnostics.error(_syntax_loc(file, error), _syntax_message(error))
+        return None
+    except _LiteralTooLarge as error:
+        diagnostics.error(_mark_loc(file, error.mark), LITERAL_LIMIT_MESSAGE)
         return None
     except yaml.reader.ReaderError as error:  # a character YAML does not allow
         diagnostics.error(_position_loc(file, text, error.position), f"invalid YAML: the character "
@@ -149,12 +164,6 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-@functools.cache
-def _number_regex() -> re.Pattern[str]:
-    """The grammar's NUMBER terminal: both forms read numbers by the one rule."""
-    return re.compile(text_form._parser().get_terminal("NUMBER").pattern.to_regexp())
-
-
 def _is_plain(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.style is None
 
@@ -169,7 +178,7 @@ def number_expr(text: str, loc: Loc) -> ast.Expr | None:
     expr: ast.Expr
     if special is not None:
         expr = ast.Name(special, body_loc)
-    elif _number_regex().fullmatch(body):
+    elif number_regex().fullmatch(body):
         expr = ast.Number(parse_number(body), body, body_loc)
     else:
         return None
@@ -240,7 +249,7 @@ class _Builder:
         """A name (plain or quoted): ``what`` says whose, e.g. "a tensor name"."""
         if not isinstance(node, yaml.ScalarNode):
             raise _Structure(node, f"expected {what}, found {_describe(node)}")
-        if not _NAME.fullmatch(node.value):
+        if not ast.NAME.fullmatch(node.value):
             raise _Structure(node, f"expected {what}, found {_describe(node)} (a name is letters, digits, "
                                    f"'_' and '.', not starting with a digit)")
         return ast.Name(node.value, self.loc(node))
@@ -287,7 +296,7 @@ class _Builder:
         expr = self.plain_number(node)
         if expr is not None:
             return expr
-        if isinstance(node, yaml.ScalarNode) and _NAME.fullmatch(node.value):
+        if isinstance(node, yaml.ScalarNode) and ast.NAME.fullmatch(node.value):
             return ast.Name(node.value, self.loc(node))
         raise _Structure(node, f"expected an integer, a list of integers or a type name, found "
                                f"{_describe(node)}" + _quote_hint(node))

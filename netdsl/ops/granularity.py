@@ -60,7 +60,7 @@ def clamp_block(block: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ..
 
 def resolve(shape: tuple[int, ...], scale_shape: tuple[int, ...], axis: int | None,
             block_shape: tuple[int, ...] | None) -> Granularity:
-    """The granularity a scale of ``scale_shape`` gives an input of ``shape`` (SEMANTICS.md)."""
+    """The granularity a scale of ``scale_shape`` gives an input of ``shape`` (docs/semantics.md)."""
     rank = len(shape)
     scale_size = int(np.prod(scale_shape, dtype=object)) if scale_shape else 1
     if axis is not None:

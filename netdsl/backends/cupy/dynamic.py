@@ -52,7 +52,7 @@ class DynamicLaunch:
 def tile_vec(in_type: dtypes.DType, kernel_rows: int) -> int:
     """Columns per thread of the tile kernel (TileShape in kernels/dynamic_quantize.cu)."""
     if kernel_rows == 16:
-        return abi.TILE16_BF16_VEC if in_type.name == "bfloat16" else 4
+        return abi.TILE16_BF16_VEC if in_type == dtypes.BFLOAT16 else 4
     return 2
 
 
