@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXAMPLES = ROOT / "examples"
 LOCATED = re.compile(r"^.+:\d+:\d+: (error|warning): \S")
+#: the source line and caret a located diagnostic is followed by (docs/language.md, "Errors")
+SOURCE_CONTEXT = re.compile(r"^ *\d* \|( |$)")
 KINDS = {"net": 3, "yaml": 2, "cli": 2, "file": 3, "model": 2}  # weights
 
 HUGE = ["9" * 400, "1e999999", "-1e999999", "0x1p99999999", "0x1p-99999999", "2147483647", "2147483648",
@@ -469,7 +471,7 @@ def run_case(seed: int, index: int, base: Path) -> dict[str, Any]:
         except BaseException as error:  # noqa: BLE001 - what escaped main is the finding
             escaped, code = f"{type(error).__name__}: {error}"[:300], -1
         stderr = err.getvalue()
-        lines = stderr.splitlines()
+        lines = [line for line in stderr.splitlines() if not SOURCE_CONTEXT.match(line)]
         problem = None
         if escaped:
             problem = f"exception escaped main: {escaped}"
