@@ -35,6 +35,7 @@ from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.ir import TensorType
 from netdsl.ops.base import OpDef
 from netdsl.ops.cast import CAST
+from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
 from netdsl.ops.elementwise import ELEMENTWISE
@@ -136,6 +137,7 @@ def _numpy_scratch(node: CheckedNode, graph: CheckedGraph, workers: int) -> int:
     if isinstance(resolution, DynamicResolution):
         block, aligned = resolution.block, (True,) * x.rank
     else:
+        assert isinstance(resolution, ScaleResolution)
         granularity = resolution.granularity
         block, aligned = granularity.block, tuple(c > 1 for c in granularity.scale_shape)
     boxes = list(itertools.islice(pieces(x.shape, block, aligned), workers + 1))

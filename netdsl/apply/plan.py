@@ -18,7 +18,7 @@ from netdsl.apply.groups import fused_groups, module_of
 from netdsl.apply.safetensors_io import CheckpointError, OutputTensor
 from netdsl.diagnostics import Diagnostic, ModelError, UsageError
 from netdsl.ir import TensorType
-from netdsl.model import Network, loads
+from netdsl.model import Network, Recipe, loads
 
 #: the tensors a recipe takes unless --include says otherwise
 DEFAULT_INCLUDE = ("*.weight",)
@@ -71,22 +71,24 @@ class Plan:
     input_scales: dict[str, float] | None
     settings: dict[str, Any]
 
-    def recipe(self) -> Network:
+    def recipe(self) -> Recipe:
         return recipe_network(self.recipe_text, self.recipe_file)
 
     def input_bytes(self, shard: str) -> int:
         return sum(t.nbytes for t in self.checkpoint.shards[shard].values())
 
 
-_RECIPES: dict[tuple[str, str], Network] = {}
+_RECIPES: dict[tuple[str, str], Recipe] = {}
 
 
-def recipe_network(text: str, file: str) -> Network:
+def recipe_network(text: str, file: str) -> Recipe:
     """The recipe, parsed once per process (Dask workers get the text, not the object)."""
     key = (text, file)
     if key not in _RECIPES:
-        _RECIPES[key] = loads(text, format="yaml" if file.endswith((".yaml", ".yml")) else "net",
-                              base_dir=Path(file).parent, filename=file, recipe=True)
+        recipe = loads(text, format="yaml" if file.endswith((".yaml", ".yml")) else "net",
+                       base_dir=Path(file).parent, filename=file, recipe=True)
+        assert isinstance(recipe, Recipe)
+        _RECIPES[key] = recipe
     return _RECIPES[key]
 
 
@@ -94,7 +96,7 @@ def _selected(name: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> 
     return any(fnmatch.fnmatchcase(name, g) for g in include) and not any(fnmatch.fnmatchcase(name, g) for g in exclude)
 
 
-def _bind(recipe: Network, group: Group, shape: tuple[int, ...]) -> Network:
+def _bind(recipe: Recipe, group: Group, shape: tuple[int, ...]) -> Network:
     try:
         return recipe.bind({recipe.graph.inputs[0].name: shape})
     except ModelError as error:

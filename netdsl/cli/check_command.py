@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_input_shape_option, load_model
+from netdsl.cli.common import add_input_shape_option, load_model_or_recipe
 
 
 def add_parser(commands) -> None:
@@ -15,7 +15,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model, args.input_shape)
+    network = load_model_or_recipe(args.model, args.input_shape)
     if args.verbose:
         print(network.describe(), end="")
     if network.recipe:

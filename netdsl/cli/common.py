@@ -35,7 +35,17 @@ def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: str, input_shapes: list[str] | None = None) -> Network:
-    """Read and check a model named on the command line; ``input_shapes``: ``--input-shape`` items."""
+    """Read and check a model named on the command line; ``input_shapes``: ``--input-shape`` items. A recipe
+    (input dimensions that are names) is a usage error here: this command needs fixed shapes."""
+    network = load_model_or_recipe(path, input_shapes)
+    if isinstance(network, Recipe):
+        raise UsageError(f"'{path}' is a recipe (its input dimensions are names): bind it with netdsl run "
+                         f"--input NAME=FILE.npy, or apply it with netdsl apply (docs/checkpoints.md)")
+    return network
+
+
+def load_model_or_recipe(path: str, input_shapes: list[str] | None = None) -> Network | Recipe:
+    """:func:`load_model`, a recipe included (``netdsl check``, ``run``, ``convert``)."""
     shapes = {}
     if input_shapes:
         if Path(path).suffix.lower() != ".onnx":

@@ -14,9 +14,10 @@ from netdsl.cli.common import (
     bind_recipe,
     format_output,
     gather_inputs,
-    load_model,
+    load_model_or_recipe,
 )
 from netdsl.diagnostics import UsageError, WeightValueError
+from netdsl.model import Recipe
 
 
 def add_parser(commands) -> None:
@@ -42,8 +43,8 @@ def _memory_limit(text: str) -> int | str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model, args.input_shape)
-    if network.recipe:
+    network = load_model_or_recipe(args.model, args.input_shape)
+    if isinstance(network, Recipe):
         network = bind_recipe(network, args)
     from netdsl.backends import get_backend
 

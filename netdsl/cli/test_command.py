@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
     from netdsl.cases import CaseError, feed, find_cases, load_case
     from netdsl.compare import ComparisonError, compare_outputs
-    from netdsl.model import load
+    from netdsl.model import Network, load
 
     try:
         paths = find_cases(args.paths)
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             case = load_case(path)
             network = load(case.model_path())
+            if not isinstance(network, Network):
+                raise UsageError(f"{case.model_path()} is a recipe (its input dimensions are names); a case "
+                                 f"needs a model of fixed shapes")
             inputs = network.prepare_inputs(feed(case.inputs, network))
             outputs = backend.run(network.graph, inputs)
             got = {name: outputs[name] for name in case.expected if name in outputs}

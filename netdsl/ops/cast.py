@@ -32,7 +32,7 @@ class CastResolution:
         return f"{self.from_type.name} to {self.to_type.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], CastResolution]:
+def infer(ctx: InferContext[CastAttrs]) -> tuple[list[TensorType], CastResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "cast's input")
     to_type = ctx.attrs.to_type

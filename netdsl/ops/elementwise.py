@@ -42,7 +42,7 @@ class ElementwiseResolution:
         return f"{self.op} (trt.ElementWiseOperation.{OPERATIONS[self.op]}), {self.dtype.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ElementwiseResolution]:
+def infer(ctx: InferContext[ElementwiseAttrs]) -> tuple[list[TensorType], ElementwiseResolution]:
     a, b = ctx.operands["input1"], ctx.operands["input2"]
     check_type(a, FLOAT_TYPES, "elementwise's first input")
     check_type(b, FLOAT_TYPES, "elementwise's second input")

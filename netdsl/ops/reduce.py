@@ -48,7 +48,7 @@ class ReduceResolution:
                f"[{', '.join(map(str, self.axes))}]{kept}, {self.dtype.name}"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ReduceResolution]:
+def infer(ctx: InferContext[ReduceAttrs]) -> tuple[list[TensorType], ReduceResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "reduce's input")
     op = operation(ctx, OPERATIONS, "reduce")

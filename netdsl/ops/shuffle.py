@@ -29,7 +29,7 @@ class ShuffleResolution:
         return f"reshape to [{', '.join(map(str, self.shape))}]"
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], ShuffleResolution]:
+def infer(ctx: InferContext[ShuffleAttrs]) -> tuple[list[TensorType], ShuffleResolution]:
     x = ctx.operands["input"]
     dims = ctx.attrs.reshape_dims
     if dims is None:

@@ -8,6 +8,7 @@ The operations a recipe needs to compute scales, both exact in every float type:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -36,9 +37,16 @@ class UnaryResolution:
         return f"{self.op} (trt.UnaryOperation.{OPERATIONS[self.op]}), {self.dtype.name}"
 
 
-def operation(ctx: InferContext, operations: dict[str, str], layer: str) -> str:
+class OperationAttrs(Protocol):
+    """The attributes of a layer with TensorRT's ``op`` keyword."""
+
+    @property
+    def op(self) -> str | None: ...
+
+
+def operation(ctx: InferContext[OperationAttrs], operations: dict[str, str], layer: str) -> str:
     """The ``op`` keyword: one of ``operations`` (netdsl's lower-case spelling of TensorRT's enum)."""
-    op = ctx.attrs.op
+    op: str | None = ctx.attrs.op
     if op is None:
         raise OpError(f"{layer} needs op=, one of {', '.join(operations)}", None)
     if op not in operations:
@@ -46,7 +54,7 @@ def operation(ctx: InferContext, operations: dict[str, str], layer: str) -> str:
     return op
 
 
-def infer(ctx: InferContext) -> tuple[list[TensorType], UnaryResolution]:
+def infer(ctx: InferContext[UnaryAttrs]) -> tuple[list[TensorType], UnaryResolution]:
     x = ctx.operands["input"]
     check_type(x, FLOAT_TYPES, "unary's input")
     op = operation(ctx, OPERATIONS, "unary")
@@ -65,7 +73,8 @@ def reference(x: np.ndarray, op: str, dtype: DType) -> np.ndarray:
     nan = (result & ~sign) > infinity  # exponent all ones, mantissa not zero
     if nan.any():
         result[nan] = dtypes.encode(np.full(1, np.nan, np.float32), dtype).view(unsigned)[0]
-    return result.view(dtype.storage)
+    stored: np.ndarray = result.view(dtype.storage)
+    return stored
 
 
 def evaluate(resolution: UnaryResolution, args: list[np.ndarray]) -> list[np.ndarray]:
