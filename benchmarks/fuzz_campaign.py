@@ -54,8 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 EXAMPLES = ROOT / "examples"
 LOCATED = re.compile(r"^.+:\d+:\d+: (error|warning): \S")
-#: the source line and caret a located diagnostic is followed by (docs/language.md, "Errors")
-SOURCE_CONTEXT = re.compile(r"^ *\d* \|( |$)")
+#: the two lines the command line shows after a located diagnostic: the source line and the caret
+SOURCE_LINES = re.compile(r" \d+ \|( |$)| +\| *\^$")
+
+
+def _located(lines: list[str]) -> bool:
+    """Every line a located diagnostic, or the source line or caret shown after one."""
+    return all(LOCATED.match(line) or (index and SOURCE_LINES.match(line)) for index, line in enumerate(lines))
+
 KINDS = {"net": 3, "yaml": 2, "cli": 2, "file": 3, "model": 2}  # weights
 
 HUGE = ["9" * 400, "1e999999", "-1e999999", "0x1p99999999", "0x1p-99999999", "2147483647", "2147483648",
@@ -471,7 +477,7 @@ def run_case(seed: int, index: int, base: Path) -> dict[str, Any]:
         except BaseException as error:  # noqa: BLE001 - what escaped main is the finding
             escaped, code = f"{type(error).__name__}: {error}"[:300], -1
         stderr = err.getvalue()
-        lines = [line for line in stderr.splitlines() if not SOURCE_CONTEXT.match(line)]
+        lines = stderr.splitlines()
         problem = None
         if escaped:
             problem = f"exception escaped main: {escaped}"
@@ -481,10 +487,10 @@ def run_case(seed: int, index: int, base: Path) -> dict[str, Any]:
             problem = "exit 3"
         elif code not in (0, 1, 2):
             problem = f"exit {code}"
-        elif code == 1 and not (lines and all(LOCATED.match(line) for line in lines)):
+        elif code == 1 and not (lines and _located(lines)):
             problem = "exit 1 with a line that is not a located diagnostic"
         elif code == 2 and not (len(lines) >= 1 and lines[-1].startswith("netdsl: error: ")
-                                and all(LOCATED.match(line) for line in lines[:-1])):
+                                and _located(lines[:-1])):
             problem = "exit 2 without one 'netdsl: error:' line"
         return {"index": index, "kind": kind, "code": code, "problem": problem,
                 "stderr": stderr[-400:] if problem else "", "argv": [a[:200] for a in argv] if problem else []}

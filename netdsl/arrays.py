@@ -1,4 +1,5 @@
-"""Arrays crossing netdsl's edges: input and load() files in, --save files out, random inputs.
+"""Arrays crossing netdsl's edges: which arrays fit a tensor type, and random inputs (files are
+:mod:`netdsl.files`).
 
 An array for a tensor of type T is accepted in T's storage dtype (the ml_dtypes type), or in the
 dtype ``--save`` writes for T (int8 for int4/int8; float32 for fp8, fp4, e8m0 and bfloat16) holding
@@ -6,8 +7,6 @@ values T represents exactly; float16/bfloat16 tensors also take float32, rounded
 """
 
 from __future__ import annotations
-
-from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,39 +31,6 @@ def check_fits(shape: tuple[int, ...], array_dtype: np.dtype, tensor_type: Tenso
     raise MismatchError(f"has dtype {array_dtype}, expected {' or '.join(accepted)} for {dtype.name}")
 
 
-def check_npy_header(stream: BinaryIO, tensor_type: TensorType) -> None:
-    """Check the .npy header at ``stream``'s position against ``tensor_type`` before any data is read, so
-    that a corrupt or hostile header (2^40 elements, a gigabyte-wide dtype) allocates nothing; then rewind.
-    A stream that isn't an .npy (a pickle) and object arrays are left to ``np.load(allow_pickle=False)``."""
-    start = stream.tell()
-    try:
-        version = np.lib.format.read_magic(stream)
-    except ValueError:
-        stream.seek(start)
-        return
-    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-    if read_header is None:
-        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    shape, _, array_dtype = read_header(stream)
-    if not array_dtype.hasobject:
-        check_fits(shape, array_dtype, tensor_type)
-    stream.seek(start)
-
-
-def read_npz_member(archive: Any, key: str, tensor_type: TensorType | None) -> np.ndarray:
-    """Array ``key`` of an open .npz (``np.load``'s NpzFile), its header checked against ``tensor_type``
-    first (:func:`check_npy_header`); ValueError for a member that isn't an .npy array."""
-    member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
-    if tensor_type is not None:
-        with archive.zip.open(member) as stream:
-            check_npy_header(stream, tensor_type)
-    array = archive[key]
-    if not isinstance(array, np.ndarray):  # NumPy hands back a member that isn't an .npy as its bytes
-        raise ValueError(f"'{member}' in it is not an .npy array")
-    return array
-
-
 def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
     """``array`` as the storage form of ``tensor_type``; ValueError saying what doesn't fit
     (MismatchError for its shape or dtype)."""
@@ -82,15 +48,6 @@ def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
         bad = array[~exact].flat[0]
         raise ValueError(f"holds {bad}, which {dtype.name} cannot represent exactly")
     return dtypes.encode(array.astype(np.float32), dtype)
-
-
-def for_saving(array: np.ndarray, dtype: dtypes.DType, codes: bool = False) -> np.ndarray:
-    """The array ``--save`` writes: exact values in a standard dtype, or with ``codes`` the raw
-    uint8 codes of a quantized tensor (4-bit types packed two per byte, ONNX's layout)."""
-    if codes and dtype.bits <= 8:
-        raw = dtypes.to_codes(array, dtype)
-        return dtypes.pack_nibbles(raw) if dtype.bits == 4 else raw
-    return np.asarray(array).astype(dtype.save_dtype)
 
 
 #: elements drawn at a time by :func:`random_input` (8 MiB of float64 draws)

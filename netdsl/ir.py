@@ -62,10 +62,12 @@ class NamedType:
 
 @dataclass(frozen=True)
 class LoadRef:
-    """Where a constant's values came from: ``load(path)`` or ``load(path, key)``, as written."""
+    """Where a constant's values came from: ``load(path)`` or ``load(path, key)``, as written; ``codes``:
+    the file holds raw codes (``load(path, codes=true)``)."""
 
     path: str
     key: str | None = None
+    codes: bool = False
 
 
 @dataclass

@@ -202,11 +202,12 @@ class Recipe:
 
 
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
-          filename: str | None = None, recipe: bool = False) -> Network | Recipe:
+          filename: str | None = None, trust_paths: bool = False, recipe: bool = False) -> Network | Recipe:
     """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
-    against ``base_dir`` (default: the current directory). A model whose input dimensions are names, or any
-    model with ``recipe=True``, is a :class:`Recipe` (its inputs are weights; it is checked when bound to
-    concrete shapes, here already where it names no dimension). Raises ModelError."""
+    against ``base_dir`` (default: the current directory) and may only name files there or below, unless
+    ``trust_paths`` (docs/reliability.md). A model whose input dimensions are names, or any model with
+    ``recipe=True``, is a :class:`Recipe` (its inputs are weights; it is checked when bound to concrete
+    shapes, here already where it names no dimension). Raises ModelError."""
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
@@ -221,7 +222,7 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
         diagnostics.raise_if_errors()
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
-                  name=Path(filename).stem if filename else "network")
+                  name=Path(filename).stem if filename else "network", trust_paths=trust_paths)
     if recipe or graph.named_dims:
         diagnostics.raise_if_errors()
         result = Recipe(graph, diagnostics.sorted())
@@ -230,27 +231,35 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
         return result
     checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
+    assert checked is not None  # check returns None only with an error
     return Network(checked, diagnostics.sorted())
 
 
 def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
-         recipe: bool = False) -> Network | Recipe:
+         trust_paths: bool = False, recipe: bool = False) -> Network | Recipe:
     """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
-    docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic; ``recipe``: as
-    :func:`loads`). Raises ModelError (and OSError when the file can't be read; UsageError when ONNX support
-    is not installed)."""
+    docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic). The files its
+    ``load()`` reads must lie in its folder or below unless ``trust_paths`` (docs/reliability.md); ``recipe``:
+    as :func:`loads`. Raises
+    ModelError (and OSError when the file can't be read, netdsl.files.FileError when it is not a regular file;
+    UsageError when ONNX support is not installed)."""
+    from netdsl import files
+
     path = Path(path)
+    files.check_regular(path)  # a FIFO or a device would block or never end
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path, input_shapes or {})
     if input_shapes:
         raise ValueError("input_shapes is for ONNX models (their symbolic dimensions)")
     format = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "net"
     try:
-        text = path.read_text(encoding="utf-8")
+        with files.open_regular(path) as (stream, _):
+            text = stream.read().decode("utf-8")
     except UnicodeDecodeError as error:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
-    return loads(text, format=format, base_dir=path.parent, filename=str(path), recipe=recipe)
+    return loads(text, format=format, base_dir=path.parent, filename=str(path), trust_paths=trust_paths,
+                 recipe=recipe)
 
 
 def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
@@ -260,4 +269,5 @@ def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:
     graph = import_model(path, diagnostics, input_shapes)
     checked = check(graph, diagnostics) if graph is not None and not diagnostics.errors else None
     diagnostics.raise_if_errors()
+    assert checked is not None  # None only with an error
     return Network(checked, diagnostics.sorted())

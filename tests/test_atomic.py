@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netdsl.atomic import write_atomically
-from netdsl.diagnostics import UsageError
+from netdsl.atomic import FileError, write_atomically
 
 
 def test_writes_and_replaces(tmp_path: Path) -> None:
@@ -33,8 +32,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
 
 
 def test_refuses_a_missing_folder_and_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no such directory"):
+    with pytest.raises(FileError, match="no such directory"):
         write_atomically(tmp_path / "missing" / "out.bin", lambda stream: None)
     (tmp_path / "folder").mkdir()
-    with pytest.raises(UsageError, match="it is a directory"):
+    with pytest.raises(FileError, match="it is a directory"):
         write_atomically(tmp_path / "folder", lambda stream: None)

@@ -72,7 +72,7 @@ CORRUPT = {
     "a raw pickle": ("w.npy", pickle.dumps([0.5, -1.5]), "cannot read"),
     "an .npz that is not a zip": ("w.npz", b"PK\x03\x04" + b"\x00" * 64, "cannot read"),
     "a truncated .npz": ("w.npz", None, "cannot read"),
-    "a zip of text, not arrays": ("w.npz", {"w": b"0.5 -1.5"}, "cannot read 'w.npz': 'w' in it is not an .npy array"),
+    "a zip of text, not arrays": ("w.npz", {"w": b"0.5 -1.5"}, "cannot read 'w.npz': member 'w' is not an .npy array"),
     "an .npz holding a pickle": ("w.npz", {"w.npy": npy_bytes(np.array([{}, {}], dtype=object))}, "cannot read"),
     "an .npz holding a truncated array": ("w.npz", {"w.npy": npy_bytes(GOOD)[:-2]}, "cannot read"),
     "a 2^40-element header": ("w.npy", npy_header((HUGE,)) + b"\x00" * 8,
@@ -80,7 +80,8 @@ CORRUPT = {
     "a 2^40-element header in an .npz": ("w.npz", {"w.npy": npy_header((HUGE,)) + b"\x00" * 8},
                                          "'w.npz' has shape [1099511627776], expected [2]"),
     "a gigabyte-wide dtype": ("w.npy", npy_header((2,), "|V1000000000") + b"\x00" * 8,
-                              "'w.npy' has dtype |V1000000000, expected float32 for float32"),
+                              "'w.npy' holds raw 1000000000-byte values (|V1000000000, as np.save writes ml_dtypes "
+                              "arrays), which can't be float32"),
     "a header wider than the file": ("w.npy", npy_header((1 << 20, 2)) + b"\x00" * 8,
                                      "'w.npy' has shape [1048576, 2], expected [2]"),
 }
@@ -110,11 +111,14 @@ def test_corrupt_load_files_are_located_model_errors(case: str, tmp_path: Path) 
     assert peak < SMALL, f"{peak / 2**20:.1f} MiB allocated"
 
 
-def test_pickled_array_refused_with_allow_pickle_false(tmp_path: Path) -> None:
-    """An object array is never unpickled (np.load(allow_pickle=False)): the error says so."""
+def test_pickled_array_refused_in_our_words(tmp_path: Path) -> None:
+    """An object array is never unpickled: the error says why in our words, without NumPy's advice to pass
+    allow_pickle=True (issue 12)."""
     np.save(tmp_path / "w.npy", np.array([object(), object()]), allow_pickle=True)
     (error,) = load_errors(tmp_path, 'load("w.npy")')
-    assert error.startswith(LOAD_AT + "cannot read") and "allow_pickle" in error
+    assert error.startswith(LOAD_AT + "cannot read") and error.endswith(
+        "it holds Python objects (a pickle), which netdsl never reads: they can run code")
+    assert "allow_pickle" not in error
 
 
 @pytest.mark.parametrize("declared,array,expected", [
@@ -297,7 +301,7 @@ def test_corrupt_input_files_exit_2(content, tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("members,expected", [
     ({"x.npy": npy_header((HUGE,))}, "input 'x' has shape [1099511627776], expected [2, 2]"),
     ({"x.npy": npy_bytes(np.zeros((2, 2), np.float32))[:-4]}, "cannot read inputs file"),
-    ({"x": b"not an array"}, "'x' in it is not an .npy array"),
+    ({"x": b"not an array"}, "member 'x' is not an .npy array"),
     ({"other.npy": npy_header((HUGE,))}, "unknown input 'other'"),
 ])
 def test_corrupt_inputs_archives_exit_2(members: dict[str, bytes], expected: str, tmp_path: Path, capsys) -> None:
@@ -315,9 +319,10 @@ def test_archive_and_array_swapped_exit_2(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "x.npy", FITTING["x"])
     np.savez(tmp_path / "all.npz", **FITTING)
     assert main(["run", str(model), "--inputs", str(tmp_path / "x.npy")]) == 2
-    assert "is not an .npz archive" in capsys.readouterr().err
+    assert "it is an .npy holding a single array, not a file of named arrays" in capsys.readouterr().err
     assert main(["run", str(model), "--input", f"x={tmp_path / 'all.npz'}"]) == 2
-    assert "is an .npz archive; use --inputs" in capsys.readouterr().err
+    assert "holds 4 arrays (x, h, q, f): name one; use --inputs for a file of several arrays" in \
+        capsys.readouterr().err
 
 
 def test_negative_seed_exits_2(tmp_path: Path, capsys) -> None:
@@ -355,20 +360,18 @@ def listing(folder: Path) -> list[str]:
                                           (RuntimeError("boom"), 3), (KeyboardInterrupt(), 130)])
 def test_save_failing_mid_write_keeps_the_old_file(failure: BaseException, code: int, saved, monkeypatch,
                                                    capsys) -> None:
-    """np.savez writes part of the archive, then fails: the old file is intact, no temporary file remains,
+    """Writing the archive fails after its first member: the old file is intact, no temporary file remains,
     and the exit code says what happened (2 for an OSError, 3 for an internal error, 130 interrupted)."""
     model, out = saved
     before = listing(out.parent)
-    real_savez = np.savez
+    real_write = np.lib.format.write_array
 
-    def failing_savez(stream, **arrays):
-        buffer = io.BytesIO()
-        real_savez(buffer, **arrays)
-        stream.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    def failing_write(stream, array, **options):
+        real_write(stream, array, **options)
         stream.flush()
         raise failure
 
-    monkeypatch.setattr(np, "savez", failing_savez)
+    monkeypatch.setattr(np.lib.format, "write_array", failing_write)
     assert main(["run", str(model), "--save", str(out)]) == code
     assert out.read_bytes() == b"the previous results"
     assert listing(out.parent) == before

@@ -5,13 +5,15 @@ Each command module defines ``add_parser(commands)`` (its sub-parser, help and o
 
 Exit codes: 0 success; 1 model error (``FILE:LINE:COL: error: ...``); 2 usage error (one line: bad
 command line, missing file, input that doesn't fit, backend not available, a run over the memory budget
-or out of memory); 3 internal error (docs/reliability.md).
+or out of memory, standard output not writable); 3 internal error; 130 interrupted; 141 standard output
+closed by its reader (a pipe) (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from netdsl.diagnostics import ModelError, UsageError, one_line
@@ -40,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _command(args.command).run(args)
+        code = _command(args.command).run(args)
+        from netdsl.cli.common import flush_stdout
+
+        flush_stdout()
+        return code
+    except BrokenPipeError:  # the reader went away (`netdsl run ... | head -1`): quietly, as SIGPIPE would
+        _silence_stdout()
+        return 141
     except ModelError as error:
         for diagnostic in error.diagnostics:
             print(diagnostic.render(), file=sys.stderr)
@@ -63,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netdsl: internal error: {type(error).__name__}: {one_line(str(error))} (please report this)",
               file=sys.stderr)
         return 3
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a closed pipe says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured): nothing to silence
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,27 +4,57 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from netdsl import arrays, dtypes
-from netdsl.atomic import write_atomically as write_atomically  # re-exported for the commands' old import
+from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import UsageError
-from netdsl.ir import TensorType
 from netdsl.model import Network, Recipe, load
 
 #: outputs with more elements than this print as a summary
 PRINT_LIMIT = 256
 
 
+def emit(text: str, end: str = "\n") -> None:
+    """Print a command's output; a standard output that can't be written (a full disk, /dev/full) is a
+    usage error, a closed pipe a BrokenPipeError (cli.main ends quietly)."""
+    try:
+        sys.stdout.write(text + end)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
+
+
+def flush_stdout() -> None:
+    """:func:`emit`'s rules for the last of the output, still buffered when a command returns."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = None) -> None:
+    """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
+    parser.add_argument("model", metavar=metavar)
+    parser.add_argument("--trust-paths", action="store_true",
+                        help="let the model's load() read files outside its folder (only for models you trust; "
+                             "see docs/reliability.md)")
+
+
 def add_input_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a run's inputs (``run``, ``compare``); :func:`gather_inputs` reads them."""
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                        help="one input's values from a file (repeatable)")
-    parser.add_argument("--inputs", metavar="FILE.npz", help="inputs by name from an archive")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                        help="one input's values from a tensor file holding one array (.npy, or an .npz, "
+                             ".safetensors or Polygraphy .json of one array; repeatable)")
+    parser.add_argument("--inputs", metavar="FILE",
+                        help="inputs by name from an .npz, .safetensors or Polygraphy .json file")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the uniform [-1, 1) values of inputs not given (default 1)")
 
@@ -34,17 +64,19 @@ def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
                         help="the shape of an ONNX model's input whose dimensions are symbolic")
 
 
-def load_model(path: str, input_shapes: list[str] | None = None) -> Network:
-    """Read and check a model named on the command line; ``input_shapes``: ``--input-shape`` items. A recipe
-    (input dimensions that are names) is a usage error here: this command needs fixed shapes."""
-    network = load_model_or_recipe(path, input_shapes)
+def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bool = False) -> Network:
+    """The checked model named on the command line (its warnings printed), or a UsageError for a file
+    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``. A
+    recipe (input dimensions that are names) is a usage error here: this command needs fixed shapes."""
+    network = load_model_or_recipe(path, input_shapes, trust_paths)
     if isinstance(network, Recipe):
         raise UsageError(f"'{path}' is a recipe (its input dimensions are names): bind it with netdsl run "
                          f"--input NAME=FILE.npy, or apply it with netdsl apply (docs/checkpoints.md)")
     return network
 
 
-def load_model_or_recipe(path: str, input_shapes: list[str] | None = None) -> Network | Recipe:
+def load_model_or_recipe(path: str, input_shapes: list[str] | None = None,
+                         trust_paths: bool = False) -> Network | Recipe:
     """:func:`load_model`, a recipe included (``netdsl check``, ``run``, ``convert``)."""
     shapes = {}
     if input_shapes:
@@ -54,9 +86,9 @@ def load_model_or_recipe(path: str, input_shapes: list[str] | None = None) -> Ne
 
         shapes = parse_input_shapes(input_shapes)
     try:
-        if not Path(path).is_file():
-            raise UsageError(f"cannot read model '{path}': no such file")
-        network = load(path, shapes)
+        network = load(path, shapes, trust_paths=trust_paths)
+    except files.FileError as error:
+        raise UsageError(f"cannot read model '{path}': {error}") from None
     except OSError as error:
         raise UsageError(f"cannot read model '{path}': {error.strerror or error}") from None
     for warning in network.warnings:
@@ -64,29 +96,14 @@ def load_model_or_recipe(path: str, input_shapes: list[str] | None = None) -> Ne
     return network
 
 
-#: what reading an input file can raise besides a mismatch: unreadable, corrupt (a zip that isn't one), or
-#: too large for memory
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _read_npy(path: str, what: str, expected: TensorType | None = None) -> Any:
-    """``np.load`` without pickles; with ``expected``, an .npy whose header doesn't fit is refused
-    before its data is read."""
+def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
+    """Every array of a multi-array tensor file (.npz, .safetensors, Polygraphy .json), by name, as stored
+    (:func:`netdsl.files.read_tensors`); a file that can't be read is a usage error naming ``what``."""
     try:
-        if expected is not None:
-            with open(path, "rb") as stream:
-                arrays.check_npy_header(stream, expected)
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {what} '{path}': no such file") from None
-    except arrays.MismatchError as error:
-        raise UsageError(f"{what} {error}") from None
-    except _READ_ERRORS as error:
-        raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
+        arrays_ = files.read_tensors(path)
+    except files.FileError as error:
+        raise UsageError(f"cannot read {what} '{path}': {error}") from None
+    return {name: array for name, array in arrays_.items() if array is not None}
 
 
 def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
@@ -94,17 +111,21 @@ def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
     an input whose dimensions are names can't be drawn at random."""
     shapes: dict[str, tuple[int, ...]] = {}
     if args.inputs:
-        archive = _read_npy(args.inputs, "inputs file")
-        if isinstance(archive, np.lib.npyio.NpzFile):
-            with archive:
-                shapes.update({key: archive[key].shape for key in archive.files if key in network.inputs})
+        shapes.update({key: array.shape for key, array in read_tensors(args.inputs, "inputs file").items()
+                       if key in network.inputs})
     for item in args.input:
         name, _, path = item.partition("=")
-        if name in network.inputs and path:
-            try:
+        if name not in network.inputs or not path:
+            continue
+        try:  # only the shape: gather_inputs reads the values, and reports a file it can't read
+            if path.lower().endswith(".npy"):
                 shapes[name] = np.load(path, mmap_mode="r", allow_pickle=False).shape
-            except _READ_ERRORS:
-                pass  # gather_inputs reports it
+            else:
+                found = [a for a in files.read_tensors(path).values() if a is not None]
+                if len(found) == 1:
+                    shapes[name] = found[0].shape
+        except (OSError, ValueError, files.FileError):
+            continue
     for name, declared in network.inputs.items():
         if name not in shapes:
             if any(isinstance(d, str) for d in declared.dims):
@@ -117,47 +138,33 @@ def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
         raise UsageError(str(error)) from None
 
 
-def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive, by name, as stored."""
-    archive = _read_npy(path, what)
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise UsageError(f"{what} '{path}' is not an .npz archive")
-    with archive:
-        try:
-            return {key: arrays.read_npz_member(archive, key, None) for key in archive.files}
-        except _READ_ERRORS as error:
-            raise UsageError(f"cannot read {what} '{path}': {_first_line(error)}") from None
-
-
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The inputs of a run: ``--inputs FILE`` (.npz, .safetensors, Polygraphy .json), then ``--input
+    NAME=FILE`` (any tensor file holding one array), raw codes with ``--codes``, the rest drawn at random."""
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
+    codes = getattr(args, "codes", False)
     if args.inputs:
-        archive = _read_npy(args.inputs, "inputs file")
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UsageError(f"--inputs '{args.inputs}' is not an .npz archive")
-        with archive:
-            for key in archive.files:
-                if key not in network.inputs:
-                    given[key] = None
-                    continue
-                try:
-                    given[key] = arrays.read_npz_member(archive, key, network.inputs[key])
-                except arrays.MismatchError as error:
-                    raise UsageError(f"input '{key}' {error}") from None
-                except _READ_ERRORS as error:
-                    raise UsageError(f"cannot read inputs file '{args.inputs}': {_first_line(error)}") from None
+        try:
+            given.update(files.read_tensors(args.inputs, network.inputs, codes))
+        except files.FileError as error:
+            raise UsageError(f"cannot read inputs file '{args.inputs}': {error}") from None
+        except ValueError as error:  # names its array: 'x' has shape ...
+            raise UsageError(f"input {error}") from None
     for item in args.input:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise UsageError(f"--input takes NAME=FILE.npy, got '{item}'")
+            raise UsageError(f"--input takes NAME=FILE, got '{item}'")
         if name not in network.inputs:
             given[name] = None
             continue
-        array = _read_npy(path, f"input '{name}'", network.inputs[name])
-        if isinstance(array, np.lib.npyio.NpzFile):
-            array.close()
-            raise UsageError(f"--input {name}: '{path}' is an .npz archive; use --inputs for archives")
-        given[name] = array
+        try:
+            given[name] = files.read_tensor(path, network.inputs[name], codes=codes)
+        except files.KeyNotFound as error:
+            raise UsageError(f"--input {name}: '{path}' {error}; use --inputs for a file of several arrays") from None
+        except files.FileError as error:
+            raise UsageError(f"cannot read input '{name}' '{path}': {error}") from None
+        except ValueError as error:
+            raise UsageError(f"input '{name}' {error}") from None
     if args.seed < 0:
         raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     rng = np.random.default_rng(args.seed)
@@ -168,6 +175,21 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
         return network.prepare_inputs(given)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def input_files(args: argparse.Namespace) -> list[str]:
+    """The files a run reads: its model and input files (which ``--save`` must never replace)."""
+    paths = [args.model] + ([args.inputs] if args.inputs else [])
+    return paths + [item.partition("=")[2] for item in args.input if item.partition("=")[2]]
+
+
+def check_save_target(path: str, args: argparse.Namespace) -> None:
+    """``--save PATH`` checked before the run (a usage error now rather than a lost run later)."""
+    try:
+        files.save_format(path)
+        files.check_target(path, input_files(args))
+    except files.FileError as error:
+        raise UsageError(f"cannot write '{path}': {error}") from None
 
 
 def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
@@ -185,3 +207,14 @@ def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
     stats = f"min {finite.min()} max {finite.max()} mean {finite.astype(np.float64).mean():.6g}" if finite.size \
         else "no finite values"
     return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
+
+
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Errors of writing ``path`` (:mod:`netdsl.files`) as one-line usage errors."""
+    try:
+        yield
+    except files.FileError as error:
+        raise UsageError(f"cannot write '{path}': {error}") from None
+    except OSError as error:
+        raise UsageError(f"cannot write '{path}': {error.strerror or error}") from None

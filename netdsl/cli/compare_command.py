@@ -9,14 +9,17 @@ import json
 import math
 from typing import Any
 
-from netdsl import memory
+from netdsl import files, memory
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
+    add_model_arguments,
+    emit,
     gather_inputs,
+    input_files,
     load_model,
     read_tensors,
-    write_atomically,
+    writing,
 )
 from netdsl.diagnostics import UsageError
 
@@ -35,7 +38,7 @@ def add_parser(commands) -> None:
                     "NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage or "
                     "nothing to compare.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="the model (.net, .yaml, .onnx)")
+    add_model_arguments(parser)
     add_input_options(parser)
     add_input_shape_option(parser)
     parser.add_argument("--backend", action="append", choices=("auto", "numpy", "cupy"),
@@ -84,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("compare with one of: --load-outputs REF, --case FILE, or --backend A --backend B")
     if args.codes and not args.load_outputs:
         raise UsageError("--codes says how the --load-outputs file holds quantized outputs; give --load-outputs")
-    network = load_model(args.model, args.input_shape)
+    if args.json:
+        with writing(args.json):
+            files.check_target(args.json, input_files(args) + ([args.load_outputs] if args.load_outputs else []))
+    network = load_model(args.model, args.input_shape, args.trust_paths)
     atol = parse_tolerances(args.atol, "--atol", network.outputs)
     rtol = parse_tolerances(args.rtol, "--rtol", network.outputs)
     if args.case:
@@ -119,11 +125,10 @@ def run(args: argparse.Namespace) -> int:
                                  inputs=inputs, expected_label=expected_label, got_label=got_label)
     except ComparisonError as error:
         raise UsageError(str(error)) from None
-    print(report.format())
-    if args.json:
-        document = {"model": args.model, **report.to_dict()}
-        try:
-            write_atomically(args.json, lambda stream: json.dump(document, stream, indent=1), binary=False)
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.json}': {error.strerror or error}") from None
+    if args.json:  # before the report is printed, as --save
+        data = json.dumps({"model": args.model, **report.to_dict()}, indent=1).encode()
+        with writing(args.json):
+            files.write_atomically(args.json, lambda stream: stream.write(data),
+                                   protect=input_files(args) + ([args.load_outputs] if args.load_outputs else []))
+    emit(report.format())
     return report.exit_code

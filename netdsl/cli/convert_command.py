@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from netdsl.atomic import write_atomically
-from netdsl.cli.common import add_input_shape_option, load_model_or_recipe
+from netdsl import files
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model_or_recipe, writing
 from netdsl.diagnostics import UsageError
 from netdsl.model import Network
 
 
 def add_parser(commands) -> None:
     convert = commands.add_parser("convert", help="write a model in the other form")
-    convert.add_argument("model")
+    add_model_arguments(convert)
     convert.add_argument("--to", choices=("net", "yaml"), required=True)
     convert.add_argument("-o", "--output", metavar="FILE")
     add_input_shape_option(convert)
@@ -23,23 +23,46 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from netdsl.frontend.writer import write_model
 
-    network = load_model_or_recipe(args.model, args.input_shape)
-    if args.model.lower().endswith(".onnx"):  # as netdsl import: the constants go to a file beside the output
+    onnx = args.model.lower().endswith(".onnx")
+    if onnx and not args.output:
+        raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
+    if args.output is not None:
+        if onnx:
+            from netdsl.cli.import_command import check_targets
+
+            check_targets(Path(args.output), args.model)
+        else:
+            with writing(args.output):
+                files.check_target(args.output, [args.model])
+    network = load_model_or_recipe(args.model, args.input_shape, args.trust_paths)
+    if onnx:  # as netdsl import: the constants go to a file beside the output
         from netdsl.cli.import_command import write_with_constants
 
-        if not args.output:
-            raise UsageError("converting an ONNX model writes its constants beside the model: give -o FILE")
         assert isinstance(network, Network)  # an ONNX model has fixed shapes
-        write_with_constants(network, Path(args.output), args.to)
+        write_with_constants(network, Path(args.output), args.to, [args.model])
         return 0
     target_dir = Path(args.output).parent if args.output else Path.cwd()
     # a recipe's graph as written (unchecked): the writer reads only what it shares with a checked graph
     text = write_model(network.graph, args.to, Path(args.model).parent, target_dir)  # type: ignore[arg-type]
-    if args.output:
+    outside = []  # the written model reads its files from its own folder
+    for value in network.graph.constants:
+        if value.source is not None and value.source.path not in outside:
+            try:
+                files.confined(Path(args.model).parent.resolve() / value.source.path, target_dir)
+            except files.FileError:
+                outside.append(value.source.path)
+    if outside:
+        print(f"netdsl: warning: the written model's load() reads {', '.join(map(repr, outside))} from outside its "
+              f"folder: run it with --trust-paths, or move the files beside it", file=sys.stderr)
+    if args.output is not None:
         try:
-            write_atomically(args.output, lambda stream: stream.write(text), binary=False)
-        except OSError as error:
-            raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise UsageError(f"cannot write '{args.output}': the model holds text that is not valid Unicode "
+                             f"({error.object[error.start:error.end]!r}), such as a load() path that is not "
+                             f"UTF-8") from None
+        with writing(args.output):
+            files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     else:
-        sys.stdout.write(text)
+        emit(text, end="")
     return 0

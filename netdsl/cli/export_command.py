@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_input_shape_option, load_model, write_atomically
+from netdsl import files
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, load_model, writing
 from netdsl.diagnostics import UsageError
 
 
 def add_parser(commands) -> None:
     export = commands.add_parser("export", help="write a model as an ONNX file")
-    export.add_argument("model")
+    add_model_arguments(export)
     export.add_argument("-o", "--output", metavar="OUT.onnx", required=True)
     add_input_shape_option(export)
 
@@ -21,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith(".onnx"):
         raise UsageError(f"export writes an .onnx file, not '{args.output}'")
     require_onnx()
-    network = load_model(args.model, args.input_shape)
+    with writing(args.output):
+        files.check_target(args.output, [args.model])
+    network = load_model(args.model, args.input_shape, args.trust_paths)
     data = export_model(network.graph).SerializeToString()
-    try:
-        write_atomically(args.output, lambda stream: stream.write(data))
-    except OSError as error:
-        raise UsageError(f"cannot write '{args.output}': {error.strerror or error}") from None
+    with writing(args.output):
+        files.write_atomically(args.output, lambda stream: stream.write(data), protect=[args.model])
     return 0

@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from netdsl import arrays
-from netdsl.cli.common import add_input_shape_option, load_model, write_atomically
+from netdsl import files
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, load_model, writing
 from netdsl.diagnostics import UsageError
 from netdsl.ir import LoadRef
 from netdsl.model import Network
@@ -19,7 +17,7 @@ FORMATS = {".net": "net", ".yaml": "yaml", ".yml": "yaml"}
 
 def add_parser(commands) -> None:
     command = commands.add_parser("import", help="write an ONNX model's quantization part as a netdsl model")
-    command.add_argument("model", metavar="MODEL.onnx")
+    add_model_arguments(command, "MODEL.onnx")
     command.add_argument("-o", "--output", metavar="OUT.net", required=True,
                          help="the model to write (.net or .yaml); its constants go to OUT.npz beside it")
     add_input_shape_option(command)
@@ -32,27 +30,34 @@ def run(args: argparse.Namespace) -> int:
     form = FORMATS.get(target.suffix.lower())
     if form is None:
         raise UsageError(f"import writes a .net or .yaml model, not '{args.output}'")
-    write_with_constants(load_model(args.model, args.input_shape), target, form)
+    check_targets(target, args.model)
+    write_with_constants(load_model(args.model, args.input_shape, args.trust_paths), target, form, [args.model])
     return 0
 
 
-def write_with_constants(network: Network, target: Path, form: str) -> None:
+def check_targets(target: Path, model: str) -> None:
+    """The model file and its constants file, checked before the model is read (netdsl/files.py)."""
+    for path in (str(target), str(target.with_suffix(".npz"))):
+        with writing(path):
+            files.check_target(path, [model])
+
+
+def write_with_constants(network: Network, target: Path, form: str, protect: list[str]) -> None:
     """``network`` as a ``form`` model at ``target``, its constants in ``target`` with suffix ``.npz`` (keys:
-    the written names), which the model ``load()``s; each file written atomically."""
+    the written names), which the model ``load()``s; each file written atomically, never over ``protect``."""
     from netdsl.frontend.writer import write_model, written_names
 
     graph = network.graph
     constants_file = target.with_suffix(".npz")
     keys = written_names([value.name for value in graph.constants])
-    saved = {}
+    saved, types = {}, {}
     for value in graph.constants:
         assert value.type is not None and value.data is not None
-        saved[keys[value.name]] = arrays.for_saving(value.data, value.type.dtype)
+        saved[keys[value.name]], types[keys[value.name]] = value.data, value.type.dtype
         value.source = LoadRef(constants_file.name, keys[value.name])
-    text = write_model(graph, form, target.parent, target.parent)
-    try:
-        if saved:
-            write_atomically(str(constants_file), lambda stream: np.savez(stream, **saved))  # type: ignore[arg-type]
-        write_atomically(str(target), lambda stream: stream.write(text), binary=False)
-    except OSError as error:
-        raise UsageError(f"cannot write '{target}': {error.strerror or error}") from None
+    data = write_model(graph, form, target.parent, target.parent).encode("utf-8")
+    if saved:
+        with writing(str(constants_file)):
+            files.write_tensors(constants_file, saved, types, protect=protect)
+    with writing(str(target)):
+        files.write_atomically(target, lambda stream: stream.write(data), protect=protect)

@@ -63,6 +63,7 @@ class Call:
     func: Name
     args: list[Expr]
     loc: Loc
+    keywords: list[Keyword] = field(default_factory=list)  # load(..., codes=true)
 
 
 @dataclass(slots=True, eq=False)

@@ -8,14 +8,13 @@ problem becomes a located diagnostic; lowering carries on so that one run report
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from netdsl import arrays, dtypes
+from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
 from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, SPECIAL_NUMBERS, expand_block
@@ -38,15 +37,18 @@ class _LoweringError(Exception):
         self.message = message
 
 
-def lower(module: ast.Module, base_dir: Path, diagnostics: Diagnostics, name: str | None = None) -> Graph:
-    """Build the graph of ``module``; ``name`` is the default network name (the file stem)."""
-    return _Lowering(module, base_dir, diagnostics).run(name or Path(module.file).stem)
+def lower(module: ast.Module, base_dir: Path, diagnostics: Diagnostics, name: str | None = None,
+          trust_paths: bool = False) -> Graph:
+    """Build the graph of ``module``; ``name`` is the default network name (the file stem). ``load()``
+    reads files in ``base_dir`` and below only, unless ``trust_paths`` (docs/reliability.md)."""
+    return _Lowering(module, base_dir, diagnostics, trust_paths).run(name or Path(module.file).stem)
 
 
 class _Lowering:
-    def __init__(self, module: ast.Module, base_dir: Path, diagnostics: Diagnostics):
+    def __init__(self, module: ast.Module, base_dir: Path, diagnostics: Diagnostics, trust_paths: bool = False):
         self.module = module
         self.base_dir = base_dir
+        self.trust_paths = trust_paths
         self.diagnostics = diagnostics
         self.used: set[str] = set()
         self.suggestion_budget = SUGGESTION_BUDGET
@@ -336,52 +338,47 @@ class _Lowering:
         raise _LoweringError(expr.loc, "expected a number")
 
     def load(self, call: ast.Call, tensor_type: TensorType) -> tuple[LoadRef, np.ndarray, np.ndarray]:
-        """The constant ``load(...)`` gives: where it came from, the file's array, and its storage form."""
+        """A ``load("file", ["key"], [codes=true])`` constant, read by :mod:`netdsl.files` (docs/files.md):
+        where it came from, the file's array and its storage form. Confined to the model's folder unless the
+        model is trusted; every problem located at the call (or at the key it concerns)."""
         if call.func.name != "load":
             raise _LoweringError(call.func.loc, f"unknown function '{call.func.name}'; a constant's value is a "
                                                 f"literal or load(\"file.npy\") / load(\"file.npz\", \"key\")")
         if not 1 <= len(call.args) <= 2 or not all(isinstance(a, ast.String) for a in call.args):
-            raise _LoweringError(call.loc, "load takes a file name and, for an .npz, a key: "
+            raise _LoweringError(call.loc, "load takes a file name and, for a file of several arrays, a key: "
                                            "load(\"file.npy\") or load(\"file.npz\", \"key\")")
+        codes = self.load_codes(call.keywords)
         strings = [a.value for a in call.args if isinstance(a, ast.String)]
         path_text, key = strings[0], (strings[1] if len(strings) == 2 else None)
-        path = self.base_dir / path_text
+        named = f"'{path_text}'{f' key {key!r}' if key else ''}"
         try:
-            given = self.read_array(call, path, key, tensor_type)
+            path = self.base_dir / path_text if self.trust_paths else files.confined(path_text, self.base_dir)
+            given = files.read_array(path, tensor_type, key, codes)
             data = arrays.coerce(given, tensor_type)
-        except ValueError as error:
-            raise _LoweringError(call.loc, f"'{path_text}'{f' key {key!r}' if key else ''} {error}") from None
-        return LoadRef(path_text, key), given, data
+        except files.KeyNotFound as error:
+            loc = call.args[1].loc if error.key and len(call.args) == 2 else call.loc
+            hint = did_you_mean(error.key, error.available) if error.key and error.available else \
+                f' as load("{path_text}", "KEY")' if not error.key else ""
+            raise _LoweringError(loc, f"'{path_text}' {error}{hint}") from None
+        except files.FileError as error:
+            raise _LoweringError(call.loc, f"cannot read '{self.base_dir / path_text}': {error}") from None
+        except ValueError as error:  # MismatchError, or a value the declared type can't hold
+            raise _LoweringError(call.loc, f"{named} {error}") from None
+        return LoadRef(path_text, key, codes), given, data
 
-    @staticmethod
-    def read_array(call: ast.Call, path: Path, key: str | None, tensor_type: TensorType) -> np.ndarray:
-        """The array in an .npy file, or an .npz file's array ``key``; pickles are refused, and a header
-        that doesn't fit ``tensor_type`` is refused (MismatchError) before its data is read."""
-        try:
-            if not path.is_file():
-                raise _LoweringError(call.loc, f"cannot read '{path}': no such file")
-            with open(path, "rb") as stream:
-                arrays.check_npy_header(stream, tensor_type)
-            loaded = np.load(path, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                if key is not None:
-                    raise _LoweringError(call.args[1].loc, f"'{path.name}' holds a single array: it takes no key")
-                return loaded
-            with loaded:
-                if key is None:
-                    if len(loaded.files) != 1:
-                        raise _LoweringError(call.loc, f"'{path.name}' holds {len(loaded.files)} arrays "
-                                                       f"({', '.join(loaded.files)}): name one as "
-                                                       f"load(\"{path.name}\", \"KEY\")")
-                    key = loaded.files[0]
-                if key not in loaded.files:
-                    raise _LoweringError(call.args[1].loc, f"'{path.name}' has no array '{key}'"
-                                         + did_you_mean(key, loaded.files))
-                return arrays.read_npz_member(loaded, key, tensor_type)
-        except arrays.MismatchError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise _LoweringError(call.loc, f"cannot read '{path}': {_reason(error)}") from None
+    def load_codes(self, keywords: list[ast.Keyword]) -> bool:
+        """``load``'s one keyword: ``codes=true`` (the file holds raw codes) or ``codes=false``."""
+        codes = False
+        for index, keyword in enumerate(keywords):
+            if keyword.key.name != "codes" or index:
+                raise _LoweringError(keyword.key.loc, f"load has one keyword, codes=true; "
+                                                      f"'{keyword.key.name}' is not it"
+                                     if keyword.key.name != "codes" else "'codes' is given twice")
+            value = keyword.value
+            if not isinstance(value, ast.Name) or value.name.lower() not in ("true", "false"):
+                raise _LoweringError(value.loc, "codes takes true or false")
+            codes = value.name.lower() == "true"
+        return codes
 
     # --- layers ----------------------------------------------------------------------------------
 
@@ -498,7 +495,3 @@ def _abbreviated(text: str) -> str:
     """A literal for a message: Python won't print an int past 4300 digits, and nobody wants to read it."""
     return text if len(text) <= 24 else f"{text[:12]}...{text[-4:]} ({len(text)} characters)"
 
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

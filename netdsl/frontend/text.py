@@ -11,12 +11,12 @@ Memory and time stay linear in the model's size with small constants (docs/langu
 
 from __future__ import annotations
 
-import ast as python_ast
 import contextvars
 import functools
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -268,12 +268,7 @@ class _Builder(Transformer):
 
     def string(self, children):
         (token,) = children
-        text = str(token)
-        try:
-            value = python_ast.literal_eval(text)
-        except (ValueError, SyntaxError):  # an escape Python rejects: keep the text as written
-            value = text[1:-1]
-        return ast.String(value, _loc(token))
+        return ast.String(unescape(str(token)[1:-1]), _loc(token))
 
     add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
 
@@ -296,9 +291,11 @@ class _Builder(Transformer):
         return ast.NumberBlock(values, shape, state.text[start:end], _loc(bracket))
 
     def call(self, children):
-        func, *args = children
+        func, *arguments = children
         func_name = _name(func)
-        return ast.Call(func_name, list(args), func_name.loc)
+        args = [a for a in arguments if not isinstance(a, ast.Keyword)]
+        keywords = [a for a in arguments if isinstance(a, ast.Keyword)]
+        return ast.Call(func_name, args, func_name.loc, keywords)
 
 
 # --- large literals ------------------------------------------------------------------------------
@@ -312,7 +309,14 @@ class _Builder(Transformer):
 
 #: lists with fewer elements are left to the parser
 FAST_PATH_ELEMENTS = 16
-_SCAN = re.compile(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|\[""")
+@functools.cache
+def _skipping(brackets: str) -> re.Pattern[str]:
+    """Comments and strings (the grammar's COMMENT and STRING: a bracket inside them is none), or one of
+    ``brackets``."""
+    terminals = [_parser().get_terminal(name).pattern.to_regexp() for name in ("COMMENT", "STRING")]
+    return re.compile("|".join(terminals) + f"|[{re.escape(brackets)}]")
+
+
 _BLANKS = " \t\f\r\n"
 _RUN = re.compile(r"[0-9A-Za-z.+\-, \t\f\r\n\[\]]*")
 _BRACKET = re.compile(r"[\[\]]")
@@ -415,15 +419,18 @@ def _read_blocks(text: str, state: _Parse) -> str:
         return text
     pieces, done = [], 0
     position = run_end = 0
+    scan = _skipping("[")
     while True:
-        match = _SCAN.search(text, position)
+        match = scan.search(text, position)
         if match is None:
             break
         position = match.end()
         if match.group() != "[":
             continue
         if match.start() >= run_end:  # every '[' of a run shares its end: find it once (no rescanning)
-            run_end = _RUN.match(text, match.start() + 1).end()
+            run = _RUN.match(text, match.start() + 1)
+            assert run is not None  # _RUN matches the empty string too
+            run_end = run.end()
         block = _block_at(text, match.start(), run_end)
         if block is None:
             continue
@@ -478,6 +485,35 @@ def expand_block(block: ast.NumberBlock) -> ast.ListExpr:
     return root
 
 
+# --- string literals -----------------------------------------------------------------------------
+
+_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+                   "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{1,3}|N\{[^}\n]*\}|.)")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[code]
+    if code[0] in "xuU" and len(code) > 1 and int(code[1:], 16) <= 0x10FFFF:
+        return chr(int(code[1:], 16))
+    if code[0] in "01234567":
+        return chr(int(code, 8))
+    if code.startswith("N{"):
+        try:
+            return unicodedata.lookup(code[2:-1])
+        except KeyError:
+            pass
+    return match.group(0)  # not an escape: kept as written, backslash and all (Python's rule, without its warning)
+
+
+def unescape(body: str) -> str:
+    """A string literal's body with Python's escapes decoded (``\\n``, ``\\x41``, ``\\u00e9``, ``\\udcff``...);
+    a backslash that starts no escape stays (``"C:\\data"`` is ``C:\\data``), silently: Python 3.12 warns."""
+    return _ESCAPE.sub(_escape, body) if "\\" in body else body
+
+
 # --- parsing -------------------------------------------------------------------------------------
 
 
@@ -496,8 +532,7 @@ def _never_closed(text: str, open_brackets: list[Token]) -> Token | None:
     pairs = {"(": ")", "[": "]"}
     stack: list[int] = []
     unclosed: set[int] = set()
-    for match in re.finditer(r"""#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[\[\]()]""",
-                             text):
+    for match in _skipping("[]()").finditer(text):
         char = match.group()
         if char in pairs:
             stack.append(match.start())

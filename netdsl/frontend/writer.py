@@ -50,7 +50,7 @@ def _relocate(source: LoadRef, source_dir: Path, target_dir: Path) -> LoadRef:
     path = Path(source.path)
     if not path.is_absolute():
         path = Path(os.path.relpath(source_dir / path, target_dir))
-    return LoadRef(path.as_posix(), source.key)
+    return LoadRef(path.as_posix(), source.key, source.codes)
 
 
 # --- numbers ---------------------------------------------------------------------------------------
@@ -181,8 +181,8 @@ def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
     for value in graph.constants:
         if value.source is not None:
             source = paths(value.source)
-            args = [source.path] + ([source.key] if source.key is not None else [])
-            text = "load(" + ", ".join(json.dumps(a, ensure_ascii=False) for a in args) + ")"
+            args = [_net_string(source.path)] + ([_net_string(source.key)] if source.key is not None else [])
+            text = "load(" + ", ".join(args + (["codes=true"] if source.codes else [])) + ")"
         else:
             text = literal_text(value)
         lines.append(f"const {names[value.name]} : {value.type} = {text}")
@@ -191,6 +191,13 @@ def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
         lines.append(f"{', '.join(names[n] for n in node.outputs)} = {node.op.name}({', '.join(arguments)})")
     lines.append(f"output {', '.join(names[n] for n in graph.outputs)}")
     return "\n".join(lines) + "\n"
+
+
+def _net_string(text: str) -> str:
+    """A double-quoted .net string the text form reads back as ``text``: JSON's escapes, with a lone
+    surrogate (a file name that is not UTF-8) kept as its ``\\uXXXX`` escape so that the file stays UTF-8."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in quoted)
 
 
 def _yaml_string(text: str) -> str:
@@ -212,8 +219,12 @@ def _yaml_escape(char: str) -> str:
 def _yaml_constant(value: Value, paths: Callable[[LoadRef], LoadRef]) -> str:
     if value.source is not None:
         source = paths(value.source)
-        load = _yaml_string(source.path) if source.key is None else \
-            f"[{_yaml_string(source.path)}, {_yaml_string(source.key)}]"
+        if source.codes:
+            key = f", key: {_yaml_string(source.key)}" if source.key is not None else ""
+            load = f"{{file: {_yaml_string(source.path)}{key}, codes: true}}"
+        else:
+            load = _yaml_string(source.path) if source.key is None else \
+                f"[{_yaml_string(source.path)}, {_yaml_string(source.key)}]"
         return f'{{type: "{value.type}", load: {load}}}'
     return f'{{type: "{value.type}", value: {literal_text(value)}}}'
 

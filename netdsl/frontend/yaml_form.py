@@ -19,6 +19,8 @@ from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, nu
 
 TOP_KEYS = ("network", "aliases", "inputs", "constants", "layers", "outputs")
 CONSTANT_KEYS = ("type", "value", "load")
+#: the keys of load's mapping form
+LOAD_KEYS = ("file", "key", "codes")
 LAYER_KEYS = ("op", "inputs", "outputs")
 #: a layer attribute whose name is a layer key takes another key in the YAML form: the recipe layers'
 #: TensorRT ``op`` attribute (``reduce(x, op=max)`` in the text form) is ``operation: max`` here
@@ -376,12 +378,26 @@ class _Builder:
         return ast.ConstStmt(name, type_ref, value, name.loc)
 
     def load(self, key_node: yaml.Node, node: yaml.Node) -> ast.Call:
-        parts = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        """``load: w.npy``, ``load: [w.npz, key]`` or ``load: {file: w.npy, key: k, codes: true}``."""
+        keywords: list[ast.Keyword] = []
+        if isinstance(node, yaml.MappingNode):
+            fields = self.keys(node, "load", LOAD_KEYS)
+            if "file" not in fields:
+                raise _Structure(node, "load needs a file: load: {file: w.npy, codes: true}")
+            parts = [fields[key][1] for key in ("file", "key") if key in fields]
+            if "codes" in fields:
+                codes_key, codes = fields["codes"]
+                if not isinstance(codes, yaml.ScalarNode) or codes.value.lower() not in ("true", "false"):
+                    raise _Structure(codes, f"codes takes true or false; found {_describe(codes)}")
+                keywords.append(ast.Keyword(ast.Name("codes", self.loc(codes_key)),
+                                            ast.Name(codes.value.lower(), self.loc(codes)), self.loc(codes_key)))
+        else:
+            parts = node.value if isinstance(node, yaml.SequenceNode) else [node]
         if not 1 <= len(parts) <= 2 or not all(isinstance(p, yaml.ScalarNode) and p.value for p in parts):
             raise _Structure(node, f"load takes a file name (load: w.npy) or a file name and a key "
                                    f"(load: [w.npz, key]); found {_describe(node)}")
         args: list[ast.Expr] = [ast.String(p.value, self.loc(p)) for p in parts]
-        return ast.Call(ast.Name("load", self.loc(key_node)), args, self.loc(node))
+        return ast.Call(ast.Name("load", self.loc(key_node)), args, self.loc(node), keywords)
 
     def layers(self, node: yaml.Node) -> list[ast.Statement]:
         items = self.sequence(node, "'layers'", "- {op: quantize, inputs: [x, s], outputs: [q]}")

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from netdsl import settings
-from netdsl.atomic import write_atomically
+from netdsl.atomic import FileError, write_atomically
 from netdsl.backends.cupy import abi
 from netdsl.backends.cupy.device import current, import_cupy
-from netdsl.diagnostics import UsageError
 from netdsl.resources import resource_dir
 
 
@@ -149,11 +148,12 @@ def precompile(device: int | None = None) -> int:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Best effort: a cache that cannot be written only costs a recompilation next time."""
+    """Best effort, through netdsl's one atomic writer: a cache that cannot be written only costs a
+    recompilation next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda stream: stream.write(data))
-    except (OSError, UsageError):
+    except (OSError, FileError):
         pass
 
 
