@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import ml_dtypes
 import numpy as np
 
-#: safetensors dtype tag -> bytes per element (every tag a checkpoint weight or a netdsl output uses)
-ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-              "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "U32": 4, "U64": 8}
-#: NumPy storage dtype -> safetensors tag
-TAGS = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(ml_dtypes.bfloat16): "BF16",
-        np.dtype(np.int64): "I64", np.dtype(np.int32): "I32", np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8",
-        np.dtype(ml_dtypes.float8_e4m3fn): "F8_E4M3", np.dtype(ml_dtypes.float8_e8m0fnu): "F8_E8M0"}
+from netdsl.files import SAFETENSORS_TAGS
+
+#: safetensors dtype tag -> bytes per element, for the whole-byte tags (netdsl/files.py holds the format's
+#: tags; a sub-byte tag's tensors are copied as they are, never written by a recipe)
+ITEM_SIZES = {tag: bits // 8 for tag, (bits, _) in SAFETENSORS_TAGS.items() if bits % 8 == 0}
+#: NumPy storage dtype -> safetensors tag, for the dtypes recipe outputs are stored in
+TAGS = {dtype: tag for tag, (bits, dtype) in SAFETENSORS_TAGS.items()
+        if dtype is not None and bits % 8 == 0 and not tag.endswith("FNUZ")}
 #: the safetensors header is at most 100 MB (the format's own limit)
 MAX_HEADER = 100_000_000
 COPY_CHUNK = 1 << 26
