@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import CheckedGraph, check, print_graph
+from netdsl.check import CheckedGraph, check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
@@ -40,9 +42,35 @@ class Network:
         """Output name -> TensorType."""
         return {name: self.graph.values[name].type for name in self.graph.outputs}
 
+    def marked(self, names: Iterable[str]) -> Network:
+        """The same network with more outputs (``--mark``): each name in ``names`` is a layer output, or
+        ``all`` for every layer output. The network's own outputs come first, then the marked ones in graph
+        order. Marking changes no value: every executor computes the same bits for every tensor whether it
+        is an output or not (docs/cli.md, "Seeing inside"). ValueError for a name that isn't a layer output."""
+        wanted = set()
+        layer_outputs = [name for node in self.graph.nodes for name in node.outputs]
+        for name in names:
+            if name == "all":
+                wanted.update(layer_outputs)
+            elif name in layer_outputs:
+                wanted.add(name)
+            elif name in self.graph.values:
+                kind = "a network input" if self.graph.values[name].kind == "input" else "a constant"
+                raise ValueError(f"cannot mark '{name}': it is {kind}, not a layer output")
+            else:
+                raise ValueError(f"cannot mark '{name}': no such tensor; the layer outputs are "
+                                 f"{', '.join(layer_outputs) or 'none'}")
+        added = [name for name in layer_outputs if name in wanted and name not in self.graph.outputs]
+        graph = replace(self.graph, outputs=self.graph.outputs + tuple(added),
+                        output_locs=self.graph.output_locs + tuple(self.graph.values[name].loc for name in added))
+        return Network(graph, self.warnings)
+
     def describe(self) -> str:
-        """The checked graph: every tensor's type and shape, each layer's granularity and mode."""
-        return print_graph(self.graph)
+        """The checked graph as ``netdsl check -v`` prints it: every tensor's type and shape, constants in
+        brief, each layer output's provenance, each layer's granularity and mode."""
+        from netdsl.view import describe
+
+        return describe(self.graph)
 
     def _check_names(self, inputs: dict[str, Any]) -> None:
         """ValueError for an unknown or a missing input."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from netdsl.apply.checkpoint import open_checkpoint
-from netdsl.apply.plan import Plan, make_plan, read_input_scales
-from netdsl.apply.run import Manifest, finish, write_shard
-from netdsl.apply.safetensors_io import CheckpointError
 from netdsl.diagnostics import UsageError
+
+if TYPE_CHECKING:
+    from netdsl.apply.plan import Plan
 
 
 def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format: str = "modelopt",
@@ -31,6 +31,12 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         import safetensors  # noqa: F401  (read here: a missing extra is a usage error before any work)
     except ImportError:
         raise UsageError('netdsl apply needs safetensors: pip install "netdsl[apply]"') from None
+    # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
+    from netdsl.apply.checkpoint import open_checkpoint
+    from netdsl.apply.plan import make_plan, read_input_scales
+    from netdsl.apply.run import Manifest, finish, write_shard
+    from netdsl.apply.safetensors_io import CheckpointError
+
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:

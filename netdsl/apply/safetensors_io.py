@@ -22,14 +22,15 @@ from typing import IO, Any
 
 import numpy as np
 
+from netdsl.dtypes import storage_dtype
 from netdsl.files import SAFETENSORS_TAGS
 
 #: safetensors dtype tag -> bytes per element, for the whole-byte tags (netdsl/files.py holds the format's
 #: tags; a sub-byte tag's tensors are copied as they are, never written by a recipe)
 ITEM_SIZES = {tag: bits // 8 for tag, (bits, _) in SAFETENSORS_TAGS.items() if bits % 8 == 0}
 #: NumPy storage dtype -> safetensors tag, for the dtypes recipe outputs are stored in
-TAGS = {dtype: tag for tag, (bits, dtype) in SAFETENSORS_TAGS.items()
-        if dtype is not None and bits % 8 == 0 and not tag.endswith("FNUZ")}
+TAGS: dict[np.dtype, str] = {storage_dtype(name): tag for tag, (bits, name) in SAFETENSORS_TAGS.items()
+                             if name is not None and bits % 8 == 0 and not tag.endswith("FNUZ")}
 #: the safetensors header is at most 100 MB (the format's own limit)
 MAX_HEADER = 100_000_000
 COPY_CHUNK = 1 << 26

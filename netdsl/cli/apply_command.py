@@ -8,13 +8,24 @@ import sys
 
 from netdsl.apply.formats import FORMATS
 
+EPILOG = """examples:
+  netdsl apply examples/recipes/nvfp4_weights.net ./llama -o ./llama-nvfp4            # ModelOpt layout, W4A16
+  netdsl apply examples/recipes/nvfp4_weights.net ./llama -o OUT --input-scales amax.json   # W4A4 NVFP4
+  netdsl apply examples/recipes/int4_block128_weights.net ./llama -o OUT --format compressed-tensors
+  netdsl apply RECIPE ./llama -o OUT --workers 8        # shards on a local Dask cluster (docs/scale.md)"""
+
 
 def add_parser(commands) -> None:
-    apply = commands.add_parser("apply", help="quantize a safetensors checkpoint with a recipe")
-    apply.add_argument("recipe")
+    apply = commands.add_parser(
+        "apply", help="quantize a safetensors checkpoint with a recipe", epilog=EPILOG,
+        description="Run a recipe (a network whose input is the weight) over every weight of a safetensors "
+                    "checkpoint and write it in the layout vLLM and TensorRT-LLM load (docs/checkpoints.md).")
+    apply.add_argument("recipe", help="the recipe: a .net or .yaml network with one input, the weight")
     apply.add_argument("checkpoint", help="a .safetensors file, or a folder of shards with its index")
-    apply.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    apply.add_argument("--format", choices=FORMATS, default="modelopt")
+    apply.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                       help="the output folder (new or empty, or an interrupted run's to resume it)")
+    apply.add_argument("--format", choices=FORMATS, default="modelopt",
+                       help="the checkpoint layout and quantization config (default: modelopt)")
     apply.add_argument("--include", action="append", default=[], metavar="GLOB",
                        help="tensors the recipe takes (default: *.weight of the recipe's rank)")
     apply.add_argument("--exclude", action="append", default=None, metavar="GLOB",
@@ -23,7 +34,8 @@ def add_parser(commands) -> None:
     where.add_argument("--workers", type=int, metavar="N", help="run the shards on a local Dask cluster")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run the shards on a running Dask cluster")
     where.add_argument("--gpus", type=int, metavar="N", help="one Dask worker per GPU (dask-cuda)")
-    apply.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    apply.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                       help="where the recipe runs (default: the GPU when CuPy and a device are there)")
     apply.add_argument("--input-scales", metavar="FILE.json",
                        help="calibrated activation amax per layer: writes input_scale and the W4A4 label")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,12 +11,21 @@ from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit,
 from netdsl.diagnostics import UsageError
 from netdsl.model import Network
 
+EPILOG = """examples:
+  netdsl convert examples/quantize.net --to yaml            # the YAML form on stdout
+  netdsl convert model.yaml --to net -o model.net"""
+
 
 def add_parser(commands) -> None:
-    convert = commands.add_parser("convert", help="write a model in the other form")
+    convert = commands.add_parser(
+        "convert", help="write a model in the other form", epilog=EPILOG,
+        description="Write a checked model as text (.net) or YAML; converting back gives the same graph "
+                    "(comments and literal expressions are not kept).")
     add_model_arguments(convert)
-    convert.add_argument("--to", choices=("net", "yaml"), required=True)
-    convert.add_argument("-o", "--output", metavar="FILE")
+    convert.add_argument("--to", choices=("net", "yaml"), required=True, help="the form to write")
+    convert.add_argument("-o", "--output", metavar="FILE",
+                         help="write to FILE (atomically) instead of stdout; load() paths are rewritten "
+                              "relative to FILE's folder")
     add_input_shape_option(convert)
 
 

@@ -47,7 +47,7 @@ def summary(report: Report, atol: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
-    from netdsl.cases import CaseError, feed, find_cases, load_case
+    from netdsl.cases import CaseError, feed, find_cases, load_case, model_path
     from netdsl.compare import ComparisonError, compare_outputs
     from netdsl.model import Network, load
 
@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in paths:
         try:
-            case = load_case(path)
-            network = load(case.model_path())
+            network = load(model_path(path))
             if not isinstance(network, Network):
-                raise UsageError(f"{case.model_path()} is a recipe (its input dimensions are names); a case "
+                raise UsageError(f"{model_path(path)} is a recipe (its input dimensions are names); a case "
                                  f"needs a model of fixed shapes")
+            case = load_case(path, network)
             inputs = network.prepare_inputs(feed(case.inputs, network))
             outputs = backend.run(network.graph, inputs)
             got = {name: outputs[name] for name in case.expected if name in outputs}

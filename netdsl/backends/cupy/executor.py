@@ -10,6 +10,7 @@ graph, so a repeated run pays only for its inputs, launches and downloads.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Ste
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.check import CheckedGraph
 from netdsl.dtypes import DType
+from netdsl.ir import Node
 from netdsl.ops.common import ScaleResolution, check_applied_scale
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution, applied_double_quant_scale
@@ -73,8 +75,10 @@ class CupyBackend(Backend):
             cached = state.constants[(on_device, value.name)] = (value.data, uploaded)
         return cached[1]
 
-    def run_device(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back."""
+    def run_device(self, graph: CheckedGraph, inputs: dict[str, Any],
+                   on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:
+        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back.
+        ``on_node`` is called for each layer once its kernel is launched."""
         state = self._state(graph)
         steps = self.schedule(graph)
         on_device = device.current()
@@ -94,17 +98,21 @@ class CupyBackend(Backend):
             else:
                 results = [_run_dequantize_double(step, args)]
             env.update(zip(step.outputs, results))
+            if on_node is not None:
+                for node in step.nodes:
+                    on_node(node)
             for name in step.free:
                 env.pop(name, None)
         return {name: env[name] for name in graph.outputs}
 
-    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray],
+                on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         state = self._state(graph)
         typed = state.input_types
         if typed is None:
             typed = state.input_types = [(value.name, graph.type_of(value.name).dtype) for value in graph.inputs]
         device_inputs = {name: device.upload(inputs[name], dtype) for name, dtype in typed}
-        results = self.run_device(graph, device_inputs)
+        results = self.run_device(graph, device_inputs, on_node)
         return {name: device.download(results[name]) for name in graph.outputs}
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from netdsl.backends import Backend
 from netdsl.backends.numpy import compiled
 from netdsl.check import CheckedGraph
+from netdsl.ir import Node
 from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, shuffle, unary
 from netdsl.ops.base import OpDef
 from netdsl.ops.common import ScaleResolution, check_applied_scale
@@ -32,13 +33,16 @@ Box = tuple[slice, ...]
 
 
 class NumpyBackend(Backend):
-    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray],
+                on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         env: dict[str, Any] = dict(inputs)
         for value in graph.constants:
             env[value.name] = value.data
         for node in graph.nodes:
             results = self.impls[node.op](node.resolution, [env[name] for name in node.inputs])
             env.update(zip(node.outputs, results))
+            if on_node is not None:
+                on_node(node)
         return {name: env[name] for name in graph.outputs}
 
 
