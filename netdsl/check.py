@@ -17,16 +17,23 @@ import numpy as np
 from netdsl.diagnostics import Diagnostics, Loc, OpError
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value, attr_items, format_attr
 from netdsl.ops.base import InferContext, OpDef, Operand
+from netdsl.ops.cast import CastAttrs, CastResolution
 from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DequantizeAttrs
 from netdsl.ops.dynamic_quantize import DynamicQuantizeAttrs, DynamicResolution
+from netdsl.ops.elementwise import ElementwiseAttrs, ElementwiseResolution
 from netdsl.ops.quantize import QuantizeAttrs
+from netdsl.ops.reduce import ReduceAttrs, ReduceResolution
+from netdsl.ops.shuffle import ShuffleAttrs, ShuffleResolution
+from netdsl.ops.unary import UnaryAttrs, UnaryResolution
 
 #: what the checker resolves for a layer, by op: Quantize and Dequantize a ScaleResolution,
-#: DynamicQuantize a DynamicResolution
-Resolution = ScaleResolution | DynamicResolution
+#: DynamicQuantize a DynamicResolution, each recipe layer its own
+Resolution = (ScaleResolution | DynamicResolution | UnaryResolution | ReduceResolution | ElementwiseResolution
+              | CastResolution | ShuffleResolution)
 #: a layer's attributes, by op
-LayerAttrs = QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs
+LayerAttrs = (QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs | UnaryAttrs | ReduceAttrs | ElementwiseAttrs
+              | CastAttrs | ShuffleAttrs)
 
 
 @dataclass(eq=False)
@@ -96,7 +103,7 @@ def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
         finally:
             for message, where in context.warnings:
                 diagnostics.warning(_locate(node, where), message)
-        assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs)
+        assert isinstance(node.attrs, LayerAttrs)
         checked = CheckedNode(op, node.inputs, node.outputs, node.attrs, node.loc, node.input_locs, node.attr_locs,
                               resolution)
         nodes.append(checked)

@@ -15,6 +15,7 @@ from netdsl import dtypes
 from netdsl.check import CheckedGraph, CheckedNode, print_graph
 from netdsl.ir import attr_items
 from netdsl.ops.common import ScaleResolution
+from netdsl.ops.dynamic_quantize import DynamicResolution
 
 #: where a tensor's values come from (``check -v``, ``check --json``, ``netdsl graph``)
 INPUT, CONSTANT, FOLDED, DYNAMIC_SCALE, COMPUTED = "input", "constant", "folded", "dynamic scale", "computed"
@@ -200,6 +201,8 @@ def granularity(node: CheckedNode) -> dict[str, Any]:
     if isinstance(resolution, ScaleResolution):
         found = resolution.granularity
         return {"kind": found.kind, "axis": found.axis, "block": list(found.block), "text": resolution.describe()}
+    if not isinstance(resolution, DynamicResolution):  # a recipe layer (docs/semantics.md, "Recipe layers")
+        return {"kind": node.op.name, "axis": None, "block": None, "text": resolution.describe()}
     mode = resolution.mode  # DynamicQuantize's mode: its name, or an object with one
     return {"kind": getattr(mode, "name", mode), "axis": None, "block": list(resolution.block),
             "text": resolution.describe()}

@@ -20,7 +20,7 @@ import sys
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
 #: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
-COMMANDS = ("check", "run", "convert", "graph", "import", "export", "compare", "test")
+COMMANDS = ("check", "run", "convert", "graph", "import", "export", "compare", "test", "apply")
 
 EPILOG = """examples:
   netdsl check examples/quantize.net

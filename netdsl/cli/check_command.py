@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model, write_json
+from netdsl.cli.common import add_input_shape_option, add_model_arguments, emit, load_model_or_recipe, write_json
+from netdsl.diagnostics import UsageError
+from netdsl.model import Network
 
 EPILOG = """examples:
   netdsl check examples/quantize.net            # prints ok, or FILE:LINE:COL: error: ... (exit 1)
@@ -28,8 +30,11 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    network = load_model(args.model, args.input_shape, args.trust_paths)
+    network = load_model_or_recipe(args.model, args.input_shape, args.trust_paths)
     if args.json:
+        if not isinstance(network, Network):
+            raise UsageError("--json lists a checked graph: a recipe is checked for each shape it meets "
+                             "(netdsl run --input NAME=FILE.npy binds one)")
         from netdsl.view import graph_json
 
         write_json(args.json, graph_json(network.graph))
@@ -37,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if args.verbose:
         emit(network.describe(), end="")
-    emit("ok")
+    emit("ok (a recipe: checked again for each shape it meets)" if network.recipe else "ok")
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 
 from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import UsageError
-from netdsl.model import Network, load
+from netdsl.model import Network, Recipe, load
 
 
 def emit(text: str, end: str = "\n") -> None:
@@ -69,7 +69,18 @@ def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
 
 def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bool = False) -> Network:
     """The checked model named on the command line (its warnings printed), or a UsageError for a file
-    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``."""
+    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``. A
+    recipe (input dimensions that are names) is a usage error here: this command needs fixed shapes."""
+    network = load_model_or_recipe(path, input_shapes, trust_paths)
+    if isinstance(network, Recipe):
+        raise UsageError(f"'{path}' is a recipe (its input dimensions are names): bind it with netdsl run "
+                         f"--input NAME=FILE.npy, or apply it with netdsl apply (docs/checkpoints.md)")
+    return network
+
+
+def load_model_or_recipe(path: str, input_shapes: list[str] | None = None,
+                         trust_paths: bool = False) -> Network | Recipe:
+    """:func:`load_model`, a recipe included (``netdsl check``, ``run``, ``convert``)."""
     shapes = {}
     if input_shapes:
         if Path(path).suffix.lower() != ".onnx":
@@ -121,6 +132,38 @@ def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
     except files.FileError as error:
         raise UsageError(f"cannot read {what} '{path}': {error}") from None
     return {name: array for name, array in arrays_.items() if array is not None}
+
+
+def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
+    """A recipe (docs/checkpoints.md) bound to the shapes of the input files given on the command line;
+    an input whose dimensions are names can't be drawn at random."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    if args.inputs:
+        shapes.update({key: array.shape for key, array in read_tensors(args.inputs, "inputs file").items()
+                       if key in network.inputs})
+    for item in args.input:
+        name, _, path = item.partition("=")
+        if name not in network.inputs or not path:
+            continue
+        try:  # only the shape: gather_inputs reads the values, and reports a file it can't read
+            if path.lower().endswith(".npy"):
+                shapes[name] = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            else:
+                found = [a for a in files.read_tensors(path).values() if a is not None]
+                if len(found) == 1:
+                    shapes[name] = found[0].shape
+        except (OSError, ValueError, files.FileError):
+            continue
+    for name, declared in network.inputs.items():
+        if name not in shapes:
+            if any(isinstance(d, str) for d in declared.dims):
+                raise UsageError(f"input '{name}' has named dimensions ({declared}): give it with "
+                                 f"--input {name}=FILE.npy")
+            shapes[name] = tuple(int(d) for d in declared.dims)
+    try:
+        return network.bind(shapes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:

@@ -12,17 +12,19 @@ from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
     add_model_arguments,
+    bind_recipe,
     check_save_target,
     emit,
     format_output,
     gather_inputs,
     input_files,
-    load_model,
+    load_model_or_recipe,
     write_json,
     writing,
 )
 from netdsl.cli.progress import estimate, node_elements, progress
-from netdsl.diagnostics import UsageError
+from netdsl.diagnostics import UsageError, WeightValueError
+from netdsl.model import Recipe
 
 EPILOG = """examples:
   netdsl run examples/quantize.net                         # random inputs, uniform in [-1, 1), seed 1
@@ -88,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     for target in (args.save, args.save_inputs):
         if target is not None:
             check_save_target(target, args)
-    network = load_model(args.model, args.input_shape, args.trust_paths)
+    network = load_model_or_recipe(args.model, args.input_shape, args.trust_paths)
+    if isinstance(network, Recipe):
+        network = bind_recipe(network, args)
     if args.mark:
         try:
             network = network.marked(args.mark)
@@ -106,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
             with writing(args.save_inputs):
                 files.write_tensors(args.save_inputs, inputs, {name: t.dtype for name, t in network.inputs.items()},
                                     args.codes, kind="inputs", protect=input_files(args))
-        results = backend.run(graph, inputs, on_node=lambda node: tick(node.outputs[0], node_elements(node, graph)))
+        try:
+            results = backend.run(graph, inputs, on_node=lambda node: tick(node.outputs[0], node_elements(node, graph)))
+        except WeightValueError as error:
+            raise UsageError(f"the recipe's input doesn't fit it: {error}") from None
         if args.save is not None:  # before anything is printed: a closed or full stdout can't lose the file
             with writing(args.save):
                 files.write_tensors(args.save, results, {name: types[name].dtype for name in results}, args.codes,

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
     from netdsl.cases import CaseError, feed, find_cases, load_case, model_path
     from netdsl.compare import ComparisonError, compare_outputs
-    from netdsl.model import load
+    from netdsl.model import Network, load
 
     try:
         paths = find_cases(args.paths)
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         try:
             network = load(model_path(path))
+            if not isinstance(network, Network):
+                raise UsageError(f"{model_path(path)} is a recipe (its input dimensions are names); a case "
+                                 f"needs a model of fixed shapes")
             case = load_case(path, network)
             inputs = network.prepare_inputs(feed(case.inputs, network))
             outputs = backend.run(network.graph, inputs)

@@ -25,9 +25,10 @@ from netdsl.dtypes import DType
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value
 from netdsl.ops import OPS
 from netdsl.ops.common import ScaleResolution
-from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dequantize import DEQUANTIZE, DequantizeAttrs
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicQuantizeAttrs, DynamicResolution
 from netdsl.ops.granularity import ceil_div
+from netdsl.ops.quantize import QuantizeAttrs
 
 #: what to install for ONNX files
 EXTRA = 'pip install "netdsl[onnx]"'
@@ -717,6 +718,7 @@ class _Export:
         if not standard:
             self.trt = True
             self.opset = max(self.opset, 19 if quantized == dtypes.FP8 else 10)
+            assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs)
             block_shape = node.attrs.block_shape if node.attrs.block_shape is not None else granularity.block
             self.nodes.append(onnx.helper.make_node(
                 "TRT_BlockDequantize" if is_dq else "TRT_BlockQuantize", [data_name, scale_name], node.outputs,

@@ -25,9 +25,9 @@ from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.check import CheckedGraph
 from netdsl.dtypes import DType
 from netdsl.ir import Node
-from netdsl.ops.common import ScaleResolution
+from netdsl.ops.common import ScaleResolution, check_applied_scale
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution, applied_double_quant_scale
 from netdsl.ops.quantize import QUANTIZE
 
 
@@ -129,6 +129,8 @@ def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
     quantize_node, dequantize_node = step.nodes
     q_resolution, dq_resolution = scale_resolution(quantize_node), scale_resolution(dequantize_node)
     x, q_scale, dq_scale = args
+    _check_applied(q_resolution, q_scale)
+    _check_applied(dq_resolution, dq_scale)
     granularity = q_resolution.granularity
     return launch.quantize_dequantize(x, _reshaped(q_scale, granularity.scale_shape), granularity.block,
                                       q_resolution.to_type, _reshaped(dq_scale, granularity.scale_shape),
@@ -139,6 +141,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
     scale_node, data_node = step.nodes
     sf_resolution, resolution = scale_resolution(scale_node), scale_resolution(data_node)
     data, codes, codes_scale = args
+    _check_applied(sf_resolution, codes_scale)
     granularity = resolution.granularity
     return launch.dequantize_double(data, _reshaped(codes, granularity.scale_shape), codes_scale, granularity.block,
                                     sf_resolution.to_type, resolution.to_type)
@@ -146,6 +149,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
 
 @BACKEND.impl(QUANTIZE)
 def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
     granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [launch.quantize(args[0], scale, granularity.block, resolution.to_type)]
@@ -153,6 +157,7 @@ def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DEQUANTIZE)
 def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
     granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [launch.dequantize(args[0], scale, granularity.block, resolution.to_type)]
@@ -160,5 +165,18 @@ def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
 def _dynamic_quantize(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
+    dqs = resolution.double_quant_scale
+    if resolution.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
+        dqs = applied_double_quant_scale(resolution, device.download(args[1]))
     return list(launch.dynamic_quantize(args[0], resolution.block, resolution.output_type, resolution.scale_type,
-                                      resolution.double_quant_scale))
+                                        dqs))
+
+
+def _check_applied(resolution: ScaleResolution, scale: Any) -> None:
+    """A scale computed from a recipe's weight is checked as a constant's would be (on the host: a scale
+    is small)."""
+    if resolution.applied_scale is not None:
+        check_applied_scale(resolution, device.download(scale))
+
+
+from netdsl.backends.cupy import recipe_layers  # noqa: E402,F401  (registers the recipe layers' impls)
