@@ -124,7 +124,9 @@ def run_apply(recipe: Path, folder: Path, backend: str, workers: int | None) -> 
     out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
     command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
                "--backend", backend, "--no-progress"] + (["--workers", str(workers)] if workers else [])
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the checkout first, then the caller's entries (where a machine keeps dependencies such as lark)
+    kept = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]))
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     peak_rss = peak_anon = 0
