@@ -463,3 +463,21 @@ def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path:
         apply(RECIPES / f"{recipe}.net", folder, tmp_path / f"{backend}-{recipe}", backend=backend)
         for path in sorted((tmp_path / f"numpy-{recipe}").glob("*.safetensors")):
             assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)
+
+
+@pytest.mark.parametrize("name", ["fp4", "int4"])
+def test_codes_kept_packed_from_the_gpu_write_the_same_bytes(name: str) -> None:
+    """The GPU path hands 4-bit outputs over still packed (formats.PackedCodes); every writer's conversion
+    gives the bytes it gives for one value an element, row slices (fused members) included."""
+    from netdsl import dtypes
+    from netdsl.apply.formats import PackedCodes, _pack_fp4, _pack_int4_int32, _same
+
+    dtype = dtypes.lookup(name)
+    codes = np.random.default_rng(5).integers(0, 16, size=(6, 32)).astype(np.uint8)
+    values = dtypes.from_codes(codes.reshape(-1), dtype).reshape(6, 32)
+    packed = PackedCodes(dtypes.pack_nibbles(codes.reshape(-1)).reshape(6, 16), dtype)
+    convert = _pack_fp4 if name == "fp4" else _pack_int4_int32
+    assert np.array_equal(convert(packed), convert(values))
+    assert np.array_equal(convert(packed[2:5]), convert(values[2:5]))
+    assert packed.shape == (6, 32)
+    assert np.array_equal(_same(packed).view(np.uint8), values.view(np.uint8))

@@ -81,21 +81,47 @@ class Stored:
     convert: Callable[[np.ndarray], np.ndarray]
 
 
-def _pack_fp4(array: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class PackedCodes:
+    """A 4-bit output as the GPU stores it, two codes a byte along the last axis (even element in the low
+    nibble), kept packed from the device to the file: the writers take it as it is, so the codes are never
+    unpacked to one a byte and packed again. Row slices (a fused group's members) stay packed."""
+
+    packed: np.ndarray  # uint8, shape[:-1] + (shape[-1] // 2,)
+    dtype: dtypes.DType
+
+    def __getitem__(self, rows: slice) -> PackedCodes:
+        return PackedCodes(self.packed[rows], self.dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.packed.shape[:-1], 2 * self.packed.shape[-1])
+
+    def unpacked(self) -> np.ndarray:
+        """One value an element, as the NumPy backend gives it."""
+        codes = dtypes.unpack_nibbles(self.packed.reshape(-1), 2 * self.packed.size)
+        return dtypes.from_codes(codes, self.dtype).reshape(self.shape)
+
+
+def _pack_fp4(array: np.ndarray | PackedCodes) -> np.ndarray:
     """Two fp4 codes per byte along the last axis, the even element in the low nibble (ModelOpt's
     ``(q[..., 1::2] << 4) | q[..., 0::2]``; vLLM unpacks low nibble first)."""
+    if isinstance(array, PackedCodes):
+        return array.packed
     return dtypes.pack_nibbles(dtypes.to_codes(array, dtypes.FP4)).reshape(*array.shape[:-1], array.shape[-1] // 2)
 
 
-def _pack_int4_int32(array: np.ndarray) -> np.ndarray:
+def _pack_int4_int32(array: np.ndarray | PackedCodes) -> np.ndarray:
     """compressed-tensors' ``pack_to_int32``: each code plus 8 as an unsigned nibble, eight per int32 along
     the last axis, element j of a group in bits 4j (so, little-endian, two per byte, low nibble first)."""
+    if isinstance(array, PackedCodes):  # code + 8 modulo 16 is the code with its top bit flipped
+        return np.ascontiguousarray(array.packed ^ np.uint8(0x88)).view("<i4")
     unsigned = (dtypes.to_codes(array, dtypes.INT4) + 8) & 0x0F
     return dtypes.pack_nibbles(unsigned).view("<i4").reshape(*array.shape[:-1], array.shape[-1] // 8)
 
 
-def _same(array: np.ndarray) -> np.ndarray:
-    return array
+def _same(array: np.ndarray | PackedCodes) -> np.ndarray:
+    return array.unpacked() if isinstance(array, PackedCodes) else array
 
 
 def _storage_tag(tensor_type: TensorType) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from netdsl import dtypes
 from netdsl.apply.checkpoint import INDEX_NAME
+from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
 from netdsl.diagnostics import UsageError, WeightValueError
@@ -48,9 +49,10 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
     return on_device
 
 
-def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, np.ndarray]:
+def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
     """The recipe on one group's stacked weights; host arrays out. A weight already on the device runs
-    there (netdsl.backends.cupy.external: no copy) and only the outputs come back."""
+    there (netdsl.backends.cupy.external: no copy) and only the outputs come back, 4-bit ones still packed
+    (:class:`PackedCodes`)."""
     recipe = plan.recipe()
     name = recipe.graph.inputs[0].name
     if backend != "cupy":
@@ -60,7 +62,15 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, np.ndarray]
     network = recipe.bind({name: tuple(stacked.shape)})
     results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
                                                                                   network.inputs[name])})
-    return {output: device.download(results[output]) for output in network.graph.outputs}
+    outputs: dict[str, Any] = {}
+    for output in network.graph.outputs:
+        tensor = results[output]
+        if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+            packed = device.import_cupy().asnumpy(tensor.data)
+            outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2), tensor.dtype)
+        else:
+            outputs[output] = device.download(tensor)
+    return outputs
 
 
 def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
