@@ -12,11 +12,13 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from netdsl import dtypes
 from netdsl.apply.checkpoint import INDEX_NAME
 from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
@@ -25,18 +27,48 @@ from netdsl.diagnostics import UsageError, WeightValueError
 MANIFEST = ".netdsl-apply.json"
 
 
-def _group_outputs(plan: Plan, g: int, backend: str) -> list[dict[str, np.ndarray]]:
-    """The recipe run once on group ``g``'s weights stacked by rows; each member's share of every output
-    (and its input scale), as the arrays to be written."""
+def _read_group(plan: Plan, g: int, backend: str) -> Any:
+    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they are copied
+    to the device here, on a stream of this thread's own: ``write_shard`` reads the next group in a thread
+    while the current one is quantized and written, so reading and copying overlap the GPU's work."""
     group = plan.groups[g]
     checkpoint = plan.checkpoint
-    locations = checkpoint.locations
-    weights = [checkpoint.read(locations[m], m) for m in group.members]
+    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
     stacked = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
-    del weights
+    if backend != "cupy":
+        return stacked
+    from netdsl.backends.cupy.device import import_cupy
+
+    cupy = import_cupy()
+    kind = next((t for t in dtypes.FLOAT_TYPES if t.storage == stacked.dtype), None)
+    raw = stacked.view(kind.device_storage) if kind is not None else stacked
+    with cupy.cuda.Stream(non_blocking=True) as stream:
+        on_device = cupy.asarray(raw)
+        stream.synchronize()
+    return on_device
+
+
+def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, np.ndarray]:
+    """The recipe on one group's stacked weights; host arrays out. A weight already on the device runs
+    there (netdsl.backends.cupy.external: no copy) and only the outputs come back."""
     recipe = plan.recipe()
+    name = recipe.graph.inputs[0].name
+    if backend != "cupy":
+        return recipe.run({name: stacked}, backend=backend)
+    from netdsl.backends.cupy import BACKEND, device, external
+
+    network = recipe.bind({name: tuple(stacked.shape)})
+    results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
+                                                                                  network.inputs[name])})
+    return {output: device.download(results[output]) for output in network.graph.outputs}
+
+
+def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
+    """The recipe run once on group ``g``'s weights stacked by rows (:func:`_read_group`); each member's
+    share of every output (and its input scale), as the arrays to be written."""
+    group = plan.groups[g]
     try:
-        outputs = recipe.run({recipe.graph.inputs[0].name: stacked}, backend=backend)
+        outputs = _run_recipe(plan, stacked, backend)
     except WeightValueError as error:
         what = f"tensor '{group.members[0]}'" if len(group.members) == 1 else f"fused group {', '.join(group.members)}"
         raise UsageError(f"{what} doesn't fit the recipe: {error}") from None
@@ -78,7 +110,18 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
         if e.source is None:
             pending[e.group] = pending.get(e.group, 0) + 1
     computed: dict[int, list[dict[str, np.ndarray]]] = {}
+    # the groups in the order they are written: while one is quantized and written, the next is read
+    order = list(dict.fromkeys(e.group for e in entries if e.source is None))
+    position = {g: i for i, g in enumerate(order)}
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-read")
+    ahead: dict[int, Future[Any]] = {}
+
+    def read_ahead(index: int) -> None:
+        if index < len(order) and order[index] not in ahead:
+            ahead[order[index]] = reader.submit(_read_group, plan, order[index], backend)
+
     try:
+        read_ahead(0)
         for e in entries:
             if e.source is not None:
                 info = checkpoint.shards[locations[e.source]][e.source]
@@ -87,7 +130,11 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
                     progress(info.nbytes)
                 continue
             if e.group not in computed:
-                computed[e.group] = _group_outputs(plan, e.group, backend)
+                read_ahead(position[e.group])
+                stacked = ahead.pop(e.group).result()
+                read_ahead(position[e.group] + 1)  # bounded memory: at most the next group is read ahead
+                computed[e.group] = _group_outputs(plan, e.group, backend, stacked)
+                del stacked
             writer.write(e.tensor.name, [_entry_bytes(plan, e, computed[e.group])])
             pending[e.group] -= 1
             if not pending[e.group]:
@@ -101,6 +148,7 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
         writer.abort()
         raise
     finally:
+        reader.shutdown(wait=True, cancel_futures=True)
         checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
 
 

@@ -34,9 +34,9 @@ EXAMPLES = """examples:
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "compare", help="compare a run with reference outputs, a case file or another backend",
-        description="Run MODEL and compare every output present on both sides: exact by default (bit for bit, "
-                    "NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage or "
-                    "nothing to compare.",
+        description="Run MODEL and compare every output present on both sides: exact by default (bit for\n"
+                    "bit, NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage\n"
+                    "or nothing to compare. docs/compare.md explains the report.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     add_input_options(parser)

@@ -20,8 +20,9 @@ EXAMPLES = """examples:
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "test", help="run conformance cases (NAME.case.yaml) against their models",
-        description="Run every case file given or found under the folders given (default: examples/) "
-                    "against the model beside it (NAME.net, NAME.yaml or NAME.onnx) and compare its outputs.",
+        description="Run every case file given or found under the folders given (default: examples/)\n"
+                    "against the model beside it (NAME.net, NAME.yaml or NAME.onnx) and compare its outputs\n"
+                    "(docs/compare.md).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", default=["examples"], metavar="PATH",
                         help="case files or folders to search (default: examples)")
