@@ -148,12 +148,25 @@ def copy_rate(cp: Any, reps: int) -> dict[str, float]:
 
 
 _TRAFFIC_KERNEL = r"""
-extern "C" __global__ void traffic16(const uint4* __restrict__ src, uint4* __restrict__ dst,
-                                     unsigned long long n, unsigned long long in_step,
-                                     unsigned long long out_step) {
-  // Over the index space k in [0, n), vector (k * step) >> 32 of each side is read (written) where that
-  // index changes: a streaming kernel's interleaved traffic, each vector read (written) once, 16 bytes a
-  // thread, coalesced. step = floor(2^32 * vectors / n), so the indices stay below each side's count.
+// Whether vector k of the index space [0, n) moves on a side of `count` vectors, and which one. Interleaved
+// (a streaming kernel's order): vector (k * step) >> 32 where that index changes, step = floor(2^32 * count
+// / n), so each vector moves once and the index stays below count. As a prefix: vector k where k < count.
+template <bool kPrefix>
+__device__ bool moves(unsigned long long k, unsigned long long n, unsigned long long count,
+                      unsigned long long step, unsigned long long* index) {
+  if (kPrefix) {
+    *index = k;
+    return k < count;
+  }
+  *index = (k * step) >> 32;
+  return k < n && (k == 0 || (((k - 1) * step) >> 32) != *index);
+}
+
+// Reads n_in and writes n_out 16-byte vectors, coalesced, four in flight per thread.
+template <bool kPrefix>
+__device__ void traffic(const uint4* __restrict__ src, uint4* __restrict__ dst, unsigned long long n,
+                        unsigned long long n_in, unsigned long long n_out, unsigned long long in_step,
+                        unsigned long long out_step) {
   const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
   uint4 acc = make_uint4(0, 0, 0, 0);
   for (unsigned long long base = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; base < n;
@@ -161,43 +174,28 @@ extern "C" __global__ void traffic16(const uint4* __restrict__ src, uint4* __res
     uint4 v[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      const unsigned long long k = base + u * stride;
-      v[u] = make_uint4(0, 0, 0, 0);
-      const unsigned long long i = (k * in_step) >> 32;
-      if (k < n && (k == 0 || (((k - 1) * in_step) >> 32) != i)) v[u] = src[i];
+      unsigned long long i;
+      v[u] = moves<kPrefix>(base + u * stride, n, n_in, in_step, &i) ? src[i] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      const unsigned long long k = base + u * stride;
+      unsigned long long j;
       acc.x ^= v[u].x; acc.y ^= v[u].y; acc.z ^= v[u].z; acc.w ^= v[u].w;
-      const unsigned long long j = (k * out_step) >> 32;
-      if (k < n && (k == 0 || (((k - 1) * out_step) >> 32) != j)) dst[j] = acc;
+      if (moves<kPrefix>(base + u * stride, n, n_out, out_step, &j)) dst[j] = acc;
     }
   }
 }
 
-extern "C" __global__ void traffic16_prefix(const uint4* __restrict__ src, uint4* __restrict__ dst,
-                                            unsigned long long n_in, unsigned long long n_out) {
-  // The same bytes as two prefixes of one index space: vector k is read where k < n_in and written where
-  // k < n_out (for equal counts, a copy).
-  const unsigned long long n = n_in > n_out ? n_in : n_out;
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  uint4 acc = make_uint4(0, 0, 0, 0);
-  for (unsigned long long base = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; base < n;
-       base += 4 * stride) {
-    uint4 v[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const unsigned long long k = base + u * stride;
-      v[u] = k < n_in ? src[k] : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const unsigned long long k = base + u * stride;
-      acc.x ^= v[u].x; acc.y ^= v[u].y; acc.z ^= v[u].z; acc.w ^= v[u].w;
-      if (k < n_out) dst[k] = acc;
-    }
-  }
+extern "C" __global__ void traffic16(const uint4* src, uint4* dst, unsigned long long n, unsigned long long n_in,
+                                     unsigned long long n_out, unsigned long long in_step,
+                                     unsigned long long out_step) {
+  traffic<false>(src, dst, n, n_in, n_out, in_step, out_step);
+}
+
+extern "C" __global__ void traffic16_prefix(const uint4* src, uint4* dst, unsigned long long n,
+                                            unsigned long long n_in, unsigned long long n_out,
+                                            unsigned long long in_step, unsigned long long out_step) {
+  traffic<true>(src, dst, n, n_in, n_out, in_step, out_step);
 }
 """
 
@@ -218,13 +216,10 @@ def traffic_ceiling(cp: Any, read_bytes: int, write_bytes: int, reps: int) -> fl
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
     best = 0.0
     for ctas_per_sm, threads in ((4, 256), (8, 256), (16, 128), (2, 1024)):
-        variants = (
-            [lambda s=s, c=ctas_per_sm, t=threads: interleaved(
-                (sms * c,), (t,), (s, cp.empty(n_out * 4, dtype=np.uint32), np.uint64(n), np.uint64(in_step),
-                                   np.uint64(out_step))) for s in sources],
-            [lambda s=s, c=ctas_per_sm, t=threads: prefix(
-                (sms * c,), (t,), (s, cp.empty(n_out * 4, dtype=np.uint32), np.uint64(n_in), np.uint64(n_out)))
-             for s in sources])
+        variants = [[lambda s=s, c=ctas_per_sm, t=threads, k=kernel: k(
+            (sms * c,), (t,), (s, cp.empty(n_out * 4, dtype=np.uint32), np.uint64(n), np.uint64(n_in),
+                               np.uint64(n_out), np.uint64(in_step), np.uint64(out_step))) for s in sources]
+            for kernel in (interleaved, prefix)]
         for launches in variants:
             seconds = timed(cp, launches, reps)[0]
             best = max(best, (read_bytes + write_bytes) / seconds)

@@ -6,9 +6,9 @@
 """
 
 from netdsl.diagnostics import Diagnostic, ModelError
-from netdsl.model import Network, load, loads
+from netdsl.model import Network, Recipe, load, loads
 
-__all__ = ["Diagnostic", "ModelError", "Network", "Report", "compare_outputs", "load", "loads"]
+__all__ = ["Diagnostic", "ModelError", "Network", "Recipe", "Report", "compare_outputs", "load", "loads"]
 __version__ = "0.1.0"
 
 

@@ -54,10 +54,12 @@ def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
 RANDOM_CHUNK = 1 << 20
 
 
-def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarray:
-    """Uniform [-1, 1) float32 from ``rng``, rounded to the tensor's type (as the CLI fills inputs).
+def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float = -1.0,
+                 high: float = 1.0) -> np.ndarray:
+    """Uniform [low, high) float32 from ``rng`` (default [-1, 1), ``--val-range``), rounded to the tensor's
+    type (as the CLI fills inputs).
 
-    The values are ``rng.uniform(-1, 1, size).astype(float32)`` of the whole tensor, bit for bit, but
+    The values are ``rng.uniform(low, high, size).astype(float32)`` of the whole tensor, bit for bit, but
     drawn :data:`RANDOM_CHUNK` elements at a time straight into the result, so that an input takes its
     own storage and a few MiB, not 12 bytes an element: ``Generator.uniform`` draws its doubles in order,
     so consecutive chunks of the flattened tensor continue one stream (tests/test_memory.py checks this)."""
@@ -65,7 +67,7 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator) -> np.ndarra
     out = np.empty(tensor_type.shape, dtype.storage)
     flat = out.reshape(-1)
     for start in range(0, flat.size, RANDOM_CHUNK):
-        values = rng.uniform(-1.0, 1.0, size=min(RANDOM_CHUNK, flat.size - start)).astype(np.float32)
+        values = rng.uniform(low, high, size=min(RANDOM_CHUNK, flat.size - start)).astype(np.float32)
         flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype != dtypes.E8M0 \
             else dtypes.e8m0_round_up(np.abs(values))
     return out

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from netdsl.ir import TensorType
+
 #: the model files a case may belong to, in the order they are looked for
 MODEL_SUFFIXES = (".net", ".yaml", ".onnx")
 CASE_SUFFIX = ".case.yaml"
@@ -34,15 +36,22 @@ class Case:
 
     @property
     def name(self) -> str:
-        return self.path.name[: -len(CASE_SUFFIX)]
+        return case_name(self.path)
 
-    def model_path(self) -> Path:
-        """The model the case belongs to; CaseError when there is none beside it."""
-        for suffix in MODEL_SUFFIXES:
-            candidate = self.path.with_name(self.name + suffix)
-            if candidate.is_file():
-                return candidate
-        raise CaseError(f"{self.path}: no model beside it ({', '.join(self.name + s for s in MODEL_SUFFIXES)})")
+
+def case_name(path: Path) -> str:
+    return path.name[: -len(CASE_SUFFIX)] if path.name.endswith(CASE_SUFFIX) else path.stem
+
+
+def model_path(path: str | Path) -> Path:
+    """The model a case file belongs to; CaseError when there is none beside it."""
+    path = Path(path)
+    name = case_name(path)
+    for suffix in MODEL_SUFFIXES:
+        candidate = path.with_name(name + suffix)
+        if candidate.is_file():
+            return candidate
+    raise CaseError(f"{path}: no model beside it ({', '.join(name + s for s in MODEL_SUFFIXES)})")
 
 
 def _numbers(node: Any) -> Any:
@@ -57,30 +66,25 @@ def _numbers(node: Any) -> Any:
     return node
 
 
-def _array(node: Any, base: Path, where: str) -> np.ndarray:
-    """A nested list of numbers, or ``{load: FILE.npy}`` relative to the case file, as float64."""
+def _array(node: Any, base: Path, where: str, tensor_type: TensorType | None) -> np.ndarray:
+    """A nested list of numbers, or ``{load: FILE.npy}`` relative to the case file read as ``tensor_type``
+    (its values as the file gives them: netdsl.files), as float64."""
     if isinstance(node, dict):
         if set(node) != {"load"} or not isinstance(node["load"], str):
             raise CaseError(f"{where}: an array is a nested list or {{load: FILE.npy}}, got keys {sorted(node)}")
-        return _read(base / node["load"], where)
+        if tensor_type is None:
+            raise CaseError(f"{where}: the model has no such tensor")
+        from netdsl import files
+
+        try:
+            return np.asarray(files.read_array(base / node["load"], tensor_type), dtype=np.float64)
+        except (files.FileError, ValueError) as error:  # unreadable, or it doesn't fit the tensor's type
+            raise CaseError(f"{where}: '{node['load']}' {error}") from None
     try:
         array = np.asarray(_numbers(node), dtype=np.float64)
     except (TypeError, ValueError):
         raise CaseError(f"{where}: not an array of numbers") from None
     return array
-
-
-def _read(path: Path, where: str) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CaseError(f"{where}: no such file '{path}'") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise CaseError(f"{where}: cannot read '{path}': {str(error).splitlines()[0]}") from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise CaseError(f"{where}: '{path}' is not an .npy array")
-    return array.astype(np.float64)
 
 
 def _mapping(node: Any, where: str) -> dict:
@@ -91,8 +95,9 @@ def _mapping(node: Any, where: str) -> dict:
     return node
 
 
-def load_case(path: str | Path) -> Case:
-    """Read a case file; CaseError for anything that doesn't fit the format."""
+def load_case(path: str | Path, network: Any) -> Case:
+    """Read a case file of ``network`` (its ``{load: FILE}`` arrays are read as the network's tensors);
+    CaseError for anything that doesn't fit the format."""
     import yaml
 
     path = Path(path)
@@ -108,7 +113,7 @@ def load_case(path: str | Path) -> Case:
         raise CaseError(f"{path}: unknown key(s) {', '.join(map(str, unknown))} (a case has source, inputs, expected)")
     if not isinstance(raw.get("source"), str) or not raw["source"]:
         raise CaseError(f"{path}: 'source' must say where the expected values come from")
-    inputs = {str(name): _array(node, path.parent, f"{path}: input '{name}'")
+    inputs = {str(name): _array(node, path.parent, f"{path}: input '{name}'", network.inputs.get(name))
               for name, node in _mapping(raw.get("inputs"), f"{path}: inputs").items()}
     expected, atol = {}, {}
     for name, entry in _mapping(raw.get("expected"), f"{path}: expected").items():
@@ -116,7 +121,7 @@ def load_case(path: str | Path) -> Case:
         entry = _mapping(entry, where)
         if "values" not in entry or set(entry) - {"values", "atol"}:
             raise CaseError(f"{where}: takes 'values' and an optional 'atol', got {sorted(entry)}")
-        expected[str(name)] = _array(entry["values"], path.parent, where)
+        expected[str(name)] = _array(entry["values"], path.parent, where, network.outputs.get(name))
         if entry.get("atol") is not None:
             try:
                 atol[str(name)] = float(_numbers(entry["atol"]))

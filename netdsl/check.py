@@ -17,16 +17,23 @@ import numpy as np
 from netdsl.diagnostics import Diagnostics, Loc, OpError
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value, attr_items, format_attr
 from netdsl.ops.base import InferContext, OpDef, Operand
-from netdsl.ops.common import ScaleResolution, is_constant_rooted
+from netdsl.ops.cast import CastAttrs, CastResolution
+from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DequantizeAttrs
 from netdsl.ops.dynamic_quantize import DynamicQuantizeAttrs, DynamicResolution
+from netdsl.ops.elementwise import ElementwiseAttrs, ElementwiseResolution
 from netdsl.ops.quantize import QuantizeAttrs
+from netdsl.ops.reduce import ReduceAttrs, ReduceResolution
+from netdsl.ops.shuffle import ShuffleAttrs, ShuffleResolution
+from netdsl.ops.unary import UnaryAttrs, UnaryResolution
 
 #: what the checker resolves for a layer, by op: Quantize and Dequantize a ScaleResolution,
-#: DynamicQuantize a DynamicResolution
-Resolution = ScaleResolution | DynamicResolution
+#: DynamicQuantize a DynamicResolution, each recipe layer its own
+Resolution = (ScaleResolution | DynamicResolution | UnaryResolution | ReduceResolution | ElementwiseResolution
+              | CastResolution | ShuffleResolution)
 #: a layer's attributes, by op
-LayerAttrs = QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs
+LayerAttrs = (QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs | UnaryAttrs | ReduceAttrs | ElementwiseAttrs
+              | CastAttrs | ShuffleAttrs)
 
 
 @dataclass(eq=False)
@@ -96,7 +103,7 @@ def check(graph: Graph, diagnostics: Diagnostics) -> CheckedGraph | None:
         finally:
             for message, where in context.warnings:
                 diagnostics.warning(_locate(node, where), message)
-        assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs | DynamicQuantizeAttrs)
+        assert isinstance(node.attrs, LayerAttrs)
         checked = CheckedNode(op, node.inputs, node.outputs, node.attrs, node.loc, node.input_locs, node.attr_locs,
                               resolution)
         nodes.append(checked)
@@ -156,25 +163,30 @@ def _locate(node: Node, where: str | None) -> Loc:
     return node.loc
 
 
-def print_graph(graph: CheckedGraph, resolutions: bool = True) -> str:
-    """A deterministic, human-readable listing of a checked graph (``netdsl check -v``), each layer
-    followed by what the checker resolved for it unless ``resolutions`` is False; a layer computed only
-    from constants says ``folded`` (TensorRT computes it at build time, docs/semantics.md)."""
+def print_graph(graph: CheckedGraph, resolutions: bool = True, notes: Mapping[str, str] | None = None) -> str:
+    """A deterministic, human-readable listing of a checked graph, each layer followed by what the checker
+    resolved for it unless ``resolutions`` is False. ``notes`` (tensor name -> text) adds a comment to a
+    constant's line and, by a layer's first output, to the start of the layer's comment line: ``netdsl
+    check -v`` (netdsl.view.describe) notes each constant's values and each layer's provenance, e.g.
+    ``# folded; ...`` for a layer computed only from constants (TensorRT computes it at build time,
+    docs/semantics.md)."""
+    notes = notes or {}
     lines = [f"network {graph.name}"]
     for value in graph.inputs:
         lines.append(f"  input  {value.name} : {value.type}")
     for value in graph.constants:
         origin = f"load({value.source.path!r}" + (f", {value.source.key!r})" if value.source.key else ")") \
             if value.source else "literal"
-        lines.append(f"  const  {value.name} : {value.type} = {origin}")
+        note = f"  # {notes[value.name]}" if value.name in notes else ""
+        lines.append(f"  const  {value.name} : {value.type} = {origin}{note}")
     for node in graph.nodes:
         outs = ", ".join(f"{o} : {graph.values[o].type}" for o in node.outputs)
         attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
         args = ", ".join(node.inputs + ([attrs] if attrs else []))
         lines.append(f"  layer  {outs} = {node.op.name}({args})")
-        if resolutions:
-            folded = "folded; " if all(is_constant_rooted(graph.values[name], graph.values)
-                                       for name in node.inputs) else ""
-            lines.append(f"         # {folded}{node.resolution.describe()}")
+        comment = [notes[node.outputs[0]]] if node.outputs[0] in notes else []
+        comment += [node.resolution.describe()] if resolutions else []
+        if comment:
+            lines.append(f"         # {'; '.join(comment)}")
     lines.append(f"  output {', '.join(graph.outputs)}")
     return "\n".join(lines) + "\n"

@@ -16,10 +16,10 @@
   network and its inputs, the input value and scale behind them (:func:`netdsl.producers.context`) and
   the known producer differences that explain them (:func:`netdsl.producers.explain`).
 
-A reference array may hold exact values in any standard dtype, netdsl's storage types (``ml_dtypes``),
-or raw codes: ``uint8`` for a quantized output is always read as codes (4-bit codes one per element or
-packed two per byte, ONNX's layout); with ``codes=True`` every array must be raw codes (``uint16`` for
-float16/bfloat16, ``uint32`` for float32).
+A reference array may hold exact values in any standard dtype, netdsl's storage types (``ml_dtypes``,
+also as ``np.save`` writes them), or raw codes: ``uint8`` for a quantized output is always read as codes
+(4-bit codes one per element or packed two per byte, ONNX's layout); with ``codes=True`` a ``uint16``
+array for a bfloat16 output holds its raw bits too. Other arrays are values either way.
 """
 
 from __future__ import annotations
@@ -86,51 +86,46 @@ def _fp8_nan_sign(codes: np.ndarray, values: np.ndarray, dtype: DType) -> np.nda
     return codes
 
 
-def side(array: Any, dtype: DType, shape: tuple[int, ...] | None, codes: bool = False) -> Side:
-    """One side's array as the output's ``dtype`` (see the module docstring for what is accepted);
-    ComparisonError when it can't be. ``shape``: the output's shape, to tell packed 4-bit codes apart."""
+def side(array: Any, dtype: DType, shape: tuple[int, ...] | None = None, codes: bool = False) -> Side:
+    """One side's array as the output's ``dtype`` and ``shape`` (default: the array's; see the module
+    docstring for what is accepted); ComparisonError when it can't be. Raw codes and ``np.save``'s raw bytes
+    of ``ml_dtypes`` arrays are read as :func:`netdsl.files.interpret` reads a file's array."""
+    from netdsl import files
+    from netdsl.arrays import MismatchError
+
     array = np.asarray(array)
-    if array.dtype.type is np.void and array.dtype.fields is None and array.dtype.itemsize == dtype.storage.itemsize:
-        array = array.view(dtype.storage)  # an ml_dtypes array as np.save writes it ('|V1', '<V2')
-    if array.dtype.type is np.void or array.dtype.hasobject:
+    if array.dtype.hasobject:
         raise ComparisonError(f"has dtype {array.dtype}, which holds no numbers")
+    shape = tuple(array.shape) if shape is None else tuple(shape)
+    code_dtype = np.uint16 if dtype.bits == 16 else np.uint8  # raw codes: uint8, uint16 for bfloat16
+    as_codes = files.has_codes(dtype) and array.dtype == code_dtype and (codes or not dtype.is_float)
+    try:
+        if as_codes and dtype.bits == 4 and array.shape == shape and array.dtype == np.uint8:
+            if np.any(array > 0x0F):  # one code per element, as dtypes.to_codes gives them
+                raise ComparisonError(f"holds code {int(array.max())}; {dtype.name} codes are 0..15 (or packed "
+                                      f"two per byte in a 1-D array)")
+            array = dtypes.from_codes(np.ascontiguousarray(array), dtype)
+        elif as_codes or array.dtype.type is np.void:
+            tensor_type = TensorType(dtype, shape)
+            files.check_header(array.shape, array.dtype, tensor_type, as_codes)
+            array = files.interpret(array, tensor_type, as_codes)
+    except (MismatchError, ValueError) as error:
+        if isinstance(error, ComparisonError):
+            raise
+        raise ComparisonError(str(error)) from None
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    raw = {8: np.uint8, 16: np.uint16, 32: np.uint32}
-    if _is_coded(dtype):
-        if array.dtype == dtype.storage:
-            stored = array
-        elif array.dtype == np.uint8:
-            stored = _from_codes(array, dtype, shape)
-        elif codes:
-            raise ComparisonError(f"has dtype {array.dtype}; raw codes of {dtype.name} are uint8")
-        else:
-            stored = _exact(array, dtype)
-        raw_codes = dtypes.to_codes(stored, dtype)
-        values = dtypes.decode(stored, dtype).astype(np.float64)
-        if array.dtype.kind == "f":  # a NaN's sign as the file wrote it
-            values = np.where(np.isnan(values), array.astype(np.float64), values)
-            raw_codes = _fp8_nan_sign(raw_codes, values, dtype)
-        return Side(values, raw_codes)
-    width = 16 if dtype.name in ("float16", "bfloat16") else 32
-    if codes:
-        if array.dtype != raw[width]:
-            raise ComparisonError(f"has dtype {array.dtype}; raw bits of {dtype.name} are {np.dtype(raw[width])}")
-        array = array.view(dtype.storage)
-    if array.dtype.kind not in "fiub" and array.dtype != dtype.storage:
-        raise ComparisonError(f"has dtype {array.dtype}, expected numbers")
-    return Side(array.astype(np.float64), None)
-
-
-def _from_codes(array: np.ndarray, dtype: DType, shape: tuple[int, ...] | None) -> np.ndarray:
-    if dtype.bits == 4:
-        count = int(np.prod(shape)) if shape is not None else array.size
-        if shape is not None and array.shape != shape and array.ndim == 1 and array.size == (count + 1) // 2:
-            array = dtypes.unpack_nibbles(array, count).reshape(shape)
-        if np.any(array > 0x0F):
-            raise ComparisonError(f"holds code {int(array.max())}; {dtype.name} codes are 0..15 (or packed two "
-                                  f"per byte in a 1-D array)")
-    return dtypes.from_codes(np.ascontiguousarray(array), dtype)
+    if array.dtype != dtype.storage and array.dtype.kind not in "fiub":
+        raise ComparisonError(f"has dtype {array.dtype}, which holds no numbers")
+    if not _is_coded(dtype):
+        return Side(array.astype(np.float64), None)
+    stored = array if array.dtype == dtype.storage else _exact(array, dtype)
+    raw_codes = dtypes.to_codes(stored, dtype)
+    values = dtypes.decode(stored, dtype).astype(np.float64)
+    if array.dtype.kind == "f":  # a NaN's sign as the file wrote it
+        values = np.where(np.isnan(values), array.astype(np.float64), values)
+        raw_codes = _fp8_nan_sign(raw_codes, values, dtype)
+    return Side(values, raw_codes)
 
 
 def _exact(array: np.ndarray, dtype: DType) -> np.ndarray:

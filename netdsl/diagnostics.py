@@ -184,6 +184,11 @@ class OpError(Exception):
         self.where = where
 
 
+class WeightValueError(ValueError):
+    """A scale computed from a recipe's weight that the layers reject (a value a constant could not have):
+    the weight doesn't fit the recipe."""
+
+
 class UsageError(Exception):
     """A bad command line, a missing file, an input that doesn't fit, an unavailable backend (exit 2)."""
 

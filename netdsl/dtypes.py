@@ -11,11 +11,11 @@ Notes: fp8/fp4 encode of 2^24 float32 values: ~16 ms vs ~115 ms for ``np.clip(x 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 
 
@@ -24,8 +24,9 @@ class DType:
     """One netdsl data type, with every fact about it that some part of netdsl needs.
 
     name: canonical netdsl name (``float32``, ``float16``, ``bfloat16``, ``int8``, ``int4``, ``fp8``,
-    ``fp4``, ``e8m0``); storage: the NumPy/ml_dtypes dtype used for one-element-per-value arrays;
-    bits: storage bits per value on the GPU (4 for int4/fp4); trt_name: TensorRT's DataType name
+    ``fp4``, ``e8m0``); storage_name: the NumPy or ml_dtypes type of one-element-per-value arrays
+    (:attr:`storage` is its dtype, ml_dtypes imported on first use); bits: storage bits per value on the GPU
+    (4 for int4/fp4); trt_name: TensorRT's DataType name
     (``kFLOAT``, ``kHALF``, ``kBF16``, ``kINT8``, ``kINT4``, ``kFP8``, ``kFP4``, ``kE8M0``);
     save_dtype: the standard NumPy dtype ``--save`` writes its values in (exactly);
     device_storage: the element type of its raw storage on the GPU (4-bit types: a byte holds two);
@@ -37,7 +38,7 @@ class DType:
     """
 
     name: str
-    storage: np.dtype
+    storage_name: str
     bits: int
     trt_name: str
     save_dtype: np.dtype
@@ -46,6 +47,11 @@ class DType:
     has_nan: bool = False
     scale_kind: int | None = None
     code_kind: int | None = None
+
+    @property
+    def storage(self) -> np.dtype:
+        """The dtype of one-element-per-value arrays of this type (ml_dtypes' for the low-precision ones)."""
+        return storage_dtype(self.storage_name)
 
     @property
     def is_float(self) -> bool:
@@ -66,20 +72,32 @@ class DType:
         return self.name
 
 
+@functools.cache
+def storage_dtype(name: str) -> np.dtype:
+    """The NumPy dtype called ``name``: NumPy's own types (``float32``, ``uint8``, ``bool_``), else the
+    ml_dtypes type of that name (``bfloat16``, ``float8_e4m3fn``, ...), ml_dtypes imported on first use: its
+    import costs half a second in version 0.7.0 (4 ms in 0.6.0; pyproject.toml, benchmarks/results-cli.md),
+    which ``netdsl check`` of a float32/int8 model never pays."""
+    numpy_type = getattr(np, name, None)
+    if isinstance(numpy_type, type) and issubclass(numpy_type, np.generic):
+        return np.dtype(numpy_type)
+    import ml_dtypes
+
+    return np.dtype(getattr(ml_dtypes, name))
+
+
 _F32, _F16, _U16, _I8, _U8 = (np.dtype(t) for t in (np.float32, np.float16, np.uint16, np.int8, np.uint8))
 
-FLOAT32 = DType("float32", _F32, 32, "kFLOAT", save_dtype=_F32, device_storage=_F32, has_nan=True, scale_kind=0)
-FLOAT16 = DType("float16", _F16, 16, "kHALF", save_dtype=_F16, device_storage=_F16, has_nan=True, scale_kind=1)
-BFLOAT16 = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), 16, "kBF16", save_dtype=_F32, device_storage=_U16,
-                 has_nan=True, scale_kind=2)
-INT8 = DType("int8", _I8, 8, "kINT8", save_dtype=_I8, device_storage=_U8, int_range=(-128, 127), code_kind=0)
-INT4 = DType("int4", np.dtype(ml_dtypes.int4), 4, "kINT4", save_dtype=_I8, device_storage=_U8, int_range=(-8, 7),
-             code_kind=1)
-FP8 = DType("fp8", np.dtype(ml_dtypes.float8_e4m3fn), 8, "kFP8", save_dtype=_F32, device_storage=_U8, has_nan=True,
-            code_kind=2)
-FP4 = DType("fp4", np.dtype(ml_dtypes.float4_e2m1fn), 4, "kFP4", save_dtype=_F32, device_storage=_U8, code_kind=3)
-E8M0 = DType("e8m0", np.dtype(ml_dtypes.float8_e8m0fnu), 8, "kE8M0", save_dtype=_F32, device_storage=_U8,
-             has_nan=True, scale_kind=3)
+FLOAT32 = DType("float32", "float32", 32, "kFLOAT", save_dtype=_F32, device_storage=_F32, has_nan=True,
+                scale_kind=0)
+FLOAT16 = DType("float16", "float16", 16, "kHALF", save_dtype=_F16, device_storage=_F16, has_nan=True, scale_kind=1)
+BFLOAT16 = DType("bfloat16", "bfloat16", 16, "kBF16", save_dtype=_F32, device_storage=_U16, has_nan=True,
+                 scale_kind=2)
+INT8 = DType("int8", "int8", 8, "kINT8", save_dtype=_I8, device_storage=_U8, int_range=(-128, 127), code_kind=0)
+INT4 = DType("int4", "int4", 4, "kINT4", save_dtype=_I8, device_storage=_U8, int_range=(-8, 7), code_kind=1)
+FP8 = DType("fp8", "float8_e4m3fn", 8, "kFP8", save_dtype=_F32, device_storage=_U8, has_nan=True, code_kind=2)
+FP4 = DType("fp4", "float4_e2m1fn", 4, "kFP4", save_dtype=_F32, device_storage=_U8, code_kind=3)
+E8M0 = DType("e8m0", "float8_e8m0fnu", 8, "kE8M0", save_dtype=_F32, device_storage=_U8, has_nan=True, scale_kind=3)
 
 #: the real-valued types of activations and scales, and the quantized data types (e8m0 is a scale type only)
 FLOAT_TYPES = (FLOAT32, FLOAT16, BFLOAT16)

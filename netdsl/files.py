@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import ml_dtypes
 import numpy as np
 
 from netdsl import dtypes
@@ -412,22 +411,23 @@ def _zip_reason(error: BaseException, member: str | None = None) -> str:
 
 # --- safetensors -----------------------------------------------------------------------------------
 
-#: every dtype tag safetensors defines -> (bits per element, the NumPy/ml_dtypes dtype netdsl reads it as,
-#: or None for a type no netdsl type holds)
-SAFETENSORS_TAGS: dict[str, tuple[int, np.dtype | None]] = {
-    "BOOL": (8, np.dtype(np.bool_)),
-    "U8": (8, np.dtype(np.uint8)), "I8": (8, np.dtype(np.int8)),
-    "U16": (16, np.dtype(np.uint16)), "I16": (16, np.dtype(np.int16)),
-    "U32": (32, np.dtype(np.uint32)), "I32": (32, np.dtype(np.int32)),
-    "U64": (64, np.dtype(np.uint64)), "I64": (64, np.dtype(np.int64)),
-    "F16": (16, np.dtype(np.float16)), "BF16": (16, np.dtype(ml_dtypes.bfloat16)),
-    "F32": (32, np.dtype(np.float32)), "F64": (64, np.dtype(np.float64)),
-    "C64": (64, np.dtype(np.complex64)),
-    "F8_E4M3": (8, np.dtype(ml_dtypes.float8_e4m3fn)), "F8_E5M2": (8, np.dtype(ml_dtypes.float8_e5m2)),
-    "F8_E4M3FNUZ": (8, np.dtype(ml_dtypes.float8_e4m3fnuz)),
-    "F8_E5M2FNUZ": (8, np.dtype(ml_dtypes.float8_e5m2fnuz)),
-    "F8_E8M0": (8, np.dtype(ml_dtypes.float8_e8m0fnu)),
-    "F4": (4, np.dtype(ml_dtypes.float4_e2m1fn)),  # two per byte, element 2k in the low nibble
+#: every dtype tag safetensors defines -> (bits per element, the name of the NumPy/ml_dtypes dtype netdsl
+#: reads it as (:func:`netdsl.dtypes.storage_dtype`: ml_dtypes is imported only when one is read), or None
+#: for a type no netdsl type holds)
+SAFETENSORS_TAGS: dict[str, tuple[int, str | None]] = {
+    "BOOL": (8, "bool_"),
+    "U8": (8, "uint8"), "I8": (8, "int8"),
+    "U16": (16, "uint16"), "I16": (16, "int16"),
+    "U32": (32, "uint32"), "I32": (32, "int32"),
+    "U64": (64, "uint64"), "I64": (64, "int64"),
+    "F16": (16, "float16"), "BF16": (16, "bfloat16"),
+    "F32": (32, "float32"), "F64": (64, "float64"),
+    "C64": (64, "complex64"),
+    "F8_E4M3": (8, "float8_e4m3fn"), "F8_E5M2": (8, "float8_e5m2"),
+    "F8_E4M3FNUZ": (8, "float8_e4m3fnuz"),
+    "F8_E5M2FNUZ": (8, "float8_e5m2fnuz"),
+    "F8_E8M0": (8, "float8_e8m0fnu"),
+    "F4": (4, "float4_e2m1fn"),  # two per byte, element 2k in the low nibble
     "F6_E2M3": (6, None), "F6_E3M2": (6, None),
 }
 #: the tag --save writes for each netdsl type (int4 has none: packed U8, see :data:`PACKED_KEY`)
@@ -504,9 +504,10 @@ class _Safetensors:
 
     def read(self, key: str, tensor_type: TensorType | None, codes: bool, convert: bool = True) -> np.ndarray:
         entry = self.entries[key]
-        array_dtype = SAFETENSORS_TAGS[entry.tag][1]
-        if array_dtype is None:
+        dtype_name = SAFETENSORS_TAGS[entry.tag][1]
+        if dtype_name is None:
             raise FileError(f"tensor '{_name(key)}' is {entry.tag}, which no netdsl type holds")
+        array_dtype = dtypes.storage_dtype(dtype_name)
         packed = self.packed.get(key)
         if packed is not None:  # netdsl's packed 4-bit codes, typed by the metadata
             if tensor_type is not None and packed != tensor_type:

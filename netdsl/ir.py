@@ -7,7 +7,7 @@ Nothing here depends on the ops: a node's op is anything with the :class:`OpSche
 
 from __future__ import annotations
 
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -37,6 +37,30 @@ class TensorType:
 
 
 @dataclass(frozen=True)
+class NamedType:
+    """An input's declared type whose dimensions may be names (``bfloat16[N, K]``): the network is checked
+    again for each concrete shape it meets (docs/checkpoints.md)."""
+
+    dtype: DType
+    dims: tuple[int | str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.dtype.name}[{', '.join(map(str, self.dims))}]"
+
+    def match(self, shape: tuple[int, ...], bindings: dict[str, int]) -> str | None:
+        """Bind this type's names to ``shape`` (adding to ``bindings``); why it doesn't fit, or None."""
+        if len(shape) != len(self.dims):
+            return f"rank {len(shape)} does not fit {self}"
+        for dim, extent in zip(self.dims, shape):
+            if isinstance(dim, int):
+                if dim != extent:
+                    return f"shape {list(shape)} does not fit {self}"
+            elif bindings.setdefault(dim, extent) != extent:
+                return f"shape {list(shape)} does not fit {self}: {dim} is {bindings[dim]} and {extent}"
+        return None
+
+
+@dataclass(frozen=True)
 class LoadRef:
     """Where a constant's values came from: ``load(path)`` or ``load(path, key)``, as written; ``codes``:
     the file holds raw codes (``load(path, codes=true)``)."""
@@ -61,6 +85,17 @@ class Value:
     #: a constant-rooted layer output's values (storage form), computed by the checker where a rule needs
     #: them (a scale's values); TensorRT computes them at build time, with the same bits
     folded: np.ndarray | None = None
+    #: a recipe's input: a build-time weight whose values arrive when the recipe is applied
+    weight: bool = False
+    #: an input whose declared dimensions include names; ``type`` is set when the recipe is bound
+    declared: NamedType | None = None
+
+    def declared_type(self) -> NamedType:
+        """An input's type as declared: its named dimensions, or its concrete shape."""
+        if self.declared is not None:
+            return self.declared
+        assert self.type is not None, "an input is typed unless its dimensions are names"
+        return NamedType(self.type.dtype, self.type.shape)
 
 
 class OpSchema(Protocol):
@@ -112,6 +147,18 @@ class Graph:
     def constants(self) -> list[Value]:
         return [v for v in self.values.values() if v.kind == "const"]
 
+    @property
+    def named_dims(self) -> bool:
+        """Whether an input's dimensions include names (the graph is checked per concrete shape)."""
+        return any(v.declared is not None for v in self.inputs)
+
+    def bind(self, types: dict[str, TensorType]) -> Graph:
+        """This graph with every input of the given type and a build-time weight (a recipe bound to one
+        shape, docs/checkpoints.md); layers and constants shared, not copied."""
+        values = {name: replace(value, type=types[name], weight=True, declared=None) if value.kind == "input"
+                  else value for name, value in self.values.items()}
+        return Graph(self.name, self.file, values, self.nodes, self.outputs, self.output_locs)
+
 
 def attr_items(attrs: Attrs) -> list[tuple[str, Any]]:
     """An attrs dataclass's fields that differ from their defaults, in declaration order."""
@@ -121,6 +168,8 @@ def attr_items(attrs: Attrs) -> list[tuple[str, Any]]:
 def format_attr(value: Any) -> str:
     if isinstance(value, DType):
         return value.name
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)

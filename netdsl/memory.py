@@ -34,15 +34,25 @@ from netdsl import dtypes, settings
 from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.ir import TensorType
 from netdsl.ops.base import OpDef
+from netdsl.ops.cast import CAST
+from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
+from netdsl.ops.elementwise import ELEMENTWISE
 from netdsl.ops.quantize import QUANTIZE
+from netdsl.ops.reduce import REDUCE
+from netdsl.ops.shuffle import SHUFFLE
+from netdsl.ops.unary import UNARY
 
 #: scratch bytes per element of the piece a NumPy worker thread processes, by op: the float32 quotient
 #: or product, a scale expanded to the piece, the encoders' temporaries (peaks measured with tracemalloc
 #: on one-piece tensors: quantize 4-8.3, dequantize 5-15, dynamic_quantize 5-13.7), and a float32 copy of
 #: a float16/bfloat16 input
 SCRATCH_PER_ELEMENT: dict[OpDef[Any, Any], int] = {QUANTIZE: 8, DEQUANTIZE: 8, DYNAMIC_QUANTIZE: 12}
+#: scratch bytes per element of the recipe layers (docs/semantics.md, "Recipe layers"), which run on the
+#: whole tensor, not in pieces: the float32 widening of their inputs (reduce, in slices; elementwise, both
+#: inputs and the result; cast and its encoder) and unary's bit masks; shuffle is a view
+WHOLE_TENSOR_SCRATCH: dict[OpDef[Any, Any], int] = {UNARY: 3, REDUCE: 1, ELEMENTWISE: 12, CAST: 8, SHUFFLE: 0}
 #: extra scratch per piece element where the input is float16/bfloat16 (its float32 copy), or the output
 #: bfloat16 (its encoder's temporaries)
 HALF_INPUT_EXTRA, BFLOAT16_OUTPUT_EXTRA = 4, 8
@@ -120,10 +130,14 @@ def _numpy_scratch(node: CheckedNode, graph: CheckedGraph, workers: int) -> int:
     from netdsl.backends.numpy.executor import pieces
 
     x = _typed(graph, node.inputs[0])
+    if node.op in WHOLE_TENSOR_SCRATCH:
+        volume = max(_typed(graph, name).volume for name in node.inputs + node.outputs)
+        return volume * WHOLE_TENSOR_SCRATCH[node.op]
     resolution = node.resolution
     if isinstance(resolution, DynamicResolution):
         block, aligned = resolution.block, (True,) * x.rank
     else:
+        assert isinstance(resolution, ScaleResolution)
         granularity = resolution.granularity
         block, aligned = granularity.block, tuple(c > 1 for c in granularity.scale_shape)
     boxes = list(itertools.islice(pieces(x.shape, block, aligned), workers + 1))

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from netdsl import arrays
-from netdsl.check import CheckedGraph, check, print_graph
+from netdsl.check import CheckedGraph, check
 from netdsl.diagnostics import Diagnostic, Diagnostics, Loc, ModelError
 from netdsl.frontend.lower import lower
 from netdsl.frontend.text import parse_text
+from netdsl.ir import Graph, TensorType, attr_items, format_attr
 
 
 class Network:
     """A parsed and checked network: ``graph`` is the checked graph (every tensor typed, every layer
     resolved); ``warnings`` holds the checker's located warnings."""
+
+    #: a Network is checked for fixed shapes; a :class:`Recipe` is bound to them first
+    recipe = False
 
     def __init__(self, graph: CheckedGraph, warnings: list[Diagnostic]):
         self.graph = graph
@@ -36,9 +42,35 @@ class Network:
         """Output name -> TensorType."""
         return {name: self.graph.values[name].type for name in self.graph.outputs}
 
+    def marked(self, names: Iterable[str]) -> Network:
+        """The same network with more outputs (``--mark``): each name in ``names`` is a layer output, or
+        ``all`` for every layer output. The network's own outputs come first, then the marked ones in graph
+        order. Marking changes no value: every executor computes the same bits for every tensor whether it
+        is an output or not (docs/cli.md, "Seeing inside"). ValueError for a name that isn't a layer output."""
+        wanted = set()
+        layer_outputs = [name for node in self.graph.nodes for name in node.outputs]
+        for name in names:
+            if name == "all":
+                wanted.update(layer_outputs)
+            elif name in layer_outputs:
+                wanted.add(name)
+            elif name in self.graph.values:
+                kind = "a network input" if self.graph.values[name].kind == "input" else "a constant"
+                raise ValueError(f"cannot mark '{name}': it is {kind}, not a layer output")
+            else:
+                raise ValueError(f"cannot mark '{name}': no such tensor; the layer outputs are "
+                                 f"{', '.join(layer_outputs) or 'none'}")
+        added = [name for name in layer_outputs if name in wanted and name not in self.graph.outputs]
+        graph = replace(self.graph, outputs=self.graph.outputs + tuple(added),
+                        output_locs=self.graph.output_locs + tuple(self.graph.values[name].loc for name in added))
+        return Network(graph, self.warnings)
+
     def describe(self) -> str:
-        """The checked graph: every tensor's type and shape, each layer's granularity and mode."""
-        return print_graph(self.graph)
+        """The checked graph as ``netdsl check -v`` prints it: every tensor's type and shape, constants in
+        brief, each layer output's provenance, each layer's granularity and mode."""
+        from netdsl.view import describe
+
+        return describe(self.graph)
 
     def _check_names(self, inputs: dict[str, Any]) -> None:
         """ValueError for an unknown or a missing input."""
@@ -125,11 +157,85 @@ class Network:
             return {name: external.from_device_tensor(results[name], kind) for name in self.graph.outputs}
 
 
+class Recipe:
+    """A network whose input is a weight (docs/checkpoints.md): its dimensions may be names
+    (``bfloat16[N, K]``), and it is checked for each concrete shape it meets (:meth:`bind`, cached: each
+    distinct shape once), with the input as a build-time weight, so that scales computed from it are
+    constant-rooted. ``run`` binds it to the shapes of the arrays it is given."""
+
+    recipe = True
+
+    def __init__(self, graph: Graph, warnings: list[Diagnostic]):
+        self.source = graph
+        self.graph = graph  # as written, not checked: what ``netdsl convert`` writes
+        self.warnings = warnings
+        self._bound: dict[tuple[tuple[int, ...], ...], Network] = {}
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Input name -> NamedType (the declared type, dimensions that are names included)."""
+        return {v.name: v.declared_type() for v in self.source.inputs}
+
+    def describe(self) -> str:
+        """The recipe as declared; ``bind(...).describe()`` gives the checked graph for one shape."""
+        lines = [f"recipe {self.name} (checked again for each shape it meets)"]
+        lines += [f"  input  {v.name} : {v.declared_type()}" for v in self.source.inputs]
+        lines += [f"  const  {v.name} : {v.type}" for v in self.source.constants]
+        for node in self.source.nodes:
+            attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in attr_items(node.attrs))
+            arguments = ", ".join(node.inputs + ([attrs] if attrs else []))
+            lines.append(f"  layer  {', '.join(node.outputs)} = {node.op.name}({arguments})")
+        lines.append(f"  output {', '.join(self.source.outputs)}")
+        return "\n".join(lines) + "\n"
+
+    def bind(self, shapes: dict[str, tuple[int, ...]]) -> Network:
+        """This recipe checked for concrete input ``shapes`` (cached per shape). ValueError for a shape that
+        doesn't fit the declared one; ModelError (located in the recipe, each message saying the bound
+        dimensions) where the layers reject it."""
+        inputs = self.source.inputs
+        missing = [v for v in inputs if v.name not in shapes]
+        if missing:
+            raise ValueError(f"missing input '{missing[0].name}' ({missing[0].declared_type()})")
+        key = tuple(tuple(int(d) for d in shapes[v.name]) for v in inputs)
+        bound = self._bound.get(key)
+        if bound is not None:
+            return bound
+        bindings: dict[str, int] = {}
+        types = {}
+        for value, shape in zip(inputs, key):
+            declared = value.declared_type()
+            problem = declared.match(shape, bindings)
+            if problem:
+                raise ValueError(f"input '{value.name}': {problem}")
+            types[value.name] = TensorType(declared.dtype, shape)
+        diagnostics = Diagnostics()
+        checked = check(self.source.bind(types), diagnostics)
+        if checked is None:
+            where = ", ".join(f"{name}={extent}" for name, extent in bindings.items()) or \
+                ", ".join(f"{name} {list(shape)}" for name, shape in zip((v.name for v in inputs), key))
+            raise ModelError([Diagnostic(d.loc, d.severity, f"{d.message} (with {where})")
+                              for d in diagnostics.sorted()])
+        bound = self._bound[key] = Network(checked, diagnostics.sorted())
+        return bound
+
+    def run(self, inputs: dict[str, Any], backend: str = "auto",
+            memory_limit: int | str | None = "auto") -> dict[str, Any]:
+        """:meth:`Network.run` of the recipe bound to the inputs' shapes."""
+        return self.bind({name: tuple(np.shape(array)) for name, array in inputs.items()}).run(
+            inputs, backend, memory_limit)
+
+
 def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
-          filename: str | None = None, trust_paths: bool = False) -> Network:
+          filename: str | None = None, trust_paths: bool = False, recipe: bool = False) -> Network | Recipe:
     """Parse and check a model given as text (``format`` "net" or "yaml"); ``load()`` paths resolve
     against ``base_dir`` (default: the current directory) and may only name files there or below, unless
-    ``trust_paths`` (docs/reliability.md). Raises ModelError."""
+    ``trust_paths`` (docs/reliability.md). A model whose input dimensions are names, or any model with
+    ``recipe=True``, is a :class:`Recipe` (its inputs are weights; it is checked when bound to concrete
+    shapes, here already where it names no dimension). Raises ModelError."""
     if format not in ("net", "yaml"):
         raise ValueError(f"format must be 'net' or 'yaml', got {format!r}")
     file = filename or f"<{format}>"
@@ -145,6 +251,12 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
     assert module is not None
     graph = lower(module, Path(base_dir) if base_dir is not None else Path.cwd(), diagnostics,
                   name=Path(filename).stem if filename else "network", trust_paths=trust_paths)
+    if recipe or graph.named_dims:
+        diagnostics.raise_if_errors()
+        result = Recipe(graph, diagnostics.sorted())
+        if not graph.named_dims:
+            result.bind({v.name: v.declared_type().dims for v in graph.inputs})  # type: ignore[misc]
+        return result
     checked = check(graph, diagnostics)  # the layers that lowered (a failed one's outputs are untyped: skipped)
     diagnostics.raise_if_errors()
     assert checked is not None  # check returns None only with an error
@@ -152,10 +264,11 @@ def loads(text: str, format: str = "net", base_dir: str | Path | None = None,
 
 
 def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
-         trust_paths: bool = False) -> Network:
+         trust_paths: bool = False, recipe: bool = False) -> Network | Recipe:
     """Parse and check a ``.net``, ``.yaml``/``.yml`` or ``.onnx`` file (an ONNX model's quantization part,
     docs/onnx.md; ``input_shapes`` gives the shapes of inputs ONNX leaves symbolic). The files its
-    ``load()`` reads must lie in its folder or below unless ``trust_paths`` (docs/reliability.md). Raises
+    ``load()`` reads must lie in its folder or below unless ``trust_paths`` (docs/reliability.md); ``recipe``:
+    as :func:`loads`. Raises
     ModelError (and OSError when the file can't be read, netdsl.files.FileError when it is not a regular file;
     UsageError when ONNX support is not installed)."""
     from netdsl import files
@@ -173,7 +286,8 @@ def load(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = Non
     except UnicodeDecodeError as error:
         raise ModelError([Diagnostic(Loc(str(path), 1, 1), "error",
                                      f"the file is not UTF-8 text ({error.reason} at byte {error.start})")]) from None
-    return loads(text, format=format, base_dir=path.parent, filename=str(path), trust_paths=trust_paths)
+    return loads(text, format=format, base_dir=path.parent, filename=str(path), trust_paths=trust_paths,
+                 recipe=recipe)
 
 
 def _load_onnx(path: Path, input_shapes: dict[str, tuple[int, ...]]) -> Network:

@@ -69,7 +69,10 @@ def _decoded(graph: CheckedGraph, env: dict[str, np.ndarray], name: str) -> np.n
 def _block(node: CheckedNode) -> tuple[int, ...]:
     """The normalised block of a layer: element ``i`` uses scale ``i // block`` (docs/semantics.md)."""
     resolution = node.resolution
-    return resolution.block if isinstance(resolution, DynamicResolution) else resolution.granularity.block
+    if isinstance(resolution, DynamicResolution):
+        return resolution.block
+    assert isinstance(resolution, ScaleResolution)  # the layers a producer difference is about
+    return resolution.granularity.block
 
 
 def _per_element(scale: np.ndarray, block: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -108,6 +111,7 @@ def context(graph: CheckedGraph, env: dict[str, np.ndarray], output: str,
             amax = _block_max(np.where(np.isnan(x), F32(0), np.abs(x)), block)
             return [{"amax": float(amax[index])} for index in indices]
     else:
+        assert isinstance(resolution, ScaleResolution)
         scale = _decoded(graph, env, node.inputs[1]).reshape(resolution.granularity.scale_shape)
     return [{"input": float(x[index]),
              "scale": float(scale[tuple(i // b for i, b in zip(index, block))])} for index in indices]

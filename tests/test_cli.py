@@ -54,7 +54,7 @@ def test_check_verbose_prints_graph(model, capsys) -> None:
     assert code == 0
     assert "input  input1 : float32[1, 1, 3, 3]" in out
     assert "layer  q : int8[1, 1, 3, 3] = quantize(input1, scale, axis=3)" in out
-    assert "# per-tensor, to int8" in out
+    assert "# computed; per-tensor, to int8" in out
     assert out.endswith("ok\n")
 
 

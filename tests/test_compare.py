@@ -164,8 +164,11 @@ def test_reference_forms_values_codes_packed():
     for reference_ in (values, codes, packed):
         assert compare_outputs(reference_, got, types).passed, reference_
     assert compare_outputs(codes, got, types, codes=True).passed
-    with pytest.raises(ComparisonError, match="raw codes of int4 are uint8"):
-        compare_outputs(values, got, types, codes=True)
+    assert compare_outputs(values, got, types, codes=True).passed  # other arrays are values either way
+    with pytest.raises(ComparisonError, match=re.escape("has shape [3], expected [2] for int4 codes")):
+        compare_outputs({"w": np.array([0x81, 0x07, 0], np.uint8)}, got, types)
+    saved = {"w": np.array([[1, -8, 7]], np.int8).astype(ml_dtypes.int4).view(np.void)}  # as np.save writes it
+    assert saved["w"].dtype.str == "|V1" and compare_outputs(saved, got, types).passed
     with pytest.raises(ComparisonError, match="cannot represent exactly"):
         compare_outputs({"w": np.array([[1.5, 0, 0]], np.float32)}, got, types)
     with pytest.raises(ComparisonError, match="codes are 0..15"):
@@ -370,7 +373,10 @@ def test_test_usage_errors(tmp_path, capsys):
     ("source: s\nexpected: {y: {values: [1.0], atol: big}}\n", "atol must be a number"),
     ("source: s\nexpected: {y: {values: [1.0], atol: -1.0}}\n", "atol must be >= 0"),
     ("source: s\nexpected: {y: {values: [[1.0], 2.0]}}\n", "not an array of numbers"),
-    ("source: s\nexpected: {y: {values: {load: missing.npy}}}\n", "no such file"),
+    ("source: s\nexpected: {y: {values: {load: missing.npy}}}\n", "'missing.npy' no such file"),
+    ("source: s\nexpected: {y: {values: {load: y.npy}}}\n", "'y.npy' has shape [3], expected [2, 3]"),
+    ("source: s\nexpected: {z: {values: {load: y.npy}}}\n", "expected 'z': the model has no such tensor"),
+    ("source: s\ninputs: {x: {load: y.npy}}\nexpected: {y: {values: [1.0]}}\n", "'y.npy' has shape [3]"),
     ("source: s\nexpected: {y: {values: {file: a.npy}}}\n", "an array is a nested list or {load: FILE.npy}"),
     ("source: s\ninputs: [1, 2]\nexpected: {y: {values: [1.0]}}\n", "inputs: expected a mapping"),
     ("source: [unclosed\n", "not a YAML case file"),
@@ -380,8 +386,9 @@ def test_case_format_errors(tmp_path, text, message):
 
     path = tmp_path / "c.case.yaml"
     path.write_text(text)
+    np.save(tmp_path / "y.npy", np.zeros(3, np.float32))
     with pytest.raises(CaseError, match=re.escape(message)):
-        load_case(path)
+        load_case(path, netdsl.loads(QUANTIZE))
 
 
 def test_the_api_names():
@@ -405,3 +412,42 @@ def test_case_beside_an_onnx_model(tmp_path, capsys):
     assert code == 0 and "out: max error 0.00787 (atol 0.01)" in out
     code, out, _ = cli(capsys, "compare", tmp_path / "quantize.onnx", "--case", tmp_path / "quantize.case.yaml")
     assert code == 0 and "all 9 within" in out
+
+
+def _polygraphy_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """A `polygraphy run --trt --save-outputs` file, built by hand: RunResults of one runner and one
+    IterationResult, each array np.save'd and base64-encoded (polygraphy/json/serde.py)."""
+    import base64
+    import io
+
+    def encoded(array: np.ndarray) -> dict:
+        stream = io.BytesIO()
+        np.save(stream, array, allow_pickle=False)
+        return {"array": base64.b64encode(stream.getvalue()).decode(), "polygraphy_class": "ndarray"}
+
+    iteration = {"outputs": {name: encoded(a) for name, a in outputs.items()}, "runner_name": "trt-runner-N0",
+                 "polygraphy_class": "IterationResult"}
+    path.write_text(json.dumps({"lst": [["trt-runner-N0", [iteration]]], "polygraphy_class": "RunResults"}))
+
+
+def test_cli_polygraphy_outputs(model, tmp_path, capsys):
+    path = tmp_path / "engine.json"
+    y = Y.copy()
+    y[0, 0] = 1.5
+    _polygraphy_outputs(path, {"q": Q_CODES, "y": y})
+    code, out, _ = cli(capsys, "compare", model, "--input", f"x={tmp_path / 'x.npy'}", "--load-outputs", path)
+    assert code == 1 and "q: fp8[2, 3], exact: all 6 equal" in out and "y: float32[2, 3], exact: 1 of 6 differ" in out
+    _polygraphy_outputs(path, {"q": Q_CODES, "y": Y})
+    assert cli(capsys, "compare", model, "--input", f"x={tmp_path / 'x.npy'}", "--load-outputs", path)[0] == 0
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".json", ".npz"])
+@pytest.mark.parametrize("codes", [False, True])
+def test_cli_reference_saved_by_run(model, tmp_path, capsys, suffix, codes):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors", reason="the safetensors extra is not installed")
+    ref = tmp_path / f"ref{suffix}"
+    inputs = ["--input", f"x={tmp_path / 'x.npy'}"]
+    assert cli(capsys, "run", model, *inputs, "--save", ref, *(["--codes"] if codes else []))[0] == 0
+    code, out, err = cli(capsys, "compare", model, *inputs, "--load-outputs", ref, *(["--codes"] if codes else []))
+    assert code == 0, out + err

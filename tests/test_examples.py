@@ -29,7 +29,7 @@ FORMS = ("net", "yaml")
 
 
 def load_case(name: str) -> dict:
-    case = cases.load_case(EXAMPLES / f"{name}.case.yaml")
+    case = cases.load_case(EXAMPLES / f"{name}.case.yaml", netdsl.load(EXAMPLES / f"{name}.net"))
     return {"source": case.source, "inputs": case.inputs,
             "expected": {output: (values, case.atol.get(output)) for output, values in case.expected.items()}}
 

@@ -241,7 +241,7 @@ def test_memory_error_is_exit_2(tmp_path, capsys, monkeypatch) -> None:
     """Running out of memory was exit 3 ("internal error"); it is the machine's limit, not a bug."""
     from netdsl.backends import get_backend
 
-    def exhausted(graph, inputs):
+    def exhausted(graph, inputs, on_node=None):
         raise MemoryError("Unable to allocate 32.0 GiB for an array with shape (2147483647, 4) and data type float32")
 
     model = tmp_path / "m.net"

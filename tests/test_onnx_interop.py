@@ -489,6 +489,15 @@ def test_external_data_outside_the_folder_is_refused(where: str, tmp_path, capsy
     assert "outside the model's folder" in err
 
 
+def test_trust_paths_does_not_lift_the_onnx_rule(tmp_path, capsys) -> None:
+    """The onnx package's loader reads external data only inside the model's folder: so does netdsl, with
+    --trust-paths too (docs/onnx.md)."""
+    (tmp_path / "secret.bin").write_bytes(np.float32(0.5).tobytes())
+    path = _external(tmp_path, "../secret.bin")
+    code, _, err = cli("check", str(path), "--trust-paths", capsys=capsys)
+    assert code == 1 and "ONNX external data is read only from the model's folder and below" in err
+
+
 def test_without_the_onnx_package_a_one_line_usage_error(tmp_path, capsys, monkeypatch) -> None:
     path = _whole_model(tmp_path / "m.onnx", batch=2)
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError

@@ -12,6 +12,7 @@ from typing import Any
 
 from netdsl.check import CheckedGraph
 from netdsl.diagnostics import UsageError
+from netdsl.ir import Node
 from netdsl.ops.base import OpDef
 
 
@@ -34,14 +35,17 @@ class Backend:
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def run(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The outputs of ``graph`` (netdsl.check.check's result, ``Network.graph``) on ``inputs``."""
+    def run(self, graph: CheckedGraph, inputs: dict[str, Any],
+            on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:
+        """The outputs of ``graph`` (netdsl.check.check's result, ``Network.graph``) on ``inputs``;
+        ``on_node`` (a progress bar's tick) is called as each layer's work is done."""
         if not isinstance(graph, CheckedGraph):
             raise TypeError(f"{self.name} backend: run takes a CheckedGraph (netdsl.check.check's result, "
                             f"Network.graph), not {type(graph).__name__}")
-        return self.execute(graph, inputs)
+        return self.execute(graph, inputs, on_node)
 
-    def execute(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+    def execute(self, graph: CheckedGraph, inputs: dict[str, Any],
+                on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -12,6 +12,7 @@ closed by its reader (a pipe) (docs/reliability.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -19,12 +20,48 @@ import sys
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
 #: the command modules of netdsl.cli, in the order ``netdsl -h`` lists them
-COMMANDS = ("check", "run", "convert", "import", "export", "compare", "test")
+COMMANDS = ("check", "run", "convert", "graph", "import", "export", "compare", "test", "apply")
+
+EPILOG = """examples:
+  netdsl check examples/quantize.net
+  netdsl run examples/quantize.net --mark all
+  netdsl graph examples/nvfp4_bf16.net -o nvfp4.svg
+
+'netdsl COMMAND -h' explains a command; docs/cli.md has the details."""
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) and help text kept as written (examples in epilogs)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse's own prints the usage too)
         raise UsageError(message)
+
+
+def version() -> str:
+    """The installed distribution's version; in a source checkout that isn't installed, netdsl.__version__."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("netdsl")
+    except metadata.PackageNotFoundError:
+        import netdsl
+
+        return netdsl.__version__
+
+
+class VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (package metadata costs an import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"netdsl {version()}")
+        parser.exit()
 
 
 def _command(name: str):
@@ -32,20 +69,29 @@ def _command(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="netdsl", description="TensorRT-style quantization networks: check, run, convert.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = Parser(prog="netdsl", description="TensorRT's quantization numerics, bit for bit: check, run, "
+                                               "convert and draw networks of quantize/dequantize layers.",
+                    epilog=EPILOG)
+    parser.add_argument("--version", action=VersionAction, help="print netdsl's version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for name in COMMANDS:
         _command(name).add_parser(commands)
+    for command in commands.choices.values():
+        command.add_argument("-q", "--quiet", action="store_true",
+                             help="print nothing but errors and warnings (files are still written)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        code = _command(args.command).run(args)
-        from netdsl.cli.common import flush_stdout
+        with contextlib.ExitStack() as quiet:
+            if args.quiet:  # nothing on stdout; errors and warnings still go to stderr
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            code = _command(args.command).run(args)
+            from netdsl.cli.common import flush_stdout
 
-        flush_stdout()
+            flush_stdout()
         return code
     except BrokenPipeError:  # the reader went away (`netdsl run ... | head -1`): quietly, as SIGPIPE would
         _silence_stdout()

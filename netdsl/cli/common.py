@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +14,7 @@ import numpy as np
 
 from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import UsageError
-from netdsl.model import Network, load
-
-#: outputs with more elements than this print as a summary
-PRINT_LIMIT = 256
+from netdsl.model import Network, Recipe, load
 
 
 def emit(text: str, end: str = "\n") -> None:
@@ -40,9 +38,10 @@ def flush_stdout() -> None:
         raise UsageError(f"cannot write to standard output: {error.strerror or error}") from None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = None) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = None,
+                        help: str = "the model: a .net, .yaml or .onnx file") -> None:
     """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
-    parser.add_argument("model", metavar=metavar)
+    parser.add_argument("model", metavar=metavar, help=help)
     parser.add_argument("--trust-paths", action="store_true",
                         help="let the model's load() read files outside its folder (only for models you trust; "
                              "see docs/reliability.md)")
@@ -56,7 +55,11 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", metavar="FILE",
                         help="inputs by name from an .npz, .safetensors or Polygraphy .json file")
     parser.add_argument("--seed", type=int, default=1,
-                        help="seed of the uniform [-1, 1) values of inputs not given (default 1)")
+                        help="seed of NumPy's default_rng for the inputs not given (default 1)")
+    parser.add_argument("--val-range", nargs="+", default=[], metavar="[NAME:][MIN,MAX]",
+                        help="range of the random values for the inputs not given, as Polygraphy takes it: "
+                             "[MIN,MAX] for every input, NAME:[MIN,MAX] for one (default [-1,1]; uniform in "
+                             "[MIN, MAX), then rounded to the input's type)")
 
 
 def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +69,18 @@ def add_input_shape_option(parser: argparse.ArgumentParser) -> None:
 
 def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bool = False) -> Network:
     """The checked model named on the command line (its warnings printed), or a UsageError for a file
-    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``."""
+    that can't be read; ``input_shapes``: ``--input-shape`` items; ``trust_paths``: ``--trust-paths``. A
+    recipe (input dimensions that are names) is a usage error here: this command needs fixed shapes."""
+    network = load_model_or_recipe(path, input_shapes, trust_paths)
+    if isinstance(network, Recipe):
+        raise UsageError(f"'{path}' is a recipe (its input dimensions are names): bind it with netdsl run "
+                         f"--input NAME=FILE.npy, or apply it with netdsl apply (docs/checkpoints.md)")
+    return network
+
+
+def load_model_or_recipe(path: str, input_shapes: list[str] | None = None,
+                         trust_paths: bool = False) -> Network | Recipe:
+    """:func:`load_model`, a recipe included (``netdsl check``, ``run``, ``convert``)."""
     shapes = {}
     if input_shapes:
         if Path(path).suffix.lower() != ".onnx":
@@ -85,6 +99,31 @@ def load_model(path: str, input_shapes: list[str] | None = None, trust_paths: bo
     return network
 
 
+def parse_val_ranges(items: list[str], inputs: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``--val-range`` (Polygraphy's syntax): ``[MIN,MAX]`` for every input, ``NAME:[MIN,MAX]`` for one;
+    input name -> (low, high), the default (-1, 1) where none is given."""
+    default = (-1.0, 1.0)
+    ranges: dict[str, tuple[float, float]] = {}
+    for item in items:
+        name, _, text = item.rpartition(":")
+        if not (text.startswith("[") and text.endswith("]")) or text.count(",") != 1:
+            raise UsageError(f"--val-range takes [NAME:][MIN,MAX], e.g. x:[0,1], got '{item}'")
+        try:
+            low, high = (float(part) for part in text[1:-1].split(","))
+        except ValueError:
+            raise UsageError(f"--val-range '{item}': MIN and MAX must be numbers") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise UsageError(f"--val-range '{item}': needs finite MIN <= MAX")
+        if not name:
+            default = (low, high)
+        elif name not in inputs:
+            raise UsageError(f"--val-range: unknown input '{name}': the network's inputs are "
+                             f"{', '.join(inputs) or 'none'}")
+        else:
+            ranges[name] = (low, high)
+    return {name: ranges.get(name, default) for name in inputs}
+
+
 def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
     """Every array of a multi-array tensor file (.npz, .safetensors, Polygraphy .json), by name, as stored
     (:func:`netdsl.files.read_tensors`); a file that can't be read is a usage error naming ``what``."""
@@ -95,9 +134,42 @@ def read_tensors(path: str, what: str) -> dict[str, np.ndarray]:
     return {name: array for name, array in arrays_.items() if array is not None}
 
 
+def bind_recipe(network: Recipe, args: argparse.Namespace) -> Network:
+    """A recipe (docs/checkpoints.md) bound to the shapes of the input files given on the command line;
+    an input whose dimensions are names can't be drawn at random."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    if args.inputs:
+        shapes.update({key: array.shape for key, array in read_tensors(args.inputs, "inputs file").items()
+                       if key in network.inputs})
+    for item in args.input:
+        name, _, path = item.partition("=")
+        if name not in network.inputs or not path:
+            continue
+        try:  # only the shape: gather_inputs reads the values, and reports a file it can't read
+            if path.lower().endswith(".npy"):
+                shapes[name] = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            else:
+                found = [a for a in files.read_tensors(path).values() if a is not None]
+                if len(found) == 1:
+                    shapes[name] = found[0].shape
+        except (OSError, ValueError, files.FileError):
+            continue
+    for name, declared in network.inputs.items():
+        if name not in shapes:
+            if any(isinstance(d, str) for d in declared.dims):
+                raise UsageError(f"input '{name}' has named dimensions ({declared}): give it with "
+                                 f"--input {name}=FILE.npy")
+            shapes[name] = tuple(int(d) for d in declared.dims)
+    try:
+        return network.bind(shapes)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The inputs of a run: ``--inputs FILE`` (.npz, .safetensors, Polygraphy .json), then ``--input
-    NAME=FILE`` (any tensor file holding one array), raw codes with ``--codes``, the rest drawn at random."""
+    NAME=FILE`` (any tensor file holding one array), raw codes with ``--codes``, the rest drawn at random
+    (``--seed``, ``--val-range``)."""
     given: dict[str, Any] = {}  # an unknown name is not read: None, for prepare_inputs to report
     codes = getattr(args, "codes", False)
     if args.inputs:
@@ -124,10 +196,11 @@ def gather_inputs(network: Network, args: argparse.Namespace) -> dict[str, np.nd
             raise UsageError(f"input '{name}' {error}") from None
     if args.seed < 0:
         raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
+    ranges = parse_val_ranges(args.val_range, network.inputs)
     rng = np.random.default_rng(args.seed)
     for name, tensor_type in network.inputs.items():
         if name not in given:
-            given[name] = arrays.random_input(tensor_type, rng)
+            given[name] = arrays.random_input(tensor_type, rng, *ranges[name])
     try:
         return network.prepare_inputs(given)
     except ValueError as error:
@@ -150,20 +223,27 @@ def check_save_target(path: str, args: argparse.Namespace) -> None:
 
 
 def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
-    shape = ", ".join(map(str, array.shape))
-    header = f"{name}: {dtype.name}[{shape}]"
-    values = dtypes.decode(array, dtype) if not dtype.is_float else np.asarray(array, dtype=np.float32)
-    if dtype.is_integer:
-        values = np.asarray(array).astype(np.int64)
-    if values.size <= PRINT_LIMIT:
-        return header + "\n" + np.array2string(values, separator=" ", threshold=PRINT_LIMIT,
-                                                max_line_width=100)
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    nan = int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
-    inf = int(np.isinf(values).sum()) if values.dtype.kind == "f" else 0
-    stats = f"min {finite.min()} max {finite.max()} mean {finite.astype(np.float64).mean():.6g}" if finite.size \
-        else "no finite values"
-    return f"{header}\n  {values.size} values: {stats}; nan {nan}, inf {inf}"
+    """An output as ``run`` prints it: ``name: type[shape]``, then its values when it has at most
+    PRINT_LIMIT elements, else a summary read in place (netdsl.view.summarize: no copy of the array)."""
+    from netdsl import view
+
+    header = f"{name}: {dtype.name}[{', '.join(map(str, array.shape))}]"
+    if array.size <= view.PRINT_LIMIT:
+        return header + "\n" + np.array2string(view.plain_values(array, dtype), separator=" ",
+                                                threshold=view.PRINT_LIMIT, max_line_width=100)
+    return f"{header}\n  {view.summarize(array, dtype).describe(integral=dtype.is_integer)}"
+
+
+def write_json(path: str, document: Any) -> None:
+    """``--json FILE``: the document as indented JSON, to stdout for '-', else atomically to FILE."""
+    import json
+
+    text = json.dumps(document, indent=1)
+    if path == "-":
+        emit(text)
+        return
+    with writing(path):
+        files.write_atomically(path, lambda stream: stream.write(text.encode() + b"\n"))
 
 
 @contextmanager

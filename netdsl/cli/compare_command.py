@@ -34,9 +34,9 @@ EXAMPLES = """examples:
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "compare", help="compare a run with reference outputs, a case file or another backend",
-        description="Run MODEL and compare every output present on both sides: exact by default (bit for bit, "
-                    "NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage or "
-                    "nothing to compare.",
+        description="Run MODEL and compare every output present on both sides: exact by default (bit for\n"
+                    "bit, NaN equals NaN), quantized outputs as codes. Exit 0 all match, 1 a mismatch, 2 usage\n"
+                    "or nothing to compare. docs/compare.md explains the report.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     add_input_options(parser)
@@ -46,8 +46,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--load-outputs", metavar="REF",
                         help="reference outputs by name (.npz, .safetensors, Polygraphy JSON)")
     parser.add_argument("--codes", action="store_true",
-                        help="the reference holds raw codes (uint8; 4-bit packed two per byte); a uint8 array "
-                             "for a quantized output is read as codes anyway")
+                        help="the reference's uint8 arrays (uint16 for bfloat16) are raw codes (4-bit ones packed "
+                             "two per byte); a uint8 array for a quantized output is read as codes anyway")
     parser.add_argument("--case", metavar="FILE.case.yaml",
                         help="take the inputs and the expected outputs (and their atol) from a case file")
     parser.add_argument("--atol", action="append", default=[], metavar="[NAME:]V",
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if args.input or args.inputs:
             raise UsageError("--case gives the inputs: leave out --input and --inputs")
         try:
-            case = load_case(args.case)
+            case = load_case(args.case, network)
             inputs = network.prepare_inputs(feed(case.inputs, network))
         except CaseError as error:
             raise UsageError(str(error)) from None

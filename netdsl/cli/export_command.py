@@ -8,11 +8,18 @@ from netdsl import files
 from netdsl.cli.common import add_input_shape_option, add_model_arguments, load_model, writing
 from netdsl.diagnostics import UsageError
 
+EPILOG = """examples:
+  netdsl export examples/quantize.net -o quantize.onnx
+  netdsl export examples/nvfp4_bf16.net -o nvfp4.onnx    # DynamicQuantize in TensorRT's trt domain"""
+
 
 def add_parser(commands) -> None:
-    export = commands.add_parser("export", help="write a model as an ONNX file")
+    export = commands.add_parser(
+        "export", help="write a model as an ONNX file", epilog=EPILOG,
+        description="Write a checked model as ONNX, each layer at the lowest opset that holds it "
+                    "(docs/onnx.md, \"Export\").")
     add_model_arguments(export)
-    export.add_argument("-o", "--output", metavar="OUT.onnx", required=True)
+    export.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="the ONNX file to write")
     add_input_shape_option(export)
 
 

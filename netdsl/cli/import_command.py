@@ -15,9 +15,17 @@ from netdsl.model import Network
 FORMATS = {".net": "net", ".yaml": "yaml", ".yml": "yaml"}
 
 
+EPILOG = """examples:
+  netdsl import model.onnx -o model.net        # model.net, its constants in model.npz beside it
+  netdsl import model.onnx -o model.yaml --input-shape x:1,64"""
+
+
 def add_parser(commands) -> None:
-    command = commands.add_parser("import", help="write an ONNX model's quantization part as a netdsl model")
-    add_model_arguments(command, "MODEL.onnx")
+    command = commands.add_parser(
+        "import", help="write an ONNX model's quantization part as a netdsl model", epilog=EPILOG,
+        description="Read an ONNX model's Quantize/Dequantize part and write it as a netdsl model "
+                    "(docs/onnx.md, \"Import\").")
+    add_model_arguments(command, "MODEL.onnx", "the ONNX model to read")
     command.add_argument("-o", "--output", metavar="OUT.net", required=True,
                          help="the model to write (.net or .yaml); its constants go to OUT.npz beside it")
     add_input_shape_option(command)

@@ -20,8 +20,9 @@ EXAMPLES = """examples:
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "test", help="run conformance cases (NAME.case.yaml) against their models",
-        description="Run every case file given or found under the folders given (default: examples/) "
-                    "against the model beside it (NAME.net, NAME.yaml or NAME.onnx) and compare its outputs.",
+        description="Run every case file given or found under the folders given (default: examples/)\n"
+                    "against the model beside it (NAME.net, NAME.yaml or NAME.onnx) and compare its outputs\n"
+                    "(docs/compare.md).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", default=["examples"], metavar="PATH",
                         help="case files or folders to search (default: examples)")
@@ -47,9 +48,9 @@ def summary(report: Report, atol: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.backends import get_backend
-    from netdsl.cases import CaseError, feed, find_cases, load_case
+    from netdsl.cases import CaseError, feed, find_cases, load_case, model_path
     from netdsl.compare import ComparisonError, compare_outputs
-    from netdsl.model import load
+    from netdsl.model import Network, load
 
     try:
         paths = find_cases(args.paths)
@@ -61,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in paths:
         try:
-            case = load_case(path)
-            network = load(case.model_path())
+            network = load(model_path(path))
+            if not isinstance(network, Network):
+                raise UsageError(f"{model_path(path)} is a recipe (its input dimensions are names); a case "
+                                 f"needs a model of fixed shapes")
+            case = load_case(path, network)
             inputs = network.prepare_inputs(feed(case.inputs, network))
             outputs = backend.run(network.graph, inputs)
             got = {name: outputs[name] for name in case.expected if name in outputs}

@@ -18,7 +18,7 @@ from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import Diagnostics, Loc, did_you_mean
 from netdsl.frontend import ast
 from netdsl.frontend.text import LITERAL_LIMIT_MESSAGE, MAX_LITERAL_ELEMENTS, SPECIAL_NUMBERS, expand_block
-from netdsl.ir import MAX_VOLUME, Graph, LoadRef, Node, TensorType, Value
+from netdsl.ir import MAX_VOLUME, Graph, LoadRef, NamedType, Node, TensorType, Value
 from netdsl.ops import OPS, OpDef
 
 #: TensorRT's Dims::MAX_DIMS: a tensor has at most 8 dimensions
@@ -69,8 +69,7 @@ class _Lowering:
                         raise _LoweringError(statement.loc, "'network' must be the first statement")
                     graph.name = statement.name.name
                 elif isinstance(statement, ast.InputStmt):
-                    self.define(Value(statement.name.name, "input", statement.name.loc,
-                                      type=self.tensor_type(statement.type)))
+                    self.input(statement)
                 elif isinstance(statement, ast.ConstStmt):
                     self.constant(statement)
                 elif isinstance(statement, ast.LayerStmt):
@@ -160,6 +159,21 @@ class _Lowering:
 
     # --- types and constants ---------------------------------------------------------------------
 
+    def input(self, statement: ast.InputStmt) -> None:
+        """An input; its dimensions may be names (``bfloat16[N, K]``), bound for each concrete shape the
+        network meets (docs/checkpoints.md)."""
+        ref = statement.type
+        names = {i: d.name for i, d in enumerate(ref.dims)
+                 if isinstance(d, ast.Name) and d.name.lower() not in SPECIAL_NUMBERS}
+        value = Value(statement.name.name, "input", statement.name.loc)
+        if names:
+            concrete = [ast.Number(1, "1", d.loc) if i in names else d for i, d in enumerate(ref.dims)]
+            probe = self.tensor_type(ast.TypeRef(ref.dtype, concrete, ref.loc))  # checks the rest of the type
+            value.declared = NamedType(probe.dtype, tuple(names.get(i, d) for i, d in enumerate(probe.shape)))
+        else:
+            value.type = self.tensor_type(ref)
+        self.define(value)
+
     def tensor_type(self, ref: ast.TypeRef) -> TensorType:
         try:
             dtype = dtypes.lookup(ref.dtype.name)
@@ -171,6 +185,9 @@ class _Lowering:
                                           f"this type has {len(ref.dims)}")
         shape = []
         for dim in ref.dims:
+            if isinstance(dim, ast.Name) and dim.name.lower() not in SPECIAL_NUMBERS:
+                raise _LoweringError(dim.loc, f"a dimension must be a non-negative integer; only an input's "
+                                              f"dimensions may be names (here '{dim.name}')")
             if isinstance(dim, ast.Number) and _integer_text(dim.text) and not dim.value <= MAX_VOLUME:
                 raise _LoweringError(dim.loc, f"dimension {_abbreviated(dim.text)} is over TensorRT's limit of 2^31-1")
             if not (isinstance(dim, ast.Number) and isinstance(dim.value, int)):
@@ -432,6 +449,14 @@ class _Lowering:
                     expr.name, list(dtypes.DTYPES) + list(dtypes.ALIASES))) from None
         if kind == "int":
             return self.integer(key, expr)
+        if kind == "word":
+            if not isinstance(expr, ast.Name):
+                raise _LoweringError(expr.loc, f"{key} takes a word, e.g. {key}=max")
+            return expr.name
+        if kind == "bool":
+            if not (isinstance(expr, ast.Name) and expr.name in ("true", "false")):
+                raise _LoweringError(expr.loc, f"{key} takes true or false")
+            return expr.name == "true"
         if isinstance(expr, ast.NumberBlock):
             expr = expand_block(expr)
         if not isinstance(expr, ast.ListExpr):

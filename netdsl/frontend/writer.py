@@ -26,6 +26,7 @@ import numpy as np
 from netdsl import dtypes
 from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.frontend.ast import NAME
+from netdsl.frontend.yaml_form import ATTRIBUTE_KEYS
 from netdsl.ir import LoadRef, Value, attr_items, format_attr
 
 FORMATS = ("net", "yaml")
@@ -176,7 +177,7 @@ def _write_net(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str:
         if original != written:
             lines.append(f"alias {written} = {json.dumps(original, ensure_ascii=False)}")
     for value in graph.inputs:
-        lines.append(f"input {names[value.name]} : {value.type}")
+        lines.append(f"input {names[value.name]} : {value.declared or value.type}")
     for value in graph.constants:
         if value.source is not None:
             source = paths(value.source)
@@ -232,7 +233,8 @@ def _yaml_layer(node: CheckedNode, names: dict[str, str]) -> list[str]:
     lines = [f"  - op: {node.op.name}",
              f"    inputs: [{', '.join(names[n] for n in node.inputs)}]",
              f"    outputs: [{', '.join(names[n] for n in node.outputs)}]"]
-    lines += [f"    {key}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
+    keys = {attribute: key for key, attribute in ATTRIBUTE_KEYS.items()}  # a keyword that is a layer key
+    lines += [f"    {keys.get(key, key)}: {format_attr(v)}" for key, v in attr_items(node.attrs)]
     return lines
 
 
@@ -248,7 +250,7 @@ def _write_yaml(graph: CheckedGraph, paths: Callable[[LoadRef], LoadRef]) -> str
         lines += [f"  {written}: {_yaml_string(original)}" for original, written in renamed]
     if graph.inputs:
         lines.append("inputs:")
-        lines += [f"  {names[value.name]}: {value.type}" for value in graph.inputs]
+        lines += [f"  {names[value.name]}: {value.declared or value.type}" for value in graph.inputs]
     if graph.constants:
         lines.append("constants:")
         lines += [f"  {names[value.name]}: {_yaml_constant(value, paths)}" for value in graph.constants]

@@ -22,6 +22,9 @@ CONSTANT_KEYS = ("type", "value", "load")
 #: the keys of load's mapping form
 LOAD_KEYS = ("file", "key", "codes")
 LAYER_KEYS = ("op", "inputs", "outputs")
+#: a layer attribute whose name is a layer key takes another key in the YAML form: the recipe layers'
+#: TensorRT ``op`` attribute (``reduce(x, op=max)`` in the text form) is ``operation: max`` here
+ATTRIBUTE_KEYS = {"operation": "op"}
 _LAYER_EXAMPLES = {"op": "op: quantize", "inputs": "inputs: [x, scale]", "outputs": "outputs: [q]"}
 
 #: inf and nan as the text form spells them, and as YAML does (.inf, .nan); any letter case
@@ -422,6 +425,8 @@ class _Builder:
             if key in LAYER_KEYS:
                 continue
             key_name = self.guarded(self.name, key_node, "an attribute name")
+            if key_name is not None and key_name.name in ATTRIBUTE_KEYS:
+                key_name = ast.Name(ATTRIBUTE_KEYS[key_name.name], key_name.loc)
             value = self.guarded(self.attribute, value_node)
             if key_name is not None and value is not None:
                 keywords.append(ast.Keyword(key_name, value, key_name.loc))

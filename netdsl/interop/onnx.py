@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from netdsl import dtypes
+from netdsl import dtypes, files
 from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.diagnostics import Diagnostics, NodeLoc, UsageError
 from netdsl.dtypes import DType
 from netdsl.ir import MAX_VOLUME, Graph, Node, TensorType, Value
 from netdsl.ops import OPS
 from netdsl.ops.common import ScaleResolution
-from netdsl.ops.dequantize import DEQUANTIZE
+from netdsl.ops.dequantize import DEQUANTIZE, DequantizeAttrs
 from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicQuantizeAttrs, DynamicResolution
 from netdsl.ops.granularity import ceil_div
+from netdsl.ops.quantize import QuantizeAttrs
 
 #: what to install for ONNX files
 EXTRA = 'pip install "netdsl[onnx]"'
@@ -114,7 +115,9 @@ def node_loc(file: str, index: int, node: Any) -> NodeLoc:
 
 
 def read_model(path: Path, diagnostics: Diagnostics) -> Any:
-    """The ModelProto of ``path`` with its external data loaded, or None after a located error."""
+    """The ModelProto of ``path`` with its external data loaded, or None after a located error. External
+    data must lie in the model's folder or below (``netdsl.files.confined``; the onnx package's own loader
+    refuses anything else too, so ``--trust-paths`` does not lift it)."""
     onnx = require_onnx()
     file = str(path)
     whole = NodeLoc(file, 0, 0)
@@ -134,10 +137,16 @@ def read_model(path: Path, diagnostics: Diagnostics) -> Any:
     failed = False
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
             try:
-                _check_confined(path.parent, {e.key: e.value for e in tensor.external_data}.get("location", ""))
+                if not location:
+                    raise ValueError("its external data names no file")
+                files.confined(location, path.parent)
             except ValueError as error:
-                diagnostics.error(NodeLoc(file, 0, 0, f"initializer '{tensor.name}'"), str(error))
+                message = str(error) if not location else \
+                    f"its external data '{location}' is outside the model's folder: ONNX external data is read " \
+                    "only from the model's folder and below"
+                diagnostics.error(NodeLoc(file, 0, 0, f"initializer '{tensor.name}'"), message)
                 failed = True
     if failed:
         return None
@@ -168,19 +177,6 @@ def _all_tensors(model: Any) -> list[Any]:
     for node in model.graph.node:
         tensors += [attribute.t for attribute in node.attribute if attribute.HasField("t")]
     return tensors
-
-
-def _check_confined(folder: Path, location: str) -> None:
-    """An external-data file named by ``location`` must stay inside the model's folder: a relative path
-    without ``..``, not reaching outside through a symbolic link (ValueError otherwise)."""
-    if not location:
-        raise ValueError("its external data names no file")
-    relative = Path(location)
-    if relative.is_absolute() or location.startswith(("/", "\\")) or ".." in relative.parts:
-        raise ValueError(f"its external data '{location}' is outside the model's folder (an absolute path or "
-                         "'..'); external data must stay beside the model")
-    if not (folder / relative).resolve().is_relative_to(folder.resolve()):
-        raise ValueError(f"its external data '{location}' leads outside the model's folder (a symbolic link)")
 
 
 def _first_line(error: BaseException) -> str:
@@ -722,6 +718,7 @@ class _Export:
         if not standard:
             self.trt = True
             self.opset = max(self.opset, 19 if quantized == dtypes.FP8 else 10)
+            assert isinstance(node.attrs, QuantizeAttrs | DequantizeAttrs)
             block_shape = node.attrs.block_shape if node.attrs.block_shape is not None else granularity.block
             self.nodes.append(onnx.helper.make_node(
                 "TRT_BlockDequantize" if is_dq else "TRT_BlockQuantize", [data_name, scale_name], node.outputs,

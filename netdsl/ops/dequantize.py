@@ -60,8 +60,9 @@ def infer(ctx: InferContext[DequantizeAttrs]) -> tuple[list[TensorType], ScaleRe
     if q.type.rank == 0:
         raise OpError("dequantize's input must not be a scalar", "input")
     check_type(scale, SCALE_TYPES, "dequantize's scale")
+    applied_scale = None
     if is_constant_rooted(scale.value, ctx.values):
-        check_scale_values(scale, ctx)
+        applied_scale = check_scale_values(scale, ctx)
     elif not dynamic_scale_source(scale.value, ctx.values):
         raise OpError(f"dequantize's scale must be a constant or come from a dynamic_quantize scale output "
                       f"(directly or through a dequantize of it), or be computed only from constants; "
@@ -71,7 +72,7 @@ def infer(ctx: InferContext[DequantizeAttrs]) -> tuple[list[TensorType], ScaleRe
         raise OpError(f"to_type must be {names(FLOAT_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, q.type.dtype)
     granularity = resolve_scale(ctx, q)
-    return [TensorType(to_type, q.type.shape)], ScaleResolution(granularity, to_type)
+    return [TensorType(to_type, q.type.shape)], ScaleResolution(granularity, to_type, applied_scale)
 
 
 def reference(q: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,

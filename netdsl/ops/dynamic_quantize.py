@@ -20,11 +20,18 @@ from typing import Any
 import numpy as np
 
 from netdsl import dtypes
-from netdsl.diagnostics import OpError
+from netdsl.diagnostics import OpError, WeightValueError
 from netdsl.dtypes import DType
 from netdsl.ir import TensorType
 from netdsl.ops.base import InferContext, OpDef, register
-from netdsl.ops.common import FLOAT_TYPES, check_scale_values, check_type, constant_data, require_constant
+from netdsl.ops.common import (
+    FLOAT_TYPES,
+    check_scale_values,
+    check_type,
+    constant_data,
+    require_constant,
+    scale_values_error,
+)
 from netdsl.ops.granularity import block_view, ceil_div, clamp_block, expand, normalize_axis, resolve_block_shape
 
 
@@ -74,9 +81,14 @@ class DynamicResolution:
     output_type: DType
     scale_type: DType
     double_quant_scale: float | None
+    #: the double_quant_scale tensor's name where it is computed from a recipe's weight (its value is known,
+    #: and checked, when the recipe is applied: :func:`applied_double_quant_scale`)
+    applied_double_quant_scale: str | None = None
 
     def describe(self) -> str:
         dqs = f", double_quant_scale {self.double_quant_scale!r}" if self.double_quant_scale is not None else ""
+        if self.applied_double_quant_scale is not None:
+            dqs = f", double_quant_scale '{self.applied_double_quant_scale}' computed when applied"
         return f"{self.mode}: block [{', '.join(map(str, self.block))}], data {self.output_type.name}, " \
                f"scale {self.scale_type.name}{dqs}"
 
@@ -133,7 +145,7 @@ def infer(ctx: InferContext[DynamicQuantizeAttrs]) -> tuple[list[TensorType], Dy
             raise OpError(f"{mode.name} needs blocks of {required_size} along the last or second-to-last axis, "
                           f"got block [{', '.join(map(str, block))}]", where)
     dqs = ctx.operands.get("double_quant_scale")
-    dqs_value = None
+    dqs_value, applied_dqs = None, None
     if needs_dqs and dqs is None:
         raise OpError(f"{mode.name} needs a double_quant_scale input (a one-element constant > 0)", None)
     if not needs_dqs and dqs is not None:
@@ -144,12 +156,27 @@ def infer(ctx: InferContext[DynamicQuantizeAttrs]) -> tuple[list[TensorType], Dy
         if dqs.type.volume != 1:
             raise OpError(f"double_quant_scale must hold one element, got shape {list(dqs.type.shape)}",
                           "double_quant_scale")
-        check_scale_values(dqs, ctx, "double_quant_scale")
-        dqs_value = float(dtypes.decode(constant_data(dqs.value, ctx), dqs.type.dtype).reshape(()))
+        applied_dqs = check_scale_values(dqs, ctx, "double_quant_scale")
+        data = constant_data(dqs.value, ctx)
+        if data is not None:
+            dqs_value = float(dtypes.decode(data, dqs.type.dtype).reshape(()))
     block = clamp_block(block, shape)  # after the mode's rules, which read the block as written
     scale_shape = tuple(ceil_div(d, b) for d, b in zip(shape, block))
-    resolution = DynamicResolution(mode.name, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value)
+    resolution = DynamicResolution(mode.name, block, scale_shape, attrs.output_type, attrs.scale_type, dqs_value,
+                                   applied_dqs)
     return [TensorType(attrs.output_type, shape), TensorType(attrs.scale_type, scale_shape)], resolution
+
+
+def applied_double_quant_scale(resolution: DynamicResolution, dqs: np.ndarray | None) -> float | None:
+    """The double_quant_scale a layer runs with: the checked constant, or (computed from a recipe's weight)
+    the host array ``dqs``, checked now as a constant's is (WeightValueError unless finite and > 0)."""
+    if resolution.applied_double_quant_scale is None or dqs is None:
+        return resolution.double_quant_scale
+    value = np.asarray(dqs, dtype=np.float32).reshape(())
+    message = scale_values_error(value, resolution.applied_double_quant_scale, "double_quant_scale")
+    if message:
+        raise WeightValueError(message)
+    return float(value)
 
 
 def block_amax(x32: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
@@ -186,8 +213,8 @@ def reference(x: np.ndarray, block: tuple[int, ...], output_type: DType, scale_t
 
 def evaluate(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
     x = args[0]
-    return list(reference(x, resolution.block, resolution.output_type, resolution.scale_type,
-                          resolution.double_quant_scale))
+    dqs = applied_double_quant_scale(resolution, args[1] if len(args) > 1 else None)
+    return list(reference(x, resolution.block, resolution.output_type, resolution.scale_type, dqs))
 
 
 DYNAMIC_QUANTIZE = register(OpDef(

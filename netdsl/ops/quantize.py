@@ -44,13 +44,13 @@ def infer(ctx: InferContext[QuantizeAttrs]) -> tuple[list[TensorType], ScaleReso
         raise OpError("quantize's input must not be a scalar", "input")
     check_type(scale, FLOAT_TYPES, "quantize's scale")
     require_constant(scale, "quantize's scale", ctx.values)
-    check_scale_values(scale, ctx)
+    applied_scale = check_scale_values(scale, ctx)
     to_type = ctx.attrs.to_type
     if to_type not in QUANTIZED_TYPES:
         raise OpError(f"to_type must be {names(QUANTIZED_TYPES)}, got {to_type.name}", "to_type")
     check_zero_point(ctx, to_type)
     granularity = resolve_scale(ctx, x)
-    return [TensorType(to_type, x.type.shape)], ScaleResolution(granularity, to_type)
+    return [TensorType(to_type, x.type.shape)], ScaleResolution(granularity, to_type, applied_scale)
 
 
 def reference(x: np.ndarray, scale: np.ndarray, block: tuple[int, ...], to_type: DType,

@@ -10,6 +10,7 @@ graph, so a repeated run pays only for its inputs, launches and downloads.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +24,10 @@ from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Ste
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.check import CheckedGraph
 from netdsl.dtypes import DType
-from netdsl.ops.common import ScaleResolution
+from netdsl.ir import Node
+from netdsl.ops.common import ScaleResolution, check_applied_scale
 from netdsl.ops.dequantize import DEQUANTIZE
-from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution
+from netdsl.ops.dynamic_quantize import DYNAMIC_QUANTIZE, DynamicResolution, applied_double_quant_scale
 from netdsl.ops.quantize import QUANTIZE
 
 
@@ -73,8 +75,10 @@ class CupyBackend(Backend):
             cached = state.constants[(on_device, value.name)] = (value.data, uploaded)
         return cached[1]
 
-    def run_device(self, graph: CheckedGraph, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back."""
+    def run_device(self, graph: CheckedGraph, inputs: dict[str, Any],
+                   on_node: Callable[[Node], None] | None = None) -> dict[str, Any]:
+        """Run on device tensors (a :class:`DeviceTensor` for each graph input); device tensors back.
+        ``on_node`` is called for each layer once its kernel is launched."""
         state = self._state(graph)
         steps = self.schedule(graph)
         on_device = device.current()
@@ -94,17 +98,21 @@ class CupyBackend(Backend):
             else:
                 results = [_run_dequantize_double(step, args)]
             env.update(zip(step.outputs, results))
+            if on_node is not None:
+                for node in step.nodes:
+                    on_node(node)
             for name in step.free:
                 env.pop(name, None)
         return {name: env[name] for name in graph.outputs}
 
-    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray],
+                on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         state = self._state(graph)
         typed = state.input_types
         if typed is None:
             typed = state.input_types = [(value.name, graph.type_of(value.name).dtype) for value in graph.inputs]
         device_inputs = {name: device.upload(inputs[name], dtype) for name, dtype in typed}
-        results = self.run_device(graph, device_inputs)
+        results = self.run_device(graph, device_inputs, on_node)
         return {name: device.download(results[name]) for name in graph.outputs}
 
 
@@ -121,6 +129,8 @@ def _run_quantize_dequantize(step: Step, args: list[Any]) -> Any:
     quantize_node, dequantize_node = step.nodes
     q_resolution, dq_resolution = scale_resolution(quantize_node), scale_resolution(dequantize_node)
     x, q_scale, dq_scale = args
+    _check_applied(q_resolution, q_scale)
+    _check_applied(dq_resolution, dq_scale)
     granularity = q_resolution.granularity
     return launch.quantize_dequantize(x, _reshaped(q_scale, granularity.scale_shape), granularity.block,
                                       q_resolution.to_type, _reshaped(dq_scale, granularity.scale_shape),
@@ -131,6 +141,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
     scale_node, data_node = step.nodes
     sf_resolution, resolution = scale_resolution(scale_node), scale_resolution(data_node)
     data, codes, codes_scale = args
+    _check_applied(sf_resolution, codes_scale)
     granularity = resolution.granularity
     return launch.dequantize_double(data, _reshaped(codes, granularity.scale_shape), codes_scale, granularity.block,
                                     sf_resolution.to_type, resolution.to_type)
@@ -138,6 +149,7 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
 
 @BACKEND.impl(QUANTIZE)
 def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
     granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [launch.quantize(args[0], scale, granularity.block, resolution.to_type)]
@@ -145,6 +157,7 @@ def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DEQUANTIZE)
 def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
+    _check_applied(resolution, args[1])
     granularity = resolution.granularity
     scale = _reshaped(args[1], granularity.scale_shape)
     return [launch.dequantize(args[0], scale, granularity.block, resolution.to_type)]
@@ -152,5 +165,18 @@ def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
 def _dynamic_quantize(resolution: DynamicResolution, args: list[Any]) -> list[Any]:
+    dqs = resolution.double_quant_scale
+    if resolution.applied_double_quant_scale is not None:  # computed from a recipe's weight: one value to the host
+        dqs = applied_double_quant_scale(resolution, device.download(args[1]))
     return list(launch.dynamic_quantize(args[0], resolution.block, resolution.output_type, resolution.scale_type,
-                                      resolution.double_quant_scale))
+                                        dqs))
+
+
+def _check_applied(resolution: ScaleResolution, scale: Any) -> None:
+    """A scale computed from a recipe's weight is checked as a constant's would be (on the host: a scale
+    is small)."""
+    if resolution.applied_scale is not None:
+        check_applied_scale(resolution, device.download(scale))
+
+
+from netdsl.backends.cupy import recipe_layers  # noqa: E402,F401  (registers the recipe layers' impls)

@@ -19,9 +19,10 @@ import numpy as np
 from netdsl.backends import Backend
 from netdsl.backends.numpy import compiled
 from netdsl.check import CheckedGraph
-from netdsl.ops import dequantize, dynamic_quantize, quantize
+from netdsl.ir import Node
+from netdsl.ops import cast, dequantize, dynamic_quantize, elementwise, quantize, reduce, shuffle, unary
 from netdsl.ops.base import OpDef
-from netdsl.ops.common import ScaleResolution
+from netdsl.ops.common import ScaleResolution, check_applied_scale
 from netdsl.ops.dynamic_quantize import DynamicResolution
 
 #: elements per piece: near-cache-sized, and long enough per NumPy call for the threads to run in parallel
@@ -32,13 +33,16 @@ Box = tuple[slice, ...]
 
 
 class NumpyBackend(Backend):
-    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, graph: CheckedGraph, inputs: dict[str, np.ndarray],
+                on_node: Callable[[Node], None] | None = None) -> dict[str, np.ndarray]:
         env: dict[str, Any] = dict(inputs)
         for value in graph.constants:
             env[value.name] = value.data
         for node in graph.nodes:
             results = self.impls[node.op](node.resolution, [env[name] for name in node.inputs])
             env.update(zip(node.outputs, results))
+            if on_node is not None:
+                on_node(node)
         return {name: env[name] for name in graph.outputs}
 
 
@@ -100,6 +104,7 @@ def _scaled(op: OpDef[Any, ScaleResolution],
     int8/int4 Quantize through the compiled loop where numba is installed)."""
     def run(resolution: ScaleResolution, args: list[Any]) -> list[np.ndarray]:
         x, scale = args[0], args[1]
+        check_applied_scale(resolution, scale)
         granularity = resolution.granularity
         block, scale_shape = granularity.block, granularity.scale_shape
         scale = scale.reshape(scale_shape)
@@ -120,16 +125,21 @@ def _scaled(op: OpDef[Any, ScaleResolution],
 for _op, _reference in ((quantize.QUANTIZE, quantize.reference), (dequantize.DEQUANTIZE, dequantize.reference)):
     BACKEND.impl(_op)(_scaled(_op, _reference))
 
+# the recipe layers (docs/semantics.md, "Recipe layers"): their references, on the whole tensor
+for _recipe_op in (unary.UNARY, reduce.REDUCE, elementwise.ELEMENTWISE, cast.CAST, shuffle.SHUFFLE):
+    BACKEND.impl(_recipe_op)(_recipe_op.evaluate)
+
 
 @BACKEND.impl(dynamic_quantize.DYNAMIC_QUANTIZE)
 def _dynamic_quantize(resolution: DynamicResolution, args: list[Any]) -> list[np.ndarray]:
     x = args[0]
+    dqs = dynamic_quantize.applied_double_quant_scale(resolution, args[1] if len(args) > 1 else None)
     data = np.empty(x.shape, resolution.output_type.storage)
     scale = np.empty(resolution.scale_shape, resolution.scale_type.storage)
 
     def work(box: Box) -> None:
         data[box], scale[_scale_box(box, resolution.block, resolution.scale_shape)] = dynamic_quantize.reference(
-            x[box], resolution.block, resolution.output_type, resolution.scale_type, resolution.double_quant_scale)
+            x[box], resolution.block, resolution.output_type, resolution.scale_type, dqs)
 
     _run_pieces(x.shape, resolution.block, (True,) * x.ndim, work)
     return [data, scale]

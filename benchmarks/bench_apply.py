@@ -1,0 +1,308 @@
+"""``netdsl apply`` throughput beside the rate of just reading (and hashing) the same files, one run.
+
+    python3 benchmarks/bench_apply.py [--size-gb 3] [--dir DIR] [--recipe examples/recipes/nvfp4_weights.net]
+                                      [--backend numpy|cupy] [--workers N] [--peer-python PYTHON]
+                                      [--out benchmarks/results-apply.md]
+
+Builds (once, in DIR) a synthetic Llama-shaped bfloat16 checkpoint of about SIZE GB in 1 GB shards, then
+measures in this order: reading every shard (64 MiB reads), reading and SHA-256 hashing them, and
+``netdsl apply`` (a fresh process, its peak resident memory from the OS) on the same files; rates are
+GB of checkpoint read per second. The files are read from the page cache in every measurement (they were
+just written or read; the machine has the memory), so the read rate is the ceiling of memory-to-memory
+reading, not the disk's. Target on the GPU (issue 14): apply >= 90% of the read rate.
+
+Peer: ModelOpt's own NVFP4 quantizer (``NVFP4QTensor.quantize``, torch on the CPU) over the same weights,
+read with safetensors and written with ``save_file`` per shard, when ``--peer-python`` names a Python with
+torch and nvidia-modelopt installed; its output is compared with netdsl's, block scale by block scale
+(docs/checkpoints.md says where the two rules differ).
+
+The lead's GPU row: ``python3 benchmarks/bench_apply.py --backend cupy --out benchmarks/results-apply.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HIDDEN, INTERMEDIATE = 4096, 11008
+CHUNK = 1 << 26
+
+
+def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
+    prefix = f"model.layers.{layer}."
+    square, wide, narrow = (HIDDEN, HIDDEN), (INTERMEDIATE, HIDDEN), (HIDDEN, INTERMEDIATE)
+    return [(prefix + "self_attn.q_proj.weight", square), (prefix + "self_attn.k_proj.weight", square),
+            (prefix + "self_attn.v_proj.weight", square), (prefix + "self_attn.o_proj.weight", square),
+            (prefix + "mlp.gate_proj.weight", wide), (prefix + "mlp.up_proj.weight", wide),
+            (prefix + "mlp.down_proj.weight", narrow), (prefix + "input_layernorm.weight", (HIDDEN,))]
+
+
+def make_checkpoint(folder: Path, size_gb: float) -> None:
+    """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard."""
+    from safetensors.numpy import save_file
+
+    marker = folder / "bench.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("size_gb") == size_gb:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.safetensors"):
+        old.unlink()
+    rng = np.random.default_rng(0)
+    per_layer = sum(int(np.prod(s)) * 2 for _, s in layer_tensors(0))
+    layers = max(1, round(size_gb * 1e9 / per_layer))
+    shards: list[dict[str, np.ndarray]] = [{}]
+    shard_bytes = 0
+    for layer in range(layers):
+        for name, shape in layer_tensors(layer):
+            if shard_bytes > 1e9:
+                shards.append({})
+                shard_bytes = 0
+            values = rng.standard_normal(shape, dtype=np.float32)
+            values *= np.float32(0.02)
+            shards[-1][name] = values.astype(ml_dtypes.bfloat16)
+            shard_bytes += values.size * 2
+    weight_map = {}
+    for i, tensors in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(tensors, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({t: name for t in tensors})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN}))
+    marker.write_text(json.dumps({"size_gb": size_gb, "layers": layers}))
+
+
+def read_rate(files: list[Path], hash_it: bool) -> tuple[float, float]:
+    """(seconds, bytes) to read every file in 64 MiB pieces, SHA-256 hashing them when ``hash_it``."""
+    buffer = bytearray(CHUNK)
+    total = 0
+    start = time.perf_counter()
+    for path in files:
+        digest = hashlib.sha256() if hash_it else None
+        with open(path, "rb", buffering=0) as stream:
+            while True:
+                count = stream.readinto(buffer)
+                if not count:
+                    break
+                total += count
+                if digest is not None:
+                    digest.update(memoryview(buffer)[:count])
+    return time.perf_counter() - start, total
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, RssAnon) of a process in KiB: all resident pages, and the anonymous ones (not the
+    checkpoint's memory-mapped file pages, which the kernel can drop and read again)."""
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                fields[key] = int(value.split()[0])
+    except (OSError, ValueError):
+        pass
+    return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
+
+
+def run_apply(recipe: Path, folder: Path, backend: str, workers: int | None) -> tuple[float, float, float, Path]:
+    """(seconds, peak resident GB, peak anonymous GB) of one fresh ``netdsl apply`` process, sampled every
+    20 ms."""
+    out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
+    command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
+               "--backend", backend, "--no-progress"] + (["--workers", str(workers)] if workers else [])
+    # the checkout first, then the caller's entries (where a machine keeps dependencies such as lark)
+    kept = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]))
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    peak_rss = peak_anon = 0
+    while process.poll() is None:
+        rss, anon = _memory_kb(process.pid)
+        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    if process.returncode:
+        raise SystemExit(f"netdsl apply failed (exit {process.returncode})")
+    return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q"
+
+
+PEER = r'''
+import json, os, sys, time
+from pathlib import Path
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+torch.set_num_threads(os.cpu_count())
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+FUSED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
+def group_of(name):
+    parent, member, _ = name.rsplit(".", 2)
+    return parent, FUSED.get(member, member)
+groups = {}
+for name in index:
+    if name.endswith("_proj.weight"):
+        groups.setdefault(group_of(name), []).append(name)
+start = time.perf_counter()
+handles = {shard: safe_open(str(folder / shard), framework="pt") for shard in set(index.values())}
+global_scale = {}  # one per fused group, over all its members (ModelOpt's export unifies them too)
+for shard in sorted(handles):
+    result = {}
+    f = handles[shard]
+    for name in f.keys():
+        w = f.get_tensor(name)
+        if not name.endswith("_proj.weight"):
+            result[name] = w
+            continue
+        key = group_of(name)
+        if key not in global_scale:
+            amax = max(handles[index[m]].get_tensor(m).abs().amax().float() for m in groups[key])
+            global_scale[key] = amax / (6.0 * 448.0)
+        packed, scale, scale_2 = NVFP4QTensor.quantize(w, 16, weights_scaling_factor_2=global_scale[key])
+        result[name] = packed._quantized_data
+        result[name + "_scale"] = scale
+        result[name + "_scale_2"] = scale_2.clone()
+    save_file(result, str(out / shard), metadata={"format": "pt"})
+print(time.perf_counter() - start)
+'''
+
+
+def run_peer(python: str, folder: Path) -> tuple[float, Path]:
+    out = Path(tempfile.mkdtemp(prefix="bench-apply-peer-", dir=folder.parent))
+    result = subprocess.run([python, "-c", PEER, str(folder), str(out)], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"the ModelOpt peer failed: {result.stderr.strip().splitlines()[-1]}")
+    return float(result.stdout.strip().splitlines()[-1]), out
+
+
+def compare_with_peer(ours: Path, peer: Path, checkpoint: Path) -> str:
+    """Block scales and packed code bytes that differ between netdsl's output and ModelOpt's (read by hand:
+    safetensors' NumPy reader has no float8 type)."""
+    from netdsl.apply.safetensors_io import read_header
+
+    def raw(path: Path, name: str, tensors: dict) -> np.ndarray:
+        info = tensors[name]
+        with open(path, "rb") as stream:
+            stream.seek(info.begin)
+            return np.frombuffer(stream.read(info.nbytes), np.uint8)
+
+    scales = blocks = other = signed_zero = explained = 0
+    for path in sorted(ours.glob("*.safetensors")):
+        mine, theirs = read_header(path)[0], read_header(peer / path.name)[0]
+        for name in mine:
+            if not name.endswith("_proj.weight"):
+                continue
+            ours_scale, peer_scale = raw(path, name + "_scale", mine), raw(peer / path.name, name + "_scale", theirs)
+            differ = ours_scale != peer_scale
+            scales += int(np.count_nonzero(differ))
+            blocks += differ.size
+            if differ.any():
+                explained += _division_order(checkpoint, path.name, name, raw(path, name + "_scale_2", mine),
+                                             ours_scale, peer_scale, differ)
+            # codes in blocks whose scales agree: two nibbles per byte, 8 bytes per block of 16
+            ours_codes = raw(path, name, mine).reshape(-1, 8)[~differ]
+            peer_codes = raw(peer / path.name, name, theirs).reshape(-1, 8)[~differ]
+            nibbles = [(ours_codes & 15, peer_codes & 15), (ours_codes >> 4, peer_codes >> 4)]
+            for a, b in nibbles:
+                mismatch = a != b
+                zero = mismatch & (a == 8) & (b == 0)  # -0: netdsl keeps the sign (0x8), ModelOpt writes +0
+                signed_zero += int(np.count_nonzero(zero))
+                other += int(np.count_nonzero(mismatch & ~zero))
+    return (f"{scales} of {blocks} block scales differ ({scales / max(blocks, 1):.1e}), {explained} of them "
+            f"where netdsl's fp8(fl32(amax / 6) / gs) and ModelOpt's fp8(amax / fl32(6 * gs)) differ "
+            f"(docs/checkpoints.md); where the scales agree, {signed_zero} codes differ as -0 (netdsl 0x8) "
+            f"against +0 (ModelOpt 0x0) and {other} otherwise")
+
+
+def _division_order(checkpoint: Path, shard: str, name: str, global_scale: np.ndarray, ours: np.ndarray,
+                    peer: np.ndarray, differ: np.ndarray) -> int:
+    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / shard), framework="numpy") as handle:
+        weight = handle.get_tensor(name).astype(np.float32)
+    gs = global_scale.view(np.float32)[0]
+    amax = np.abs(weight).reshape(-1, 16).max(axis=1)
+    two = ((amax / np.float32(6)).astype(np.float32) / gs).astype(np.float32)
+    one = (amax / np.float32(np.float32(6) * gs)).astype(np.float32)
+    fp8 = ml_dtypes.float8_e4m3fn
+    return int(np.count_nonzero(differ & (two.astype(fp8).view(np.uint8) == ours)
+                                & (one.astype(fp8).view(np.uint8) == peer)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gb", type=float, default=3.0)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "netdsl-bench-apply")
+    parser.add_argument("--recipe", type=Path, default=ROOT / "examples" / "recipes" / "nvfp4_weights.net")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--peer-python", help="a Python with torch and nvidia-modelopt (ModelOpt's quantizer)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    folder = args.dir / "checkpoint"
+    make_checkpoint(folder, args.size_gb)
+    files = sorted(folder.glob("*.safetensors"))
+    read_rate(files, False)  # into the page cache, for every measurement alike
+    read_seconds, size = read_rate(files, False)
+    hash_seconds, _ = read_rate(files, True)
+    apply_seconds, peak_gb, anon_gb, ours = run_apply(args.recipe, folder, args.backend, args.workers)
+    largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
+    group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
+    rows = [("read (64 MiB reads)", read_seconds), ("read + SHA-256", hash_seconds),
+            (f"netdsl apply {args.recipe.stem} ({args.backend}{f', {args.workers} workers' if args.workers else ''})",
+             apply_seconds)]
+    peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
+    if args.peer_python:
+        try:
+            peer_seconds, peer_out = run_peer(args.peer_python, folder)
+        except RuntimeError as error:
+            peer_line = str(error)
+        else:
+            rows.append(("ModelOpt NVFP4QTensor.quantize (torch, CPU) + save_file", peer_seconds))
+            if args.recipe.stem == "nvfp4_weights":
+                peer_line = "netdsl vs ModelOpt on the same weights: " + compare_with_peer(ours, peer_out, folder)
+            else:
+                peer_line = "ModelOpt's NVFP4 quantizer is the peer of the NVFP4 recipe only: outputs not compared"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [f"## {datetime.date.today()}: {size / 1e9:.2f} GB checkpoint, {len(files)} shards, {os.cpu_count()} cores "
+             f"({cpu}), backend {args.backend}", "", f"Load average at the end (1, 5, 15 min): {load}.", "",
+             "| what | seconds | GB/s of checkpoint read | % of read |", "|---|---|---|---|"]
+    for what, seconds in rows:
+        lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% |")
+    lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
+              f"(with the checkpoint's memory-mapped pages); largest tensor {largest:.3f} GB, largest fused group "
+              f"(gate + up) {group:.3f} GB{' (main process only)' if args.workers else ''}.", f"- {peer_line}", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        previous = args.out.read_text() if args.out.exists() else "# netdsl apply: benchmark results\n\n" \
+            "Written by `benchmarks/bench_apply.py`; newest first.\n\n"
+        head, _, rest = previous.partition("## ")
+        args.out.write_text(head + text + "\n" + ("## " + rest if rest else ""))
+
+
+if __name__ == "__main__":
+    main()

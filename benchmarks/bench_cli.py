@@ -1,0 +1,179 @@
+"""The command line's own costs (docs/cli.md): how long ``netdsl check`` takes, what ``netdsl run`` adds to the
+engine's work on a large tensor (wall time and peak memory), and what the imports cost.
+
+    python3 benchmarks/bench_cli.py --out benchmarks/results-cli.md            # check, run at 2^28, imports
+    python3 benchmarks/bench_cli.py --log2 20 --repeat 3                       # a quick try
+    python3 benchmarks/bench_cli.py --imports --python /tmp/v6/bin/python --python /tmp/v7/bin/python
+
+Every figure is from a fresh process, as a user meets it. ``run`` is measured three ways on the same model (one
+quantize of a float32[2^k] input to int8, NumPy backend) and the same input file:
+- the engine alone: a Python process that reads the input with ``np.load`` and calls ``Network.run`` (its
+  in-process engine time is printed too);
+- ``netdsl run MODEL --input x=x.npy``: the command, printing the output's summary;
+- ``netdsl run MODEL`` with random inputs drawn by the command.
+Peak memory is each process's maximum resident set (``wait4``'s ru_maxrss), against input + output bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = """input x : float32[{n}]
+const s : float32[] = 0.0078125
+q = quantize(x, s, to_type=int8)
+output q
+"""
+ENGINE = """
+import sys, time
+import numpy as np
+import netdsl
+network = netdsl.load(sys.argv[1])
+x = np.load(sys.argv[2])
+start = time.perf_counter()
+network.run({"x": x}, backend="numpy")
+print(f"engine {time.perf_counter() - start:.3f}")
+"""
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+class Measured(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the process (its threads together): what waiting for a core hides
+    rss: int  # peak resident set, bytes
+    out: str
+
+
+def timed_rss(command: list[str]) -> Measured:
+    """Wall and CPU seconds, peak resident set (``wait4``'s rusage) and stdout of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment())
+    out = process.stdout.read()  # type: ignore[union-attr]
+    err = process.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{err.decode()}")
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.decode())
+
+
+def measure_check(repeat: int) -> list[str]:
+    """``netdsl check`` beside the floor under it: Python starting, and Python importing NumPy."""
+    commands = {"`netdsl check examples/quantize.net`":
+                [sys.executable, "-m", "netdsl", "check", str(ROOT / "examples" / "quantize.net")],
+                "`netdsl check examples/nvfp4_bf16.net`":
+                [sys.executable, "-m", "netdsl", "check", str(ROOT / "examples" / "nvfp4_bf16.net")],
+                "floor: `python3 -c pass`": [sys.executable, "-c", "pass"],
+                "floor: `python3 -c 'import numpy'`": [sys.executable, "-c", "import numpy"]}
+    timed_rss(next(iter(commands.values())))  # the first run builds the parser cache
+    runs: dict[str, list[Measured]] = {label: [] for label in commands}
+    for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
+        for label, command in commands.items():
+            runs[label].append(timed_rss(command))
+    return [f"| {label} | {min(r.wall for r in found):.3f} s | {statistics.median(r.wall for r in found):.3f} s | "
+            f"{min(r.cpu for r in found):.3f} s |" for label, found in runs.items()]
+
+
+def measure_run(log2: int, repeat: int) -> list[str]:
+    n = 1 << log2
+    with tempfile.TemporaryDirectory(prefix="netdsl-bench-") as folder:
+        model, data = Path(folder) / "q.net", Path(folder) / "x.npy"
+        model.write_text(MODEL.format(n=n))
+        # written by a child: a parent grown by the input would lend its size to every process it starts
+        subprocess.run([sys.executable, "-c", "import sys, numpy as np; np.save(sys.argv[1], np.random.default_rng(0)"
+                        ".random(int(sys.argv[2]), dtype=np.float32) * 2 - 1)", str(data), str(n)], check=True)
+        payload = n * 4 + n  # the float32 input and the int8 output
+        engine_cmd = [sys.executable, "-c", ENGINE, str(model), str(data)]
+        cli_cmd = [sys.executable, "-m", "netdsl", "run", str(model), "--input", f"x={data}", "--backend", "numpy"]
+        random_cmd = [sys.executable, "-m", "netdsl", "run", str(model), "--backend", "numpy"]
+        rows = []
+        results: dict[str, list[Measured]] = {"engine": [], "cli": [], "random": []}
+        for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
+            results["engine"].append(timed_rss(engine_cmd))
+            results["cli"].append(timed_rss(cli_cmd))
+            results["random"].append(timed_rss(random_cmd))
+        engine_inner = min(float(r.out.split()[1]) for r in results["engine"])
+        engine_wall = min(r.wall for r in results["engine"])
+        engine_cpu = min(r.cpu for r in results["engine"])
+        for key, label in (("engine", "engine alone: `np.load` + `Network.run` in one process"),
+                           ("cli", "`netdsl run q.net --input x=x.npy --backend numpy`"),
+                           ("random", "`netdsl run q.net --backend numpy` (random input)")):
+            wall, cpu = min(r.wall for r in results[key]), min(r.cpu for r in results[key])
+            rss = max(r.rss for r in results[key])
+            rows.append(f"| {label} | {wall:.2f} s | {wall / engine_wall:.2f}x | {cpu:.2f} s | "
+                        f"{cpu / engine_cpu:.2f}x | {rss / 2**30:.2f} GiB | {rss / payload:.2f}x |")
+        rows.append(f"| (the engine's own time inside the first process: `Network.run`) | {engine_inner:.2f} s "
+                    "| | | | | |")
+        return rows
+
+
+def import_costs(pythons: list[str], repeat: int) -> list[str]:
+    rows = []
+    for python in pythons:
+        version = subprocess.run([python, "-c", "import ml_dtypes, numpy; print(ml_dtypes.__version__, "
+                                  "numpy.__version__)"], capture_output=True, text=True, check=True).stdout.split()
+        costs: dict[str, list[int]] = {"numpy": [], "ml_dtypes": []}
+        for _ in range(repeat):
+            err = subprocess.run([python, "-X", "importtime", "-c", "import numpy; import ml_dtypes"],
+                                 capture_output=True, text=True, check=True).stderr
+            for line in err.splitlines():
+                name = line.rsplit("|", 1)[-1].strip()
+                if name in costs and line.count("|") == 2:
+                    costs[name].append(int(line.split("|")[1]))
+        best, median = min(costs["ml_dtypes"]) / 1000, statistics.median(costs["ml_dtypes"]) / 1000
+        rows.append(f"| ml_dtypes {version[0]} (NumPy {version[1]}) | {min(costs['numpy']) / 1000:.0f} ms | "
+                    f"{best:.0f} ms | {median:.0f} ms |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log2", type=int, default=28, help="run at 2^LOG2 elements (default 28: a 1 GiB input)")
+    parser.add_argument("--repeat", type=int, default=3, help="processes per figure (the best is reported)")
+    parser.add_argument("--imports", action="store_true", help="measure only the import costs")
+    parser.add_argument("--python", action="append", default=[],
+                        help="another interpreter (a venv with another ml_dtypes) for the import costs")
+    parser.add_argument("--out", help="write the results as Markdown to this file")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    lines = ["# netdsl command line: costs", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}, NumPy {np.__version__}; load average {load[0]:.1f} when the run began "
+             "(other work shares these cores: the best of several runs is reported).", "",
+             f"Command: `python3 benchmarks/bench_cli.py {' '.join(sys.argv[1:])}`".rstrip(), ""]
+    if not args.imports:
+        lines += ["## `netdsl check` latency (a fresh process)", "",
+                  "| command | wall (best) | wall (median) | CPU time (best) |", "|---|---|---|---|"]
+        lines += measure_check(max(args.repeat, 5)) + [""]
+        lines += [f"## `netdsl run` at 2^{args.log2} elements, float32 -> int8", "",
+                  "| what | wall (best) | vs engine alone | CPU time (best) | vs engine alone | peak RSS "
+                  "| vs input + output |", "|---|---|---|---|---|---|---|"]
+        lines += measure_run(args.log2, args.repeat) + [""]
+    lines += ["## Import costs (`python -X importtime -c 'import numpy; import ml_dtypes'`, cumulative)", "",
+              "| ml_dtypes | numpy | ml_dtypes (best) | ml_dtypes (median) |", "|---|---|---|---|"]
+    lines += import_costs([sys.executable] + args.python, max(args.repeat, 5)) + [""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""``netdsl apply``: a recipe over a whole safetensors checkpoint (docs/checkpoints.md, docs/scale.md).
+
+:func:`apply` checks everything it can before writing (the checkpoint's shards and index, the tensors the
+recipe takes, every distinct shape against the recipe, the format's rules), then writes the output shards
+one at a time, in this process or on Dask, and the index, configs and other files last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from netdsl.diagnostics import UsageError
+
+if TYPE_CHECKING:
+    from netdsl.apply.plan import Plan
+
+
+def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format: str = "modelopt",
+          include: list[str] | None = None, exclude: list[str] | None = None, backend: str = "auto",
+          input_scales: str | Path | None = None, workers: int | None = None, scheduler: str | None = None,
+          gpus: int | None = None, progress: Callable[[int, int], None] | None = None) -> Plan:
+    """Apply ``recipe`` to every tensor of ``checkpoint`` it takes, writing ``outdir``; returns the plan.
+
+    ``progress(done_bytes, total_bytes)`` is called as the checkpoint is read. Raises UsageError (bad
+    options, a checkpoint or tensor the recipe can't take), ModelError (a shape the recipe's layers reject,
+    located in the recipe)."""
+    try:
+        import safetensors  # noqa: F401  (read here: a missing extra is a usage error before any work)
+    except ImportError:
+        raise UsageError('netdsl apply needs safetensors: pip install "netdsl[apply]"') from None
+    # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
+    from netdsl.apply.checkpoint import open_checkpoint
+    from netdsl.apply.plan import make_plan, read_input_scales
+    from netdsl.apply.run import Manifest, finish, write_shard
+    from netdsl.apply.safetensors_io import CheckpointError
+
+    try:
+        source = open_checkpoint(Path(checkpoint))
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    scales = read_input_scales(Path(input_scales)) if input_scales is not None else None
+    plan = make_plan(Path(recipe), source, format, list(include or []), exclude, scales)
+    if backend != "numpy":
+        from netdsl.backends import get_backend
+
+        backend = get_backend(backend).name  # a usage error now, not in a worker
+    out = Path(outdir)
+    on_dask = workers is not None or scheduler is not None or gpus is not None
+    if on_dask:
+        from netdsl.apply.scheduler import dask_client, run_on_dask
+    with dask_client(workers, scheduler, gpus) if on_dask else nullcontext() as client:
+        manifest = Manifest.open(out, plan.settings)
+        todo = [shard for shard in plan.shards if not manifest.finished(shard, out)]
+        total = source.size
+        done = [total - sum(plan.input_bytes(s) for s in todo)]
+
+        def advance(nbytes: int) -> None:
+            done[0] += nbytes
+            if progress:
+                progress(done[0], total)
+
+        def finished(shard: str, sha256: str) -> None:
+            manifest.record(shard, sha256)
+            advance(plan.input_bytes(shard))
+
+        advance(0)
+        manifest.complete = False
+        if todo:
+            manifest.save()
+        try:
+            if on_dask:
+                run_on_dask(client, plan, todo, str(out), backend, finished)
+            else:
+                for shard in todo:
+                    manifest.record(*write_shard(plan, shard, str(out), backend, advance))
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
+    finish(plan, out)
+    manifest.complete = True
+    manifest.save()
+    return plan
+
+
+__all__ = ["apply"]

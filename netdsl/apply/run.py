@@ -1,0 +1,251 @@
+"""Writing the output: one shard at a time (in this process or on a Dask worker), a manifest of finished
+shards for resuming, and the index, configs and other files last.
+
+A shard is written to a temporary name and renamed when complete, and the manifest in OUTDIR records its
+SHA-256, so a run that is killed and started again skips the shards it finished and ends with the same
+bytes. The index and configs, without which no loader reads the folder, are written after every shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdsl import dtypes
+from netdsl.apply.checkpoint import INDEX_NAME
+from netdsl.apply.formats import PackedCodes
+from netdsl.apply.plan import Entry, Plan
+from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
+from netdsl.diagnostics import UsageError, WeightValueError
+
+MANIFEST = ".netdsl-apply.json"
+
+
+def _read_group(plan: Plan, g: int, backend: str) -> Any:
+    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they are copied
+    to the device here, on a stream of this thread's own: ``write_shard`` reads the next group in a thread
+    while the current one is quantized and written, so reading and copying overlap the GPU's work."""
+    group = plan.groups[g]
+    checkpoint = plan.checkpoint
+    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
+    stacked = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
+    if backend != "cupy":
+        return stacked
+    from netdsl.backends.cupy.device import import_cupy
+
+    cupy = import_cupy()
+    kind = next((t for t in dtypes.FLOAT_TYPES if t.storage == stacked.dtype), None)
+    raw = stacked.view(kind.device_storage) if kind is not None else stacked
+    with cupy.cuda.Stream(non_blocking=True) as stream:
+        on_device = cupy.asarray(raw)
+        stream.synchronize()
+    return on_device
+
+
+def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
+    """The recipe on one group's stacked weights; host arrays out. A weight already on the device runs
+    there (netdsl.backends.cupy.external: no copy) and only the outputs come back, 4-bit ones still packed
+    (:class:`PackedCodes`)."""
+    recipe = plan.recipe()
+    name = recipe.graph.inputs[0].name
+    if backend != "cupy":
+        return recipe.run({name: stacked}, backend=backend)
+    from netdsl.backends.cupy import BACKEND, device, external
+
+    network = recipe.bind({name: tuple(stacked.shape)})
+    results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
+                                                                                  network.inputs[name])})
+    outputs: dict[str, Any] = {}
+    for output in network.graph.outputs:
+        tensor = results[output]
+        if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+            packed = device.import_cupy().asnumpy(tensor.data)
+            outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2), tensor.dtype)
+        else:
+            outputs[output] = device.download(tensor)
+    return outputs
+
+
+def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
+    """The recipe run once on group ``g``'s weights stacked by rows (:func:`_read_group`); each member's
+    share of every output (and its input scale), as the arrays to be written."""
+    group = plan.groups[g]
+    try:
+        outputs = _run_recipe(plan, stacked, backend)
+    except WeightValueError as error:
+        what = f"tensor '{group.members[0]}'" if len(group.members) == 1 else f"fused group {', '.join(group.members)}"
+        raise UsageError(f"{what} doesn't fit the recipe: {error}") from None
+    del stacked
+    shares: list[dict[str, np.ndarray]] = [{} for _ in group.members]
+    for split in group.splits:
+        array = outputs[split.name]
+        start = 0
+        for i, share in enumerate(shares):
+            if split.rows is None:
+                share[split.name] = array
+            else:
+                share[split.name] = array[start:start + split.rows[i]]
+                start += split.rows[i]
+    if plan.input_scales is not None:
+        from netdsl.apply.groups import module_of
+
+        amax = max(plan.input_scales[module_of(m)] for m in group.members)  # one per fused layer
+        for share in shares:
+            share[""] = np.asarray(plan.scheme.input_scale(amax), dtype=np.float32)
+    return shares
+
+
+def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) -> np.ndarray:
+    array = shares[entry.member][entry.output]
+    return array if entry.stored is None else entry.stored.convert(array)
+
+
+def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
+                progress: Callable[[int], None] | None = None) -> tuple[str, str]:
+    """Write output shard ``shard`` into ``outdir`` (atomically); returns (shard, its SHA-256). Runs the
+    same in any process: a Dask worker calls it with the plan it was sent."""
+    entries = plan.shards[shard]
+    checkpoint = plan.checkpoint
+    locations = checkpoint.locations
+    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], checkpoint.metadata[shard])
+    pending: dict[int, int] = {}  # group -> entries of this shard still to write
+    for e in entries:
+        if e.source is None:
+            pending[e.group] = pending.get(e.group, 0) + 1
+    computed: dict[int, list[dict[str, np.ndarray]]] = {}
+    # the groups in the order they are written: while one is quantized and written, the next is read
+    order = list(dict.fromkeys(e.group for e in entries if e.source is None))
+    position = {g: i for i, g in enumerate(order)}
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-read")
+    ahead: dict[int, Future[Any]] = {}
+
+    def read_ahead(index: int) -> None:
+        if index < len(order) and order[index] not in ahead:
+            ahead[order[index]] = reader.submit(_read_group, plan, order[index], backend)
+
+    try:
+        read_ahead(0)
+        for e in entries:
+            if e.source is not None:
+                info = checkpoint.shards[locations[e.source]][e.source]
+                writer.write(e.tensor.name, copy_range(checkpoint.root / locations[e.source], info.begin, info.end))
+                if progress:
+                    progress(info.nbytes)
+                continue
+            if e.group not in computed:
+                read_ahead(position[e.group])
+                stacked = ahead.pop(e.group).result()
+                read_ahead(position[e.group] + 1)  # bounded memory: at most the next group is read ahead
+                computed[e.group] = _group_outputs(plan, e.group, backend, stacked)
+                del stacked
+            writer.write(e.tensor.name, [_entry_bytes(plan, e, computed[e.group])])
+            pending[e.group] -= 1
+            if not pending[e.group]:
+                del computed[e.group]  # bounded memory: a group's results live until its last entry is out
+                if progress:
+                    group = plan.groups[e.group]
+                    progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
+                                 if locations[m] == shard))
+        return shard, writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
+
+
+class Manifest:
+    """OUTDIR's record of a run: its settings and each finished shard's SHA-256 (written atomically)."""
+
+    def __init__(self, outdir: Path, settings: dict[str, Any]):
+        self.path = outdir / MANIFEST
+        self.settings = settings
+        self.shards: dict[str, str] = {}
+        self.complete = False
+
+    @classmethod
+    def open(cls, outdir: Path, settings: dict[str, Any]) -> Manifest:
+        """The manifest of an earlier run with the same settings, or a new one. UsageError where OUTDIR holds
+        something else (another run's output, or files that aren't a netdsl apply output)."""
+        manifest = cls(outdir, settings)
+        if manifest.path.is_file():
+            try:
+                data = json.loads(manifest.path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise UsageError(f"'{manifest.path}' is damaged: remove '{outdir}' and start again") from None
+            if data.get("settings") != settings:
+                raise UsageError(f"'{outdir}' holds the output of a run with other settings (recipe, checkpoint, "
+                                 f"format or options): remove it, or choose another -o")
+            manifest.shards = dict(data.get("shards", {}))
+            manifest.complete = bool(data.get("complete"))
+        elif outdir.exists() and any(outdir.iterdir()):
+            raise UsageError(f"'{outdir}' is not empty and holds no netdsl apply manifest: choose an empty or new -o")
+        outdir.mkdir(parents=True, exist_ok=True)
+        return manifest
+
+    def finished(self, shard: str, outdir: Path) -> bool:
+        """Whether ``shard`` was written by an earlier run and is still intact."""
+        path = outdir / shard
+        return shard in self.shards and path.is_file() and file_sha256(path) == self.shards[shard]
+
+    def record(self, shard: str, sha256: str) -> None:
+        self.shards[shard] = sha256
+        self.save()
+
+    def save(self) -> None:
+        data = {"settings": self.settings, "shards": dict(sorted(self.shards.items())), "complete": self.complete}
+        _write_text(self.path, json.dumps(data, indent=1) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+
+
+def finish(plan: Plan, outdir: Path) -> None:
+    """The index, the configs and the checkpoint's other files, each written atomically, after every shard."""
+    checkpoint = plan.checkpoint
+    if checkpoint.index is not None:
+        index = dict(checkpoint.index)
+        total = 0
+        for entries in plan.shards.values():
+            total += sum(e.tensor.nbytes for e in entries)
+        index["metadata"] = {**dict(index.get("metadata") or {}), "total_size": total}
+        index["weight_map"] = plan.weight_map
+        _write_text(outdir / INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    hf_quant_config, quantization_config = plan.format.configs(plan.scheme, plan.ignore, plan.input_scales is not None)
+    if hf_quant_config is not None:
+        _write_text(outdir / "hf_quant_config.json", json.dumps(hf_quant_config, indent=4) + "\n")
+    for name in checkpoint.other_files:
+        source, target = checkpoint.root / name, outdir / name
+        if source.resolve() == outdir.resolve() or source.resolve() in outdir.resolve().parents:
+            continue  # OUTDIR inside the checkpoint's folder: not one of its files
+        if name == "config.json":
+            try:
+                config = json.loads(source.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise UsageError(f"cannot read '{source}': {error}") from None
+            config["quantization_config"] = quantization_config
+            _write_text(target, json.dumps(config, indent=2) + "\n")
+        elif source.is_dir():
+            temporary = target.with_name(f".{name}.partial")
+            shutil.rmtree(temporary, ignore_errors=True)
+            shutil.copytree(source, temporary)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(temporary, target)
+        else:
+            temporary = target.with_name(f".{name}.partial")
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
