@@ -28,25 +28,39 @@ from netdsl.diagnostics import UsageError, WeightValueError
 MANIFEST = ".netdsl-apply.json"
 
 
+#: the safetensors tags of the float weights a recipe takes, and their netdsl types
+_FLOAT_TAGS = {"F32": dtypes.FLOAT32, "F16": dtypes.FLOAT16, "BF16": dtypes.BFLOAT16}
+
+
 def _read_group(plan: Plan, g: int, backend: str) -> Any:
-    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they are copied
-    to the device here, on a stream of this thread's own: ``write_shard`` reads the next group in a thread
-    while the current one is quantized and written, so reading and copying overlap the GPU's work."""
+    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they go from
+    the files' pages (memory-mapped, no host copy) straight to one device array, on a stream of this
+    thread's own: ``write_shard`` reads the next group in a thread while the current one is quantized and
+    written, so reading and copying overlap the GPU's work."""
     group = plan.groups[g]
     checkpoint = plan.checkpoint
-    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
-    stacked = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
-    if backend != "cupy":
-        return stacked
-    from netdsl.backends.cupy.device import import_cupy
+    infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
+    first = infos[0]
+    if backend == "cupy" and first.dtype in _FLOAT_TAGS and all(
+            i.dtype == first.dtype and i.shape[1:] == first.shape[1:] and i.shape for i in infos):
+        from netdsl.backends.cupy.device import import_cupy
 
-    cupy = import_cupy()
-    kind = next((t for t in dtypes.FLOAT_TYPES if t.storage == stacked.dtype), None)
-    raw = stacked.view(kind.device_storage) if kind is not None else stacked
-    with cupy.cuda.Stream(non_blocking=True) as stream:
-        on_device = cupy.asarray(raw)
-        stream.synchronize()
-    return on_device
+        cupy = import_cupy()
+        storage = _FLOAT_TAGS[first.dtype].device_storage
+        rows = sum(i.shape[0] for i in infos)
+        with cupy.cuda.Stream(non_blocking=True) as stream:
+            stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
+            row = 0
+            for member, info in zip(group.members, infos):
+                pages = np.memmap(checkpoint.root / checkpoint.locations[member], dtype=np.uint8, mode="r",
+                                  offset=info.begin, shape=(info.nbytes,))
+                stacked[row:row + info.shape[0]].set(pages.view(storage).reshape(info.shape))
+                row += info.shape[0]
+                del pages
+            stream.synchronize()
+        return stacked
+    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
+    return weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
 
 
 def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
