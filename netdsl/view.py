@@ -71,7 +71,7 @@ class Summary:
     mean: float | None
 
     def describe(self, integral: bool = False) -> str:
-        if self.min is None:
+        if self.min is None or self.max is None:
             stats = "no finite values"
         else:
             low, high = (int(self.min), int(self.max)) if integral else (_short(self.min), _short(self.max))
@@ -161,8 +161,9 @@ def _json_number(value: float | int) -> float | int | str:
     return value
 
 
-def values_json(array: np.ndarray, dtype: dtypes.DType) -> list[Any]:
-    """A small array's values as nested JSON lists (NaN and infinities as strings)."""
+def values_json(array: np.ndarray, dtype: dtypes.DType) -> list[Any] | float | int | str:
+    """A small array's values as nested JSON lists, a scalar's as one number (NaN and infinities as
+    strings)."""
     values = plain_values(array, dtype)
     flat = [_json_number(v) for v in values.reshape(-1).tolist()]
     return np.array(flat, dtype=object).reshape(values.shape).tolist() if values.ndim else flat[0]

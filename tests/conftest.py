@@ -1,7 +1,10 @@
+import io
 import os
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +22,22 @@ def python_path(first: Path | str) -> str:
     return os.pathsep.join([str(first), *kept])
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of an .npy file (NumPy's own writer)."""
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+def npz_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    """A zip (an .npz) of the given member names and bytes (zipfile's own writer)."""
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return stream.getvalue()
+
+
 def gpu_reason() -> str | None:
     """None when the cupy backend can run here, else why not."""
     from netdsl.backends.cupy import BACKEND
@@ -27,10 +46,15 @@ def gpu_reason() -> str | None:
     return None if ok else reason
 
 
+def needs_gpu() -> pytest.MarkDecorator:
+    """A skip, saying why, where the cupy backend can't run."""
+    reason = gpu_reason()
+    return pytest.mark.skipif(reason is not None, reason=f"no GPU: {reason}")
+
+
 def backends() -> list:
     """numpy always; cupy where a GPU is there (otherwise a skip that says why)."""
-    reason = gpu_reason()
-    return ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(reason is not None, reason=f"no GPU: {reason}"))]
+    return ["numpy", pytest.param("cupy", marks=needs_gpu())]
 
 
 @pytest.fixture

@@ -451,3 +451,34 @@ def test_cli_reference_saved_by_run(model, tmp_path, capsys, suffix, codes):
     assert cli(capsys, "run", model, *inputs, "--save", ref, *(["--codes"] if codes else []))[0] == 0
     code, out, err = cli(capsys, "compare", model, *inputs, "--load-outputs", ref, *(["--codes"] if codes else []))
     assert code == 0, out + err
+
+
+def test_cli_mark_compares_a_layer_output(tmp_path, capsys):
+    """--mark q makes the intermediate q an output, so the reference's q is compared too (as run --mark)."""
+    path = tmp_path / "m.net"
+    path.write_text(QUANTIZE.replace("output q, y", "output y"))
+    np.save(tmp_path / "x.npy", X)
+    given = ("--input", f"x={tmp_path / 'x.npy'}", "--backend", "numpy")
+    code, out, _ = cli(capsys, "compare", path, *given, "--load-outputs", reference(tmp_path, q=Q_CODES, y=Y),
+                       "--mark", "q")
+    assert code == 0 and "q: fp8[2, 3], exact: all 6 equal" in out, out
+    wrong = Q_CODES.copy()
+    wrong[1, 2] = 0x75
+    code, out, _ = cli(capsys, "compare", path, *given, "--load-outputs", reference(tmp_path, q=wrong, y=Y),
+                       "--mark", "all")
+    assert code == 1 and "q: fp8[2, 3], exact: 1 of 6 differ" in out, out
+    code, _, err = cli(capsys, "compare", path, *given, "--load-outputs", reference(tmp_path, y=Y), "--mark", "z")
+    assert code == 2 and err.startswith("netdsl: error: --mark: "), err
+
+
+def test_test_trust_paths(tmp_path, capsys):
+    """A case's model that load()s a file outside its folder: refused unless --trust-paths (as every command
+    that reads a model)."""
+    np.save(tmp_path / "w.npy", np.array([3.0, 4.0], np.float32))
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "m.net").write_text('const w : float32[2] = load("../w.npy")\noutput w\n')
+    (tmp_path / "cases" / "m.case.yaml").write_text("source: by hand\nexpected: {w: {values: [3.0, 4.0]}}\n")
+    code, out, _ = cli(capsys, "test", tmp_path / "cases")
+    assert code == 1 and "outside the model's folder" in out, out
+    code, out, _ = cli(capsys, "test", tmp_path / "cases", "--trust-paths")
+    assert code == 0 and out.strip().splitlines()[-1] == "1 case: 1 passed", out

@@ -11,10 +11,9 @@ import pytest
 
 import netdsl
 from netdsl import arrays, dtypes
-from tests.conftest import EXAMPLES, gpu_reason
+from tests.conftest import EXAMPLES, needs_gpu
 
-REASON = gpu_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no GPU: {REASON}")
+pytestmark = needs_gpu()
 
 MODELS = sorted(p for p in EXAMPLES.glob("*.net") if "load(" not in p.read_text())
 

@@ -26,6 +26,7 @@ from netdsl import files
 from netdsl.cli import main
 from netdsl.dtypes import lookup
 from netdsl.ir import TensorType
+from tests.conftest import npy_bytes, npz_bytes
 
 #: mutations per format through netdsl.files, and how many of them also go through the command line
 PER_FORMAT = 2000
@@ -33,20 +34,6 @@ THROUGH_CLI = 200
 
 DECLARED = TensorType(lookup("float32"), (2, 3))
 ARRAY = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
-
-
-def npy_bytes(array: np.ndarray = ARRAY) -> bytes:
-    stream = io.BytesIO()
-    np.save(stream, array)
-    return stream.getvalue()
-
-
-def npz_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
-    stream = io.BytesIO()
-    with zipfile.ZipFile(stream, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return stream.getvalue()
 
 
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
@@ -117,9 +104,9 @@ def mutate_npz(data: bytes, rng: random.Random) -> bytes:
     if choice == 1:
         return truncate(data, rng)
     if choice == 2:  # a member holding a mutated .npy
-        return npz_bytes({"x.npy": mutate_npy(npy_bytes(), rng)})
+        return npz_bytes({"x.npy": mutate_npy(npy_bytes(ARRAY), rng)})
     if choice == 3:  # compressed, then damaged
-        compressed = npz_bytes({"x.npy": npy_bytes()}, zipfile.ZIP_DEFLATED)
+        compressed = npz_bytes({"x.npy": npy_bytes(ARRAY)}, zipfile.ZIP_DEFLATED)
         return flip_bytes(compressed, rng)
     # the zip's fixed fields: sizes, offsets, flags, methods, in the local or central header
     out = bytearray(data)
@@ -164,9 +151,9 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
     if choice == 1:
         return truncate(data, rng)
     if choice == 2:
-        return polygraphy_bytes({"x": mutate_npy(npy_bytes(), rng)})
+        return polygraphy_bytes({"x": mutate_npy(npy_bytes(ARRAY), rng)})
     if choice == 3:
-        return polygraphy_bytes({"x": mutate_npz(npz_bytes({"x.npy": npy_bytes()}), rng)})
+        return polygraphy_bytes({"x": mutate_npz(npz_bytes({"x.npy": npy_bytes(ARRAY)}), rng)})
     value = rng.choice([
         {"lst": [["r", [{"outputs": {"x": {"values": 1, "polygraphy_class": "LazyArray"}},
                         "runtime": None, "runner_name": "r", "polygraphy_class": "IterationResult"}]]],
@@ -181,7 +168,7 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
         [{"x": {"array": 5, "polygraphy_class": "ndarray"}}],
         [{"x": {"array": "\u20ac", "polygraphy_class": "ndarray"}}],
         [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
-        {"x": {"array": base64.b64encode(npy_bytes()).decode(), "__polygraphy_encoded_ndarray":
+        {"x": {"array": base64.b64encode(npy_bytes(ARRAY)).decode(), "__polygraphy_encoded_ndarray":
                "polygraphy_serialized_json_type"}},
     ])
     text = json.dumps(value)
@@ -191,11 +178,11 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
 
 
 FORMATS: dict[str, tuple[str, Callable[[], bytes], Callable[[bytes, random.Random], bytes]]] = {
-    "npy": (".npy", npy_bytes, mutate_npy),
-    "npz": (".npz", lambda: npz_bytes({"x.npy": npy_bytes()}), mutate_npz),
+    "npy": (".npy", lambda: npy_bytes(ARRAY), mutate_npy),
+    "npz": (".npz", lambda: npz_bytes({"x.npy": npy_bytes(ARRAY)}), mutate_npz),
     "safetensors": (".safetensors", lambda: safetensors_bytes(
         {"x": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}, ARRAY.tobytes()), mutate_safetensors),
-    "json": (".json", lambda: polygraphy_bytes({"x": npy_bytes()}), mutate_json),
+    "json": (".json", lambda: polygraphy_bytes({"x": npy_bytes(ARRAY)}), mutate_json),
 }
 
 #: what netdsl.files may raise: each becomes a one-line message (load(): exit 1; the command line: exit 2)

@@ -21,9 +21,9 @@ from netdsl import settings
 from netdsl.backends.cupy import BACKEND as CUPY
 from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, schedule
 from netdsl.backends.numpy import BACKEND as NUMPY
+from tests.conftest import needs_gpu
 
-GPU_OK, GPU_REASON = CUPY.available()
-gpu = pytest.mark.skipif(not GPU_OK, reason=f"no GPU: {GPU_REASON}")
+gpu = needs_gpu()
 
 
 def kinds(text: str, fusion: bool = True) -> list[tuple[str, tuple[str, ...]]]:

@@ -16,7 +16,6 @@ import sys
 import time
 import tracemalloc
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pytest
 import netdsl
 from netdsl import ModelError, files
 from netdsl.cli import main
-from tests.conftest import ROOT, python_path
+from tests.conftest import ROOT, npy_bytes, npz_bytes, python_path
 
 LOAD_MODEL = 'const w : float32[2] = load("{name}")\nconst s : float32[] = 1\nq = quantize(w, s)\noutput q\n'
 INPUT_MODEL = "input x : float32[2]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n"
@@ -35,12 +34,6 @@ SMALL = 16 * 2**20
 HANG = 300
 
 
-def npy(array: np.ndarray) -> bytes:
-    stream = io.BytesIO()
-    np.save(stream, array)
-    return stream.getvalue()
-
-
 def unclosed_paren_npy() -> bytes:
     """Issue 12's file: an .npy whose header dict leaves a '(' open (NumPy's parser raised tokenize's error)."""
     header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, }"
@@ -48,18 +41,10 @@ def unclosed_paren_npy() -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 8
 
 
-def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
-    stream = io.BytesIO()
-    with zipfile.ZipFile(stream, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return stream.getvalue()
-
-
 def patched_zip(field: str) -> bytes:
     """An .npz whose member claims an unknown compression (NotImplementedError in zipfile) or encryption
     (RuntimeError), patched in both its local and central headers."""
-    data = bytearray(zip_bytes({"x.npy": npy(np.zeros(2, np.float32))}))
+    data = bytearray(npz_bytes({"x.npy": npy_bytes(np.zeros(2, np.float32))}))
     for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
         at = data.index(signature)
         if field == "method":
@@ -98,7 +83,7 @@ def test_crashing_files_are_clear_errors_everywhere(case: str, tmp_path: Path, c
     make, reason = CRASHERS[case]
     content = make()
     single = content if content.startswith(b"\x93NUMPY") else None
-    archive = content if single is None else zip_bytes({"x.npy": content})
+    archive = content if single is None else npz_bytes({"x.npy": content})
     (tmp_path / "in.npz").write_bytes(archive)
     (tmp_path / "x.bin").write_bytes(single or archive)
     (tmp_path / "m.net").write_text(LOAD_MODEL.format(name="x.bin"))

@@ -17,7 +17,8 @@ import netdsl
 from netdsl.backends.cupy import BACKEND as CUPY
 from netdsl.backends.cupy.fusion import NODE
 from netdsl.backends.cupy.fusion import schedule as plan_graph
-from tests.conftest import gpu_reason
+from tests.conftest import needs_gpu
+from tests.test_gpu_fusion import NVFP4_CHAIN
 
 PAIR = """
 network pair
@@ -25,16 +26,6 @@ input x : float32[8, 64]
 const s : float32[8, 1] = [[0.5], [0.25], [1], [2], [0.125], [3], [0.75], [1.5]]
 q = quantize(x, s, axis=0, to_type=fp8)
 y = dequantize(q, s, axis=0, to_type=bfloat16)
-output y
-"""
-
-NVFP4_CHAIN = """
-network chain
-input x : bfloat16[8, 64]
-const dqs : float32[] = 0.01
-d, sc = dynamic_quantize(x, dqs, axis=1, block_size=16, output_type=fp4, scale_type=fp8)
-sf = dequantize(sc, dqs, to_type=bfloat16)
-y = dequantize(d, sf, to_type=bfloat16)
 output y
 """
 
@@ -52,12 +43,11 @@ NETWORKS = {"pair": PAIR, "nvfp4_chain": NVFP4_CHAIN, "int4_blocks": INT4_BLOCKS
 #: each network's intermediates, and the network cut short to end at them (its outputs by hand)
 INTERMEDIATES = {
     "pair": (["q"], PAIR.replace("output y", "output q")),
-    "nvfp4_chain": (["d", "sc", "sf"], NVFP4_CHAIN.replace("output y", "output d, sc, sf")),
+    "nvfp4_chain": (["d", "s", "sf"], NVFP4_CHAIN.replace("output y", "output d, s, sf")),
     "int4_blocks": (["q"], INT4_BLOCKS.replace("output y", "output q")),
 }
 
-GPU_REASON = gpu_reason()
-gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"no GPU: {GPU_REASON}")
+gpu = needs_gpu()
 
 
 def special_input(network: netdsl.Network, seed: int) -> dict[str, np.ndarray]:
@@ -96,14 +86,14 @@ def test_marked_equals_unmarked_and_the_network_cut_short_numpy(name: str) -> No
 
 def test_mark_all_and_errors() -> None:
     network = netdsl.loads(NVFP4_CHAIN)
-    assert network.marked(["all"]).graph.outputs == ("y", "d", "sc", "sf")
+    assert network.marked(["all"]).graph.outputs == ("y", "d", "s", "sf")
     assert network.marked(["sf", "y", "sf"]).graph.outputs == ("y", "sf")
     assert network.graph.outputs == ("y",)  # the original is unchanged
     with pytest.raises(ValueError, match="'x': it is a network input"):
         network.marked(["x"])
     with pytest.raises(ValueError, match="'dqs': it is a constant"):
         network.marked(["dqs"])
-    with pytest.raises(ValueError, match="'nope': no such tensor; the layer outputs are d, sc, sf, y"):
+    with pytest.raises(ValueError, match="'nope': no such tensor; the layer outputs are d, s, sf, y"):
         network.marked(["nope"])
 
 

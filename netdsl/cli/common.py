@@ -42,6 +42,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, metavar: str | None = N
                         help: str = "the model: a .net, .yaml or .onnx file") -> None:
     """The positional MODEL and ``--trust-paths``, for every command that reads a model."""
     parser.add_argument("model", metavar=metavar, help=help)
+    add_trust_paths_option(parser)
+
+
+def add_trust_paths_option(parser: argparse.ArgumentParser) -> None:
+    """``--trust-paths``, for every command that reads a model (``netdsl test`` reads the cases' models)."""
     parser.add_argument("--trust-paths", action="store_true",
                         help="let the model's load() read files outside its folder (only for models you trust; "
                              "see docs/reliability.md)")
@@ -60,6 +65,21 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
                         help="range of the random values for the inputs not given, as Polygraphy takes it: "
                              "[MIN,MAX] for every input, NAME:[MIN,MAX] for one (default [-1,1]; uniform in "
                              "[MIN, MAX), then rounded to the input's type)")
+
+
+def add_mark_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--mark NAME|all`` (``run``, ``compare``, ``graph``); :func:`mark` applies it."""
+    parser.add_argument("--mark", action="append", default=[], metavar="NAME|all", help=help)
+
+
+def mark(network: Network, names: list[str]) -> Network:
+    """The network with the ``--mark`` layer outputs made outputs too (docs/cli.md, "Seeing inside")."""
+    if not names:
+        return network
+    try:
+        return network.marked(names)
+    except ValueError as error:
+        raise UsageError(f"--mark: {error}") from None
 
 
 def add_input_shape_option(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,13 @@ from netdsl import files, memory
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
+    add_mark_option,
     add_model_arguments,
     emit,
     gather_inputs,
     input_files,
     load_model,
+    mark,
     read_tensors,
     writing,
 )
@@ -54,6 +56,8 @@ def add_parser(commands) -> None:
                         help="absolute tolerance, for every output or for NAME (repeatable)")
     parser.add_argument("--rtol", action="append", default=[], metavar="[NAME:]V",
                         help="relative tolerance, |got - expected| <= V * |expected| (repeatable)")
+    add_mark_option(parser, "make layer output NAME (or every layer output: all) an output too, compared where "
+                            "the other side has it (repeatable)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON (docs/compare.md)")
 
 
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with writing(args.json):
             files.check_target(args.json, input_files(args) + ([args.load_outputs] if args.load_outputs else []))
-    network = load_model(args.model, args.input_shape, args.trust_paths)
+    network = mark(load_model(args.model, args.input_shape, args.trust_paths), args.mark)
     atol = parse_tolerances(args.atol, "--atol", network.outputs)
     rtol = parse_tolerances(args.rtol, "--rtol", network.outputs)
     if args.case:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from netdsl import files
-from netdsl.cli.common import add_model_arguments, emit, load_model, writing
-from netdsl.diagnostics import UsageError
+from netdsl.cli.common import add_mark_option, add_model_arguments, emit, load_model, mark, writing
 
 EPILOG = """examples:
   netdsl graph examples/nvfp4_bf16.net -o nvfp4.svg     # open in a browser
@@ -26,19 +25,13 @@ def add_parser(commands) -> None:
     graph.add_argument("-o", "--output", metavar="FILE", required=True,
                        help="where to write the picture; the extension picks the format: .svg, .png, .html, "
                             ".dot/.gv")
-    graph.add_argument("--mark", action="append", default=[], metavar="NAME|all",
-                       help="draw layer output NAME (or every layer output: all) as an output (repeatable)")
+    add_mark_option(graph, "draw layer output NAME (or every layer output: all) as an output (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.render import render
 
-    network = load_model(args.model, trust_paths=args.trust_paths)
-    if args.mark:
-        try:
-            network = network.marked(args.mark)
-        except ValueError as error:
-            raise UsageError(f"--mark: {error}") from None
+    network = mark(load_model(args.model, trust_paths=args.trust_paths), args.mark)
     image = render(network.graph, Path(args.output).suffix.lower())
     with writing(args.output):
         files.write_atomically(args.output, lambda stream: stream.write(image), protect=[args.model])

@@ -11,6 +11,7 @@ from netdsl import files, memory
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
+    add_mark_option,
     add_model_arguments,
     bind_recipe,
     check_save_target,
@@ -19,6 +20,7 @@ from netdsl.cli.common import (
     gather_inputs,
     input_files,
     load_model_or_recipe,
+    mark,
     write_json,
     writing,
 )
@@ -43,9 +45,8 @@ def add_parser(commands) -> None:
     add_input_options(run)
     run.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
                      help="auto (default): the GPU through CuPy when there is one, else NumPy; the same bits")
-    run.add_argument("--mark", action="append", default=[], metavar="NAME|all",
-                     help="make layer output NAME (or every layer output: all) an output too, "
-                          "without changing a bit of any result (repeatable)")
+    add_mark_option(run, "make layer output NAME (or every layer output: all) an output too, without changing "
+                         "a bit of any result (repeatable)")
     run.add_argument("--save", metavar="OUT", help="write the outputs to OUT.npz, OUT.safetensors or OUT.json "
                                                    "(Polygraphy's format)")
     run.add_argument("--save-inputs", metavar="FILE",
@@ -93,11 +94,7 @@ def run(args: argparse.Namespace) -> int:
     network = load_model_or_recipe(args.model, args.input_shape, args.trust_paths)
     if isinstance(network, Recipe):
         network = bind_recipe(network, args)
-    if args.mark:
-        try:
-            network = network.marked(args.mark)
-        except ValueError as error:
-            raise UsageError(f"--mark: {error}") from None
+    network = mark(network, args.mark)
     from netdsl.backends import get_backend
 
     backend = get_backend(args.backend)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from netdsl.cli.common import add_trust_paths_option
 from netdsl.compare import Report, _g
 from netdsl.diagnostics import ModelError, UsageError, one_line
 
@@ -26,6 +27,7 @@ def add_parser(commands) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", default=["examples"], metavar="PATH",
                         help="case files or folders to search (default: examples)")
+    add_trust_paths_option(parser)
     parser.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
                         help="the backend to run the models on (default auto)")
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in paths:
         try:
-            network = load(model_path(path))
+            network = load(model_path(path), trust_paths=args.trust_paths)
             if not isinstance(network, Network):
                 raise UsageError(f"{model_path(path)} is a recipe (its input dimensions are names); a case "
                                  f"needs a model of fixed shapes")

@@ -147,20 +147,22 @@ def _run_dequantize_double(step: Step, args: list[Any]) -> Any:
                                     sf_resolution.to_type, resolution.to_type)
 
 
+def _scale(resolution: ScaleResolution, scale: Any) -> Any:
+    """A quantize's or dequantize's scale operand, checked and in the shape of its scale grid."""
+    _check_applied(resolution, scale)
+    return _reshaped(scale, resolution.granularity.scale_shape)
+
+
 @BACKEND.impl(QUANTIZE)
 def _quantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
-    _check_applied(resolution, args[1])
-    granularity = resolution.granularity
-    scale = _reshaped(args[1], granularity.scale_shape)
-    return [launch.quantize(args[0], scale, granularity.block, resolution.to_type)]
+    scale = _scale(resolution, args[1])
+    return [launch.quantize(args[0], scale, resolution.granularity.block, resolution.to_type)]
 
 
 @BACKEND.impl(DEQUANTIZE)
 def _dequantize(resolution: ScaleResolution, args: list[Any]) -> list[Any]:
-    _check_applied(resolution, args[1])
-    granularity = resolution.granularity
-    scale = _reshaped(args[1], granularity.scale_shape)
-    return [launch.dequantize(args[0], scale, granularity.block, resolution.to_type)]
+    scale = _scale(resolution, args[1])
+    return [launch.dequantize(args[0], scale, resolution.granularity.block, resolution.to_type)]
 
 
 @BACKEND.impl(DYNAMIC_QUANTIZE)
