@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from netdsl import dtypes
 from netdsl.backends.cupy import device
 from netdsl.backends.cupy.device import DeviceTensor
@@ -32,10 +30,11 @@ def _stored(values: Any, dtype: dtypes.DType) -> DeviceTensor:
     """float32 CuPy ``values`` rounded to nearest even to a float ``dtype``, NaN canonical (the rules of
     :func:`netdsl.dtypes.encode`), as a device tensor."""
     cp = device.import_cupy()
-    values = cp.ascontiguousarray(values, dtype=cp.float32)
+    shape = tuple(values.shape)  # ascontiguousarray makes a 0-d array 1-d
+    values = cp.ascontiguousarray(values, dtype=cp.float32).reshape(shape)
     nan = cp.isnan(values)
     if dtype == dtypes.FLOAT32:
-        raw = cp.where(nan, cp.float32(np.nan), values)
+        raw = cp.where(nan, cp.uint32(0x7FC00000), values.view(cp.uint32)).view(cp.float32)  # bits: no FTZ
     elif dtype == dtypes.FLOAT16:
         raw = values.astype(cp.float16)
         raw.view(cp.uint16)[nan] = 0x7E00
@@ -48,8 +47,10 @@ def _stored(values: Any, dtype: dtypes.DType) -> DeviceTensor:
 
 @BACKEND.impl(UNARY)
 def _unary(resolution: UnaryResolution, args: list[Any]) -> list[Any]:
-    x32 = _float32(args[0])
-    return [_stored(device.import_cupy().abs(x32) if resolution.op == "abs" else -x32, resolution.dtype)]
+    # on the sign bit: CuPy's float kernels may flush subnormals to zero (abs.ftz), a bit operation can't
+    bits = _float32(args[0]).view(device.import_cupy().uint32)
+    signed = bits & 0x7FFFFFFF if resolution.op == "abs" else bits ^ 0x80000000
+    return [_stored(signed.view(device.import_cupy().float32), resolution.dtype)]
 
 
 @BACKEND.impl(REDUCE)
