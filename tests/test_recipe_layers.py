@@ -289,3 +289,23 @@ def test_reduce_in_slices_gives_the_same_bits(monkeypatch) -> None:
     for (op, axes, keep), value in expected.items():
         got = reduce.reference(x, op, axes, keep, netdsl.dtypes.FLOAT32)
         assert got.shape == value.shape and np.array_equal(bits(got), bits(value)), (op, axes, keep)
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_subnormals_are_kept(backend: str) -> None:
+    """No layer flushes a subnormal to zero (docs/semantics.md): IEEE float32 results written by hand."""
+    tiny = np.float32(2.0**-149)
+    a = np.array([3 * tiny, tiny, tiny, -tiny, 0.0], np.float32)
+    b = np.array([1.5, tiny, 2.0**-5, 0.0, tiny], np.float32)
+    text = ("input a : float32[5]\ninput b : float32[5]\nd = elementwise(a, b, op=div)\np = elementwise(a, b, op=prod)\n"
+            "s = elementwise(a, b, op=sum)\nm = elementwise(a, b, op=max)\nn = elementwise(a, b, op=min)\n"
+            "r = reduce(a, op=max, axes=[0])\nq = reduce(a, op=min, axes=[0])\nabs_a = unary(a, op=abs)\n"
+            "output d, p, s, m, n, r, q, abs_a\n")
+    out = run(text, backend, a=a, b=b)
+    assert bits(out["d"])[0] == 0x00000002  # 3 * 2^-149 / 1.5 = 2^-148
+    assert bits(out["p"])[0] == 0x00000004 and bits(out["d"])[1] == 0x3F800000  # 3*2^-149 * 1.5 rounds to even
+    assert bits(out["s"])[1] == 0x00000002  # 2^-149 + 2^-149
+    assert bits(out["m"]).tolist()[3:] == [0x00000000, 0x00000001]  # max(-2^-149, 0) = 0; max(0, 2^-149)
+    assert bits(out["n"]).tolist()[3:] == [0x80000001, 0x00000000]
+    assert bits(out["r"]).tolist() == 0x00000003 and bits(out["q"]).tolist() == 0x80000001
+    assert bits(out["abs_a"])[3] == 0x00000001
