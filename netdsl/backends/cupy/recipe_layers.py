@@ -4,7 +4,6 @@ in float32 (IEEE, no fast-math: a division is correctly rounded), running the op
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from netdsl import dtypes
@@ -54,64 +53,16 @@ def _unary(resolution: UnaryResolution, args: list[Any]) -> list[Any]:
     return [_stored(signed.view(device.import_cupy().float32), resolution.dtype)]
 
 
-#: CuPy's own float kernels flush subnormals to zero (abs, +, *, / on the H100 give 0 for 2^-149); the
-#: recipe layers' arithmetic is compiled without it, as the netdsl kernels are (docs/semantics.md)
-_EXACT_OPTIONS = ("--ftz=false", "--prec-div=true", "--fmad=false")
-_NAN = "__int_as_float(0x7fc00000)"
-_BINARY = {"add": "c = a + b", "subtract": "c = a - b", "multiply": "c = a * b", "divide": "c = a / b",
-           "maximum": f"c = (a != a || b != b) ? {_NAN} : (a > b ? a : b)",
-           "minimum": f"c = (a != a || b != b) ? {_NAN} : (a < b ? a : b)"}
-_REDUCE = {"max": (f"(a != a || b != b) ? {_NAN} : (a > b ? a : b)", "__int_as_float(0xff800000)"),
-           "min": (f"(a != a || b != b) ? {_NAN} : (a < b ? a : b)", "__int_as_float(0x7f800000)")}
-
-
-class _Exact:
-    """CuPy for :func:`netdsl.ops.reduce.compute` and :func:`netdsl.ops.elementwise.compute`, its float
-    arithmetic and comparisons compiled without flushing subnormals (the rest is CuPy's own: where, any,
-    signbit and the dtypes move bits, never round them)."""
-
-    def __init__(self) -> None:
-        self._cupy = device.import_cupy()
-        self._kernels: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _BINARY:
-            return self._binary(name)
-        if name in _REDUCE:
-            return self._reduction(name)
-        return getattr(self._cupy, name)
-
-    def _binary(self, name: str) -> Any:
-        kernel = self._kernels.get(name)
-        if kernel is None:
-            kernel = self._kernels[name] = self._cupy.ElementwiseKernel(
-                "float32 a, float32 b", "float32 c", _BINARY[name], f"netdsl_exact_{name}", options=_EXACT_OPTIONS)
-        return lambda a, b, dtype=None: kernel(a, b)
-
-    def _reduction(self, name: str) -> Any:
-        kernel = self._kernels.get(name)
-        if kernel is None:
-            expression, identity = _REDUCE[name]
-            kernel = self._kernels[name] = self._cupy.ReductionKernel(
-                "float32 x", "float32 y", "x", expression, "y = a", identity, f"netdsl_exact_{name}",
-                options=_EXACT_OPTIONS)
-        return lambda x, axis=None, keepdims=False: kernel(x, axis=axis, keepdims=keepdims)
-
-
-@functools.cache
-def _exact() -> _Exact:
-    return _Exact()
-
-
 @BACKEND.impl(REDUCE)
 def _reduce(resolution: ReduceResolution, args: list[Any]) -> list[Any]:
-    result = reduce.compute(_float32(args[0]), resolution.op, resolution.axes, resolution.keep_dims, _exact())
+    cupy = device.import_cupy()
+    result = reduce.compute(_float32(args[0]), resolution.op, resolution.axes, resolution.keep_dims, cupy)
     return [_stored(result, resolution.dtype)]
 
 
 @BACKEND.impl(ELEMENTWISE)
 def _elementwise(resolution: ElementwiseResolution, args: list[Any]) -> list[Any]:
-    result = elementwise.compute(_float32(args[0]), _float32(args[1]), resolution.op, _exact())
+    result = elementwise.compute(_float32(args[0]), _float32(args[1]), resolution.op, device.import_cupy())
     return [_stored(result, resolution.dtype)]
 
 
