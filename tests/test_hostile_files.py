@@ -141,7 +141,7 @@ def test_fifo_never_blocks(tmp_path: Path) -> None:
         (["check", "pipe"], "netdsl: error: cannot read model 'pipe': it is not a regular file (a FIFO)"),
     ):
         result = subprocess.run([sys.executable, "-m", "netdsl", *args], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=HANG, check=False)
+                                text=True, timeout=HANG, check=False)  # ok: a hang safety net
         first_line = result.stderr.splitlines()[0]  # a model error shows its source line and caret after it
         assert (result.returncode, first_line) == (1 if args[1] == "m.net" else 2, expected), result.stderr
 
@@ -257,7 +257,7 @@ def test_saved_before_printing_to_a_closed_pipe(tmp_path: Path) -> None:
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.readline()
     process.stdout.close()
-    process.wait(timeout=HANG)
+    process.wait(timeout=HANG)  # ok: a hang safety net
     err = process.stderr.read().decode()
     process.stderr.close()
     assert (process.returncode, err) == (141, "")
@@ -299,7 +299,7 @@ def test_signals_during_a_save_leave_no_temporary_file(signum: int, code: int, m
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.05)
     process.send_signal(signum)
-    assert process.wait(timeout=HANG) == code
+    assert process.wait(timeout=HANG) == code  # ok: a hang safety net
     process.stderr.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.net", "out.npz", "slow.py", "writing"]
     assert (tmp_path / "out.npz").read_bytes() == b"previous"
