@@ -8,6 +8,9 @@ values T represents exactly; float16/bfloat16 tensors also take float32, rounded
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from netdsl import dtypes
@@ -51,6 +54,8 @@ def coerce(array: np.ndarray, tensor_type: TensorType) -> np.ndarray:
 
 
 #: elements drawn at a time by :func:`random_input` (8 MiB of float64 draws)
+#: inputs of at least this many elements a thread are drawn by several threads (the same values)
+PARALLEL_DRAW = 1 << 22
 RANDOM_CHUNK = 1 << 20
 
 
@@ -61,13 +66,37 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float =
 
     The values are ``rng.uniform(low, high, size).astype(float32)`` of the whole tensor, bit for bit, but
     drawn :data:`RANDOM_CHUNK` elements at a time straight into the result, so that an input takes its
-    own storage and a few MiB, not 12 bytes an element: ``Generator.uniform`` draws its doubles in order,
-    so consecutive chunks of the flattened tensor continue one stream (tests/test_memory.py checks this)."""
+    own storage and a few MiB a thread, not 12 bytes an element: ``Generator.uniform`` draws its doubles in
+    order, so consecutive chunks of the flattened tensor continue one stream, and a large tensor is drawn by
+    a thread per core, each from a copy of the generator advanced to its part (tests/test_memory.py checks
+    both against the whole-tensor formula)."""
     dtype = tensor_type.dtype
     out = np.empty(tensor_type.shape, dtype.storage)
     flat = out.reshape(-1)
-    for start in range(0, flat.size, RANDOM_CHUNK):
-        values = rng.uniform(low, high, size=min(RANDOM_CHUNK, flat.size - start)).astype(np.float32)
-        flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype != dtypes.E8M0 \
-            else dtypes.e8m0_round_up(np.abs(values))
+
+    def fill(generator: np.random.Generator, begin: int, end: int) -> None:
+        for start in range(begin, end, RANDOM_CHUNK):
+            values = generator.uniform(low, high, size=min(RANDOM_CHUNK, end - start)).astype(np.float32)
+            flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype != dtypes.E8M0 \
+                else dtypes.e8m0_round_up(np.abs(values))
+
+    bits = rng.bit_generator
+    workers = min(os.cpu_count() or 1, flat.size // PARALLEL_DRAW)
+    if workers < 2 or not hasattr(bits, "advance"):
+        fill(rng, 0, flat.size)
+        return out
+    # The same stream drawn by several threads: each double is one 64-bit step of the generator, so a copy
+    # advanced by a part's start draws exactly that part's values (PCG64.advance), and the caller's
+    # generator is advanced past the whole tensor afterwards, as one sequential draw would leave it.
+    step = -(-flat.size // workers // RANDOM_CHUNK) * RANDOM_CHUNK
+    parts = []
+    for begin in range(0, flat.size, step):
+        copy = type(bits)()
+        copy.state = bits.state
+        copy.advance(begin)
+        parts.append((np.random.Generator(copy), begin, min(begin + step, flat.size)))
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="netdsl-random") as pool:
+        for done in [pool.submit(fill, *part) for part in parts]:
+            done.result()
+    bits.advance(flat.size)
     return out

@@ -4,6 +4,7 @@ drawn in chunks with the same values; blocks larger than the tensor never size a
 
 from __future__ import annotations
 
+import os
 import resource
 import tracemalloc
 
@@ -48,6 +49,24 @@ def test_random_input_chunks_continue_one_stream(type_name: str, shape: tuple[in
     assert got.tobytes() == expected.tobytes()
 
 
+@pytest.mark.parametrize("type_name", ["float32", "bfloat16", "fp4", "e8m0"])
+@pytest.mark.parametrize("size", [37, 64, 1000])
+def test_random_input_drawn_by_threads_is_one_stream(type_name: str, size: int, monkeypatch) -> None:
+    """Drawn by several threads (each a copy of the generator advanced to its part), the values are the
+    whole-tensor formula's, and the caller's generator continues where one sequential draw leaves it."""
+    monkeypatch.setattr(arrays, "RANDOM_CHUNK", 4)
+    monkeypatch.setattr(arrays, "PARALLEL_DRAW", 8)
+    monkeypatch.setattr(arrays.os, "cpu_count", lambda: 3)
+    dtype = dtypes.lookup(type_name)
+    rng = np.random.default_rng(9)
+    got = arrays.random_input(TensorType(dtype, (size,)), rng)
+    reference = np.random.default_rng(9)
+    whole = reference.uniform(-1.0, 1.0, size=size).astype(np.float32)
+    expected = dtypes.e8m0_round_up(np.abs(whole)) if type_name == "e8m0" else dtypes.encode(whole, dtype)
+    assert got.tobytes() == expected.tobytes()
+    assert rng.uniform(-1.0, 1.0, 3).tolist() == reference.uniform(-1.0, 1.0, 3).tolist()
+
+
 def test_random_input_values_are_unchanged() -> None:
     """The first values of seed 1 (the CLI's default), written down before the chunking: chunking must not
     change what `netdsl run` draws."""
@@ -59,15 +78,16 @@ def test_random_input_values_are_unchanged() -> None:
 
 def test_random_input_takes_its_storage_and_a_few_mib() -> None:
     """A 2^24-element float32 input used to take 12 bytes an element at its peak (the float64 draws
-    and their float32 copy); now its own 4 and one chunk's draws."""
+    and their float32 copy); now its own 4 and one chunk's draws per drawing thread."""
     tensor_type = TensorType(dtypes.FLOAT32, (1 << 24,))
+    threads = max(1, min(os.cpu_count() or 1, (1 << 24) // arrays.PARALLEL_DRAW))
     tracemalloc.start()
     try:
         arrays.random_input(tensor_type, np.random.default_rng(0))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < (4 << 24) + (24 << 20)
+    assert peak < (4 << 24) + threads * (24 << 20)
 
 
 # --------------------------------------------------------------------------------------------------
