@@ -82,7 +82,7 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float =
 
     bits = rng.bit_generator
     workers = min(os.cpu_count() or 1, flat.size // PARALLEL_DRAW)
-    if workers < 2 or not hasattr(bits, "advance"):
+    if workers < 2 or not isinstance(bits, np.random.PCG64):  # default_rng's; its advance() is exact
         fill(rng, 0, flat.size)
         return out
     # The same stream drawn by several threads: each double is one 64-bit step of the generator, so a copy
@@ -91,7 +91,7 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float =
     step = -(-flat.size // workers // RANDOM_CHUNK) * RANDOM_CHUNK
     parts = []
     for begin in range(0, flat.size, step):
-        copy = type(bits)()
+        copy = np.random.PCG64()
         copy.state = bits.state
         copy.advance(begin)
         parts.append((np.random.Generator(copy), begin, min(begin + step, flat.size)))
