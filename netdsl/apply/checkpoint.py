@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
+from netdsl import dtypes
 from netdsl.apply.safetensors_io import CheckpointError, TensorInfo, read_header
 
 INDEX_NAME = "model.safetensors.index.json"
-#: safetensors tag -> the storage dtype a recipe input of that type takes
-FLOAT_STORAGE = {"F32": np.dtype(np.float32), "F16": np.dtype(np.float16), "BF16": np.dtype(ml_dtypes.bfloat16)}
+#: safetensors tag -> the netdsl type of a recipe input that takes it
+FLOAT_TAGS = {"F32": dtypes.FLOAT32, "F16": dtypes.FLOAT16, "BF16": dtypes.BFLOAT16}
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from netdsl import __version__
-from netdsl.apply.checkpoint import FLOAT_STORAGE, Checkpoint
+from netdsl.apply.checkpoint import FLOAT_TAGS, Checkpoint
 from netdsl.apply.formats import Format, Scheme, Stored, detect_scheme, get_format
 from netdsl.apply.groups import fused_groups, module_of
 from netdsl.apply.safetensors_io import CheckpointError, OutputTensor
@@ -153,7 +153,7 @@ def make_plan(recipe_path: Path, checkpoint: Checkpoint, format_name: str, inclu
     chosen = [name for name, info in infos.items()
               if _selected(name, includes, excludes) and len(info.shape) == len(declared.dims)]
     for name in chosen:
-        if FLOAT_STORAGE.get(infos[name].dtype) != declared.dtype.storage:
+        if FLOAT_TAGS.get(infos[name].dtype) != declared.dtype:
             raise UsageError(f"tensor '{name}' is {infos[name].dtype}; the recipe takes {declared.dtype.name} "
                              f"({declared}): exclude it, or use a recipe for its type")
     groups = [Group(members, [infos[m].shape for m in members]) for members in fused_groups(chosen)]

@@ -18,18 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from netdsl import dtypes
-from netdsl.apply.checkpoint import INDEX_NAME
+from netdsl.apply.checkpoint import FLOAT_TAGS, INDEX_NAME
 from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
 from netdsl.diagnostics import UsageError, WeightValueError
 
 MANIFEST = ".netdsl-apply.json"
-
-
-#: the safetensors tags of the float weights a recipe takes, and their netdsl types
-_FLOAT_TAGS = {"F32": dtypes.FLOAT32, "F16": dtypes.FLOAT16, "BF16": dtypes.BFLOAT16}
 
 
 def _read_group(plan: Plan, g: int, backend: str) -> Any:
@@ -41,12 +36,12 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
     checkpoint = plan.checkpoint
     infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
     first = infos[0]
-    if backend == "cupy" and first.dtype in _FLOAT_TAGS and all(
+    if backend == "cupy" and first.dtype in FLOAT_TAGS and all(
             i.dtype == first.dtype and i.shape[1:] == first.shape[1:] and i.shape for i in infos):
         from netdsl.backends.cupy.device import import_cupy
 
         cupy = import_cupy()
-        storage = _FLOAT_TAGS[first.dtype].device_storage
+        storage = FLOAT_TAGS[first.dtype].device_storage
         rows = sum(i.shape[0] for i in infos)
         with cupy.cuda.Stream(non_blocking=True) as stream:
             stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
