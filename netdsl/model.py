@@ -113,7 +113,7 @@ class Network:
             kind = external.kind_of(inputs.values())
             if kind == external.TORCH_HOST:
                 self._check_names(inputs)
-                host = {name: external.host_tensor_to_numpy(array, self.inputs[name])
+                host = {name: external.host_tensor_to_numpy(array)
                         if external.kind_of([array]) == external.TORCH_HOST else array
                         for name, array in inputs.items()}
                 results = self.run(host, backend, memory_limit)

@@ -73,15 +73,15 @@ def _torch_dtype(dtype: dtypes.DType) -> Any:
     return getattr(_torch(), name, None) if name else None
 
 
-def host_tensor_to_numpy(tensor: Any, tensor_type: TensorType) -> Any:
+def host_tensor_to_numpy(tensor: Any) -> Any:
     """A PyTorch host tensor as the NumPy array ``Network.run`` takes (no copy where the layout allows)."""
     torch = _torch()
     tensor = tensor.detach().contiguous()
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(dtypes.BFLOAT16.storage)
-    if tensor.dtype in (_torch_dtype(dtypes.FP8), _torch_dtype(dtypes.E8M0)):
-        return tensor.view(torch.uint8).numpy().view(
-            dtypes.FP8.storage if tensor.dtype == _torch_dtype(dtypes.FP8) else dtypes.E8M0.storage)
+    for dtype in (dtypes.FP8, dtypes.E8M0):
+        if tensor.dtype == _torch_dtype(dtype):
+            return tensor.view(torch.uint8).numpy().view(dtype.storage)
     return tensor.numpy()
 
 
