@@ -200,32 +200,44 @@ extern "C" __global__ void traffic16_prefix(const uint4* src, uint4* dst, unsign
 """
 
 
-def traffic_ceiling(cp: Any, read_bytes: int, write_bytes: int, reps: int) -> float:
+#: the traffic kernel's launch shapes: (CTAs per SM, threads per CTA)
+TRAFFIC_SHAPES = ((4, 256), (8, 256), (16, 128), (2, 1024))
+
+
+def traffic_rates(cp: Any, read_bytes: int, write_bytes: int, reps: int, random_source: bool = False
+                  ) -> dict[tuple[str, int, int], float]:
     """Bytes per second of a trivial kernel that reads exactly ``read_bytes`` and writes ``write_bytes``
-    (coalesced 16-byte accesses; two orders: interleaved over the longer side, and as two prefixes of one
-    index space), the best of both and of four launch shapes, over rotated inputs."""
-    interleaved = cp.RawKernel(_TRAFFIC_KERNEL, "traffic16")
-    prefix = cp.RawKernel(_TRAFFIC_KERNEL, "traffic16_prefix")
+    (coalesced 16-byte accesses) over rotated inputs, by (order, CTAs per SM, threads): order
+    'interleaved' (over the longer side, a streaming kernel's order) or 'prefix' (two prefixes of one
+    index space). The sources hold a constant word, or random bits with ``random_source``."""
+    kernels = {"interleaved": cp.RawKernel(_TRAFFIC_KERNEL, "traffic16"),
+               "prefix": cp.RawKernel(_TRAFFIC_KERNEL, "traffic16_prefix")}
     n_in, n_out = -(-read_bytes // 16), -(-write_bytes // 16)
     n = max(n_in, n_out)
     in_step, out_step = (n_in << 32) // n, (n_out << 32) // n
     buffers = max(1, math.ceil(ROTATION_BYTES / max(1, read_bytes)))
     sources = [cp.empty(n_in * 4, dtype=np.uint32) for _ in range(buffers)]
     for source in sources:
-        source[...] = 0x3F800000
+        if random_source:
+            source[...] = cp.random.randint(0, 1 << 31, n_in * 4, dtype=np.uint32)
+        else:
+            source[...] = 0x3F800000
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
-    best = 0.0
-    for ctas_per_sm, threads in ((4, 256), (8, 256), (16, 128), (2, 1024)):
-        variants = [[lambda s=s, c=ctas_per_sm, t=threads, k=kernel: k(
-            (sms * c,), (t,), (s, cp.empty(n_out * 4, dtype=np.uint32), np.uint64(n), np.uint64(n_in),
-                               np.uint64(n_out), np.uint64(in_step), np.uint64(out_step))) for s in sources]
-            for kernel in (interleaved, prefix)]
-        for launches in variants:
-            seconds = timed(cp, launches, reps)[0]
-            best = max(best, (read_bytes + write_bytes) / seconds)
+    rates = {}
+    for ctas_per_sm, threads in TRAFFIC_SHAPES:
+        for order, kernel in kernels.items():
+            launches = [lambda s=s, c=ctas_per_sm, t=threads, k=kernel: k(
+                (sms * c,), (t,), (s, cp.empty(n_out * 4, dtype=np.uint32), np.uint64(n), np.uint64(n_in),
+                                   np.uint64(n_out), np.uint64(in_step), np.uint64(out_step))) for s in sources]
+            rates[(order, ctas_per_sm, threads)] = (read_bytes + write_bytes) / timed(cp, launches, reps)[0]
     del sources
     cp.get_default_memory_pool().free_all_blocks()
-    return best
+    return rates
+
+
+def traffic_ceiling(cp: Any, read_bytes: int, write_bytes: int, reps: int) -> float:
+    """The traffic-matched ceiling: the best of traffic_rates (both orders, every launch shape)."""
+    return max(traffic_rates(cp, read_bytes, write_bytes, reps).values())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,6 +270,25 @@ def scale_tensor(cp: Any, shape: tuple[int, ...], dtype: dtypes.DType = D.FLOAT3
     if dtype == D.FP8:  # positive fp8 codes 0x20..0x6F
         return gpu.DeviceTensor(dtype, shape, cp.random.randint(0x20, 0x70, math.prod(shape), dtype=np.uint8))
     return gpu.DeviceTensor(dtype, shape, values)
+
+
+class RotatedInputs:
+    """A case's rotated input buffers (>= ROTATION_BYTES in all) of one size and float type, made on first
+    use and shared by the cases: kind 'x' (float tensors) or ('q', qtype) (random codes)."""
+
+    def __init__(self, cp: Any, n: int, t: dtypes.DType):
+        self.cp, self.n, self.t = cp, n, t
+        self.made: dict[str, list[gpu.DeviceTensor]] = {}
+
+    def __call__(self, kind: Any) -> list[gpu.DeviceTensor]:
+        key = "x" if kind == "x" else kind[1].name
+        if key not in self.made:
+            bits = self.t.bits if kind == "x" else kind[1].bits
+            count = max(1, math.ceil(ROTATION_BYTES / max(1, self.n * bits // 8)))
+            make = (lambda: random_input(self.cp, self.n, self.t)) if kind == "x" else \
+                (lambda: random_codes(self.cp, self.n, kind[1]))
+            self.made[key] = [make() for _ in range(count)]
+        return self.made[key]
 
 
 QTYPES = (D.INT8, D.INT4, D.FP8, D.FP4)
@@ -705,23 +736,12 @@ def main() -> None:
     for log2 in sizes:
         n = 1 << log2
         for t in types:
-            tb = t.bits // 8
-            buffers = max(1, math.ceil(ROTATION_BYTES / (n * tb)))
-            x_inputs = [random_input(cp, n, t) for _ in range(buffers)]
-            code_inputs: dict[str, list[gpu.DeviceTensor]] = {}
+            rotated = RotatedInputs(cp, n, t)
             group = []
             for label, moved, kind, make in cases(cp, n, t):
                 if wanted and not any(w in label for w in wanted):
                     continue
-                if kind == "x":
-                    inputs = x_inputs
-                else:
-                    qtype = kind[1]
-                    if qtype.name not in code_inputs:
-                        count = max(1, math.ceil(ROTATION_BYTES / max(1, n * qtype.bits // 8)))
-                        code_inputs[qtype.name] = [random_codes(cp, n, qtype) for _ in range(count)]
-                    inputs = code_inputs[qtype.name]
-                group.append((label, moved, make, inputs))
+                group.append((label, moved, make, rotated(kind)))
             # Warm every case of the group (and the GPU clocks, >= 0.3 s of work) before timing any, so
             # that the table reflects the kernels, not the order they were measured in.
             for index, (_label, _, make, inputs) in enumerate(group):
@@ -745,7 +765,7 @@ def main() -> None:
                       flush=True)
             # drop every reference to the group's buffers (the group list, the last case's inputs) before
             # freeing: what stays referenced stays in the pool, and would count as held in peak_memory()
-            x_inputs = code_inputs = group = inputs = None
+            rotated = group = inputs = None
             cp.get_default_memory_pool().free_all_blocks()
 
     for traffic in sorted(set(case_traffic.values())):

@@ -17,6 +17,19 @@ constexpr int kThreads = 256;  // threads per CTA for every kernel
 #endif
 constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
 
+// Tuning knobs of the elementwise loop (benchmarks/sweep_dq.py measures them): chunks each thread has
+// loaded ahead of the one it works on; the next chunk's block scale loaded with its data (1) or when the
+// chunk is worked on (0); streaming stores (st.global.cs) for the output (1) or plain ones (0).
+#ifndef NETDSL_AHEAD
+#define NETDSL_AHEAD 1
+#endif
+#ifndef NETDSL_SCALE_AHEAD
+#define NETDSL_SCALE_AHEAD 0
+#endif
+#ifndef NETDSL_STORE_CS
+#define NETDSL_STORE_CS 0
+#endif
+
 // n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
 // FastDivmod); the host computes mul and shr (netdsl/backends/cupy/geometry.py, fast_div).
 struct FastDiv {
@@ -85,6 +98,22 @@ NETDSL_D void load_chunk(const u8* __restrict__ base, u32 chunk, u32 count, u32 
   }
 }
 
+// A 16- or 8-byte store of output (NETDSL_STORE_CS: evict-first, st.global.cs).
+NETDSL_D void store_output(u8* __restrict__ p, uint4 v) {
+  if constexpr (NETDSL_STORE_CS) {
+    asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+  } else {
+    *reinterpret_cast<uint4*>(p) = v;
+  }
+}
+NETDSL_D void store_output(u8* __restrict__ p, uint2 v) {
+  if constexpr (NETDSL_STORE_CS) {
+    asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
+  } else {
+    *reinterpret_cast<uint2*>(p) = v;
+  }
+}
+
 template <class T>
 NETDSL_D void store_chunk(u8* __restrict__ base, u32 chunk, u32 count, const u32 (&w)[Chunk<T>::kWords]) {
   u8* p = base + u64(chunk) * Chunk<T>::kBytes;
@@ -92,10 +121,10 @@ NETDSL_D void store_chunk(u8* __restrict__ base, u32 chunk, u32 count, const u32
     if constexpr (Chunk<T>::kBytes >= 16) {
 #pragma unroll
       for (int i = 0; i < Chunk<T>::kBytes / 16; ++i) {
-        reinterpret_cast<uint4*>(p)[i] = make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
+        store_output(p + 16 * i, make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]));
       }
     } else {
-      *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+      store_output(p, make_uint2(w[0], w[1]));
     }
   } else {
     const u32 bytes = (count * T::bits + 7u) / 8u;
@@ -189,17 +218,30 @@ NETDSL_D bool quantize16(const float (&x)[16], float s, float r, float amax, flo
 // keeps the number of kernel instantiations down. Kinds: ScaleKind, mirrored in netdsl/backends/cupy/abi.py.
 enum ScaleKind : u32 { kScaleFloat32 = 0, kScaleFloat16 = 1, kScaleBFloat16 = 2, kScaleE8M0 = 3 };
 
+// load(i) issues the load of scale i and returns its stored bits, value(bits) widens them: split so that
+// the elementwise loop can load the next chunk's scale before it works on this chunk and widen it only
+// when it needs it.
 struct ScaleTensor {
   const u8* __restrict__ data;
   u32 kind;
-  NETDSL_D float operator[](u32 i) const {
+  using Raw = u32;
+  NETDSL_D u32 load(u32 i) const {
     switch (kind) {
-      case kScaleFloat16: return load_element<type::float16>(data, i);
-      case kScaleBFloat16: return load_element<type::bfloat16>(data, i);
-      case kScaleE8M0: return load_element<type::e8m0>(data, i);
-      default: return load_element<type::float32>(data, i);
+      case kScaleFloat16:
+      case kScaleBFloat16: return __ldg(reinterpret_cast<const u16*>(data) + i);
+      case kScaleE8M0: return __ldg(data + i);
+      default: return __ldg(reinterpret_cast<const u32*>(data) + i);
     }
   }
+  NETDSL_D float value(u32 bits) const {
+    switch (kind) {
+      case kScaleFloat16: return type::float16::decode(bits);
+      case kScaleBFloat16: return type::bfloat16::decode(bits);
+      case kScaleE8M0: return type::e8m0::decode(bits);
+      default: return type::float32::decode(bits);
+    }
+  }
+  NETDSL_D float operator[](u32 i) const { return value(load(i)); }
 };
 
 // One element of any storage type (4-bit: nibble e % 2 of byte e / 2).
@@ -277,11 +319,11 @@ NETDSL_D void store_chunk_coalesced(u8* __restrict__ base, u32 chunk, u32 count,
             make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
       }
       __syncwarp();
-      uint4* g = reinterpret_cast<uint4*>(base + u64(chunk - lane) * Chunk<T>::kBytes);
+      u8* g = base + u64(chunk - lane) * Chunk<T>::kBytes;
 #pragma unroll
       for (int j = 0; j < kPieces; ++j) {
         const u32 q = j * 32u + lane, row = q / kPieces;
-        g[q] = s[row * kPieces + (q % kPieces + row / kRowsPerRotation) % kPieces];
+        store_output(g + 16u * q, s[row * kPieces + (q % kPieces + row / kRowsPerRotation) % kPieces]);
       }
       __syncwarp();
       return;
@@ -292,17 +334,22 @@ NETDSL_D void store_chunk_coalesced(u8* __restrict__ base, u32 chunk, u32 count,
 
 // Runs op over the n elements of x, chunk by chunk, writing n elements of Op::Out. Op provides
 //   In, Out                  element types
-//   Scale scale(i, r)        the scale(s) of scale index i (with a reciprocal for the quotient when r)
+//   Raw load(i)              the stored bits of the scale(s) of scale index i (loads only)
+//   Scale scale_of(raw, r)   those scale(s) widened (with a reciprocal for the quotient when r)
+//   Scale scale(i, r)        scale_of(load(i), r)
 //   float apply(v, s)        the result value for element value v, before encoding to Out
 //   bool apply16(v, s, res)  the same for a chunk sharing one scale (made with r = true); true when
 //                            no res[j] is NaN, which lets the chunk take the NaN-free encoders
-// Each thread loads its next chunk before it works on the current one, so that a load is always in
-// flight behind the arithmetic.
+// Each thread loads its next kAhead chunks (and, with one scale per chunk, their scales) before it
+// works on the current one, so that loads are always in flight behind the arithmetic.
 template <class Op, int kMode>
 NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict__ out,
                           const u32* __restrict__ map_words, u32 n, u32 chunk_step) {
   using In = typename Op::In;
   using Out = typename Op::Out;
+  using Raw = typename Op::Raw;
+  constexpr int kAhead = NETDSL_AHEAD;
+  constexpr bool kScaleAhead = kMode == kChunk && NETDSL_SCALE_AHEAD;
   __shared__ ScaleMap map;
   typename Op::Scale uniform{};
   if constexpr (kMode == kPerTensor) {
@@ -315,23 +362,47 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
   } else {
     const u32 chunks = (n + 15u) / 16u, full_chunks = n / 16u, stride = gridDim.x * blockDim.x;
     u32 c = blockIdx.x * blockDim.x + threadIdx.x;
-    u32 win[Chunk<In>::kWords];
-    if (c < chunks) load_chunk<In>(x, c, min(16u, n - c * 16u), win);
+    u32 win[kAhead][Chunk<In>::kWords];
+    Raw raw[kAhead] = {};
+    // chunk k's data (and scale) into slot a, when k is a chunk
+    auto fetch = [&](u32 k, u32 (&w)[Chunk<In>::kWords], Raw& r) {
+      if (k < chunks) {
+        load_chunk<In>(x, k, min(16u, n - k * 16u), w);
+        if constexpr (kScaleAhead) {
+          if (chunk_step == 0u) r = op.load(scale_index(map, k * 16u));
+        }
+      }
+    };
+#pragma unroll
+    for (int a = 0; a < kAhead; ++a) fetch(c + u32(a) * stride, win[a], raw[a]);
     while (c < chunks) {
-      const u32 count = min(16u, n - c * 16u), next = c + stride;
-      u32 ahead[Chunk<In>::kWords];
-      if (next < chunks) load_chunk<In>(x, next, min(16u, n - next * 16u), ahead);
+      const u32 count = min(16u, n - c * 16u);
+      u32 cur[Chunk<In>::kWords];
+#pragma unroll
+      for (int i = 0; i < Chunk<In>::kWords; ++i) cur[i] = win[0][i];
+      const Raw cur_raw = raw[0];
+#pragma unroll
+      for (int a = 0; a + 1 < kAhead; ++a) {
+#pragma unroll
+        for (int i = 0; i < Chunk<In>::kWords; ++i) win[a][i] = win[a + 1][i];
+        raw[a] = raw[a + 1];
+      }
+      fetch(c + u32(kAhead) * stride, win[kAhead - 1], raw[kAhead - 1]);
       float v[16], res[16];
-      unpack16<In>(win, v);
+      unpack16<In>(cur, v);
       bool nan_free = false;
       if constexpr (kMode == kPerTensor) {
         nan_free = op.apply16(v, uniform, res);
       } else {
         // kChunk: n is a multiple of 16 here, so every chunk is full.
-        const u32 i0 = scale_index(map, c * 16u);
         if (chunk_step == 0u) {
-          nan_free = op.apply16(v, op.scale(i0, true), res);
+          if constexpr (kScaleAhead) {
+            nan_free = op.apply16(v, op.scale_of(cur_raw, true), res);
+          } else {
+            nan_free = op.apply16(v, op.scale(scale_index(map, c * 16u), true), res);
+          }
         } else {
+          const u32 i0 = scale_index(map, c * 16u);
 #pragma unroll
           for (int j = 0; j < 16; ++j) res[j] = op.apply(v[j], op.scale(i0 + j, false));
         }
@@ -347,9 +418,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
         pack16<Out>(res, wout);
       }
       store_chunk_coalesced<Out>(out, c, count, wout, full_chunks);
-#pragma unroll
-      for (int i = 0; i < Chunk<In>::kWords; ++i) win[i] = ahead[i];
-      c = next;
+      c += stride;
     }
   }
 }

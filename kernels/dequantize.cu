@@ -25,21 +25,31 @@ NETDSL_D float round_to_kind(float v, u32 kind) {
   }
 }
 
+// load(i) and value(raw) split as in ScaleTensor: the byte holding code i and the code's shift in it.
 struct DoubleScale {
   const u8* __restrict__ codes;
   u32 code_kind;
   float dqs;  // the per-tensor scale of the first Dequantize, widened
   u32 sf_kind;  // ScaleKind of the intermediate: float32, float16 or bfloat16
-  NETDSL_D float operator[](u32 i) const {
+  struct Raw {
+    u32 byte, shift;
+  };
+  NETDSL_D Raw load(u32 i) const {
+    const bool nibble = code_kind == kCodeInt4 || code_kind == kCodeFp4;
+    return nibble ? Raw{__ldg(codes + i / 2u), 4u * (i % 2u)} : Raw{__ldg(codes + i), 0u};
+  }
+  NETDSL_D float value(const Raw& raw) const {
+    const u32 code = raw.byte >> raw.shift;  // decode reads the low 4 or 8 bits
     float c;
     switch (code_kind) {
-      case kCodeInt8: c = load_one<type::int8>(codes, i); break;
-      case kCodeInt4: c = load_one<type::int4>(codes, i); break;
-      case kCodeFp4: c = load_one<type::fp4>(codes, i); break;
-      default: c = load_one<type::fp8>(codes, i); break;
+      case kCodeInt8: c = type::int8::decode(code); break;
+      case kCodeInt4: c = type::int4::decode(code); break;
+      case kCodeFp4: c = type::fp4::decode(code); break;
+      default: c = type::fp8::decode(code); break;
     }
     return round_to_kind(mul_rn(c, dqs), sf_kind);
   }
+  NETDSL_D float operator[](u32 i) const { return value(load(i)); }
 };
 
 template <class QT, class OutT, class ScaleSource>
@@ -49,8 +59,11 @@ struct DequantizeOp {
   struct Scale {
     float s;
   };
+  using Raw = typename ScaleSource::Raw;
   ScaleSource scale_tensor;
-  NETDSL_D Scale scale(u32 i, bool) const { return {scale_tensor[i]}; }
+  NETDSL_D Raw load(u32 i) const { return scale_tensor.load(i); }
+  NETDSL_D Scale scale_of(const Raw& raw, bool) const { return {scale_tensor.value(raw)}; }
+  NETDSL_D Scale scale(u32 i, bool r) const { return scale_of(load(i), r); }
   NETDSL_D float apply(float v, const Scale& s) const { return mul_rn(v, s.s); }
   NETDSL_D bool apply16(const float (&v)[16], const Scale& s, float (&res)[16]) const {
 #pragma unroll

@@ -399,12 +399,16 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
 // reductions and shared-memory atomics; the data is written from the registers: one read of x, where
 // the general path reads it twice. Partial edge blocks load zeros past the end and store only what
 // is inside.
+// Rows per thread for 16-bit inputs (a tuning knob: 8 keeps 32 words of x per thread, 16 as many as float32).
+#ifndef NETDSL_CTA16_PASSES
+#define NETDSL_CTA16_PASSES 8
+#endif
 template <class In>
 struct CtaShape {
   static constexpr int kVec = 16 / (In::bits / 8);  // 4 float32, 8 float16 / bfloat16: 16 bytes
   static constexpr int kWords = 4;
-  static constexpr int kPasses = 64 / kVec;         // rows per thread: 16 or 8
-  static constexpr int kCtasPerSm = 2;              // up to 128 registers: 64 or 32 words of x in them
+  static constexpr int kPasses = In::bits == 32 ? 16 : NETDSL_CTA16_PASSES;  // rows per thread
+  static constexpr int kCtasPerSm = 2;              // up to 128 registers: up to 64 words of x in them
 };
 
 template <class In, class Mode>

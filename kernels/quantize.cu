@@ -11,8 +11,8 @@ struct QuotientScale {
   float s, r;  // scale and its safe reciprocal (NaN: always divide)
 };
 
-NETDSL_D QuotientScale quotient_scale(const ScaleTensor& scale, u32 i, bool reciprocal) {
-  const float s = scale[i];
+NETDSL_D QuotientScale quotient_scale(const ScaleTensor& scale, u32 raw, bool reciprocal) {
+  const float s = scale.value(raw);
   return {s, reciprocal ? safe_reciprocal(s) : float_of(kFloat32NaN)};
 }
 
@@ -21,8 +21,11 @@ struct QuantizeOp {
   using In = InT;
   using Out = OutT;
   using Scale = QuotientScale;
+  using Raw = u32;
   ScaleTensor scale_tensor;
-  NETDSL_D Scale scale(u32 i, bool reciprocal) const { return quotient_scale(scale_tensor, i, reciprocal); }
+  NETDSL_D Raw load(u32 i) const { return scale_tensor.load(i); }
+  NETDSL_D Scale scale_of(Raw raw, bool reciprocal) const { return quotient_scale(scale_tensor, raw, reciprocal); }
+  NETDSL_D Scale scale(u32 i, bool reciprocal) const { return scale_of(load(i), reciprocal); }
   NETDSL_D float apply(float v, const Scale& s) const { return quantize_value(v, s.s); }
   // The NaN-propagating amax sends a chunk holding NaN to the division path, so a true flag from
   // quantize16 means no quotient is NaN.
@@ -40,10 +43,15 @@ struct QuantizeDequantizeOp {
     QuotientScale q;
     float dq;
   };
+  struct Raw {
+    u32 q, dq;
+  };
   ScaleTensor scale_tensor, dequant_scale_tensor;
-  NETDSL_D Scale scale(u32 i, bool reciprocal) const {
-    return {quotient_scale(scale_tensor, i, reciprocal), dequant_scale_tensor[i]};
+  NETDSL_D Raw load(u32 i) const { return {scale_tensor.load(i), dequant_scale_tensor.load(i)}; }
+  NETDSL_D Scale scale_of(const Raw& raw, bool reciprocal) const {
+    return {quotient_scale(scale_tensor, raw.q, reciprocal), dequant_scale_tensor.value(raw.dq)};
   }
+  NETDSL_D Scale scale(u32 i, bool reciprocal) const { return scale_of(load(i), reciprocal); }
   NETDSL_D static float round_trip(float q, float dq) { return mul_rn(QT::decode(QT::encode(q)), dq); }
   NETDSL_D float apply(float v, const Scale& s) const { return round_trip(quantize_value(v, s.q.s), s.dq); }
   NETDSL_D bool apply16(const float (&v)[16], const Scale& s, float (&res)[16]) const {

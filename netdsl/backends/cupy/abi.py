@@ -68,7 +68,8 @@ COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true
 
 #: the kernels' tuning macros and their defaults (the ``#ifndef`` blocks of the .cu/.cuh files)
 TUNING_DEFAULTS = {"NETDSL_MIN_CTAS_PER_SM": 4, "NETDSL_TILE16_BF16_VEC": 4, "NETDSL_TILE_PREFETCH": 1,
-                   "NETDSL_TILE_CTAS": 2}
+                   "NETDSL_TILE_CTAS": 2, "NETDSL_AHEAD": 1, "NETDSL_SCALE_AHEAD": 0, "NETDSL_STORE_CS": 0,
+                   "NETDSL_CTA16_PASSES": 8}
 
 
 def compile_options() -> tuple[str, ...]:
@@ -87,6 +88,8 @@ def tuning(name: str) -> int:
 TILE_CTAS_PER_SM = tuning("NETDSL_TILE_CTAS")
 #: the tile kernel's bfloat16 columns per thread in 16-row bands (TileShape::kVec)
 TILE16_BF16_VEC = tuning("NETDSL_TILE16_BF16_VEC")
+#: the CTA kernel's rows per thread for 16-bit inputs (CtaShape::kPasses; float32: 16)
+CTA16_PASSES = tuning("NETDSL_CTA16_PASSES")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -98,6 +98,11 @@ class CtaGeometry:
                                             self.tpr_shift, self.group))
 
 
+def cta_passes(in_type: dtypes.DType) -> int:
+    """Rows of 16-byte vectors per thread in the CTA kernel (CtaShape::kPasses in kernels/dynamic_quantize.cu)."""
+    return 16 if in_type.bits == 32 else abi.CTA16_PASSES
+
+
 def cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.DType) -> CtaGeometry | None:
     """The CTA kernel's geometry when it takes these dims: 16-byte vectors across a block row,
     2^tpr_shift threads each, at most 64 elements per thread, and at least half the CTA busy."""
@@ -114,7 +119,7 @@ def cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.D
     across = block_cols // vec
     if across & (across - 1) or across > abi.THREADS:
         return None
-    down, passes = abi.THREADS // across, 64 // vec
+    down, passes = abi.THREADS // across, cta_passes(in_type)
     block_passes = -(-block_rows // down)
     if block_passes > passes or across * min(down, block_rows) < abi.THREADS // 2:
         return None

@@ -98,6 +98,24 @@ def _cache_paths(file: str, part: int, on_device: int) -> tuple[Path, Path]:
     return cubin_path, cubin_path.with_suffix(".json")
 
 
+def compile_cubin(file: str, names: tuple[str, ...], options: tuple[str, ...]) -> tuple[bytes, dict[str, str]]:
+    """kernels/<file> compiled by NVRTC with ``options`` for the current device: the cubin and the mangled
+    name of each instantiation in ``names`` (benchmarks/sweep_dq.py builds tuning variants through it)."""
+    from cupy.cuda import compiler
+
+    image, mangled = compiler.compile_using_nvrtc(kernel_source(file), options, name_expressions=names, filename=file)
+    return (image if isinstance(image, bytes) else image.encode()), dict(mangled)
+
+
+def load(image: bytes, mangled: dict[str, str]) -> Module:
+    """A cubin loaded on the current device."""
+    from cupy.cuda import function
+
+    loaded = function.Module()
+    loaded.load(image)
+    return Module(loaded, mangled)
+
+
 @functools.cache
 def module(file: str, part: int, on_device: int) -> Module:
     """kernels/<file> compiled by NVRTC for ``on_device`` with the names of part ``part`` of
@@ -107,23 +125,17 @@ def module(file: str, part: int, on_device: int) -> Module:
     flushes float32 subnormals (e8m0's 2^-127, fp8 and fp4 decoding, tiny scales) and breaks the
     numerics. cupy.cuda.compiler.compile_using_nvrtc passes our options as they are.
     """
-    from cupy.cuda import compiler, driver, function
+    from cupy.cuda import driver
 
     with import_cupy().cuda.Device(on_device):
         cubin_path, names_path = _cache_paths(file, part, on_device)
         try:
-            mangled = json.loads(names_path.read_text())
-            loaded = function.Module()
-            loaded.load(cubin_path.read_bytes())
+            return load(cubin_path.read_bytes(), json.loads(names_path.read_text()))
         except (OSError, ValueError, driver.CUDADriverError):
-            image, mangled = compiler.compile_using_nvrtc(kernel_source(file), abi.compile_options(),
-                                                          name_expressions=parts(file)[part], filename=file)
-            image = image if isinstance(image, bytes) else image.encode()
-            loaded = function.Module()
-            loaded.load(image)
+            image, mangled = compile_cubin(file, parts(file)[part], abi.compile_options())
             _write_atomically(cubin_path, image)
             _write_atomically(names_path, json.dumps(mangled).encode())
-    return Module(loaded, mangled)
+            return load(image, mangled)
 
 
 def precompile(device: int | None = None) -> int:
