@@ -202,8 +202,9 @@ def make_plan(recipe_path: Path, checkpoint: Checkpoint, format_name: str, inclu
                     entries.append(Entry(OutputTensor(f"{prefix}.{stored.suffix}", stored.tag, stored.shape),
                                          group=g, member=i, output=split.name, stored=stored))
             if input_scales is not None:
-                entries.append(Entry(OutputTensor(f"{prefix}.{fmt.input_scale_suffix()}", "F32", ()), group=g,
-                                     member=i, output=""))
+                stored = fmt.input_scale()
+                entries.append(Entry(OutputTensor(f"{prefix}.{stored.suffix}", stored.tag, stored.shape), group=g,
+                                     member=i, output="", stored=stored))
         names = [e.tensor.name for e in entries]
         for e in entries:
             if e.source is None and e.tensor.name in locations and e.tensor.name not in group_of:

@@ -113,7 +113,13 @@ def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[
 
 def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) -> np.ndarray:
     array = shares[entry.member][entry.output]
-    return array if entry.stored is None else entry.stored.convert(array)
+    if entry.stored is None:
+        return array
+    try:
+        return entry.stored.convert(array)
+    except WeightValueError as error:
+        raise UsageError(f"tensor '{entry.tensor.name}' can't be stored in --format {plan.format.name}: "
+                         f"{error}") from None
 
 
 def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
