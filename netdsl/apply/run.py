@@ -8,6 +8,7 @@ bytes. The index and configs, without which no loader reads the folder, are writ
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -127,9 +128,52 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     """Write output shard ``shard`` into ``outdir`` (atomically); returns (shard, its SHA-256). Runs the
     same in any process: a Dask worker calls it with the plan it was sent."""
     entries = plan.shards[shard]
+    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+    return shard, _write_entries(plan, shard, entries, writer, backend, progress)
+
+
+def part_name(shard: str, part: tuple[int, int]) -> str:
+    """The file holding entries [first, end) of ``shard``'s tensors, their bytes only (hidden: a dot name)."""
+    return f".{shard}.part-{part[0]}-{part[1]}"
+
+
+def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backend: str) -> tuple[str, str]:
+    """Write the bytes of entries [first, end) of output shard ``shard`` (one Dask task of a shard split by
+    tensor groups, docs/scale.md) to ``part_name(shard, part)`` in ``outdir``, atomically; returns (that
+    name, its SHA-256). The bytes are those :func:`write_shard` writes for the same tensors."""
+    entries = plan.shards[shard][part[0]:part[1]]
+    name = part_name(shard, part)
+    writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
+    return name, _write_entries(plan, shard, entries, writer, backend, None)
+
+
+def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir: str,
+                   *finished: Any) -> tuple[str, str]:
+    """Output shard ``shard`` from its parts (``finished``: the part tasks, done, which makes Dask run this
+    after them): the header, then each part's bytes, written atomically as :func:`write_shard` writes it
+    (the client removes the parts once it has recorded the shard, :meth:`Manifest.record`). Returns
+    (shard, its SHA-256)."""
+    folder = Path(outdir)
+    entries = plan.shards[shard]
+    writer = ShardWriter(folder / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+    try:
+        for part in parts:
+            path, offset = folder / part_name(shard, part), 0
+            for e in entries[part[0]:part[1]]:
+                writer.write(e.tensor.name, copy_range(path, offset, offset + e.tensor.nbytes))
+                offset += e.tensor.nbytes
+        return shard, writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWriter, backend: str,
+                   progress: Callable[[int], None] | None) -> str:
+    """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` and commit it;
+    returns the SHA-256 of what was written."""
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
-    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], checkpoint.metadata[shard])
     pending: dict[int, int] = {}  # group -> entries of this shard still to write
     for e in entries:
         if e.source is None:
@@ -168,7 +212,7 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
                     group = plan.groups[e.group]
                     progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
                                  if locations[m] == shard))
-        return shard, writer.commit()
+        return writer.commit()
     except BaseException:
         writer.abort()
         raise
@@ -184,6 +228,7 @@ class Manifest:
         self.path = outdir / MANIFEST
         self.settings = settings
         self.shards: dict[str, str] = {}
+        self.parts: dict[str, str] = {}  # finished parts of shards split into tasks (docs/scale.md)
         self.complete = False
 
     @classmethod
@@ -200,6 +245,7 @@ class Manifest:
                 raise UsageError(f"'{outdir}' holds the output of a run with other settings (recipe, checkpoint, "
                                  f"format or options): remove it, or choose another -o")
             manifest.shards = dict(data.get("shards", {}))
+            manifest.parts = dict(data.get("parts", {}))
             manifest.complete = bool(data.get("complete"))
         elif outdir.exists() and any(outdir.iterdir()):
             raise UsageError(f"'{outdir}' is not empty and holds no netdsl apply manifest: choose an empty or new -o")
@@ -212,11 +258,29 @@ class Manifest:
         return shard in self.shards and path.is_file() and file_sha256(path) == self.shards[shard]
 
     def record(self, shard: str, sha256: str) -> None:
+        """``shard`` is finished: its parts, if it was written in parts, are dropped (files and records)."""
         self.shards[shard] = sha256
+        prefix = f".{shard}.part-"
+        self.parts = {name: digest for name, digest in self.parts.items() if not name.startswith(prefix)}
+        self.save()
+        for pattern in (prefix, f".{prefix}"):  # the parts, and any a killed worker left half-written
+            for stale in self.path.parent.glob(glob.escape(pattern) + "*"):
+                stale.unlink(missing_ok=True)
+
+    def part_finished(self, name: str, outdir: Path) -> bool:
+        """Whether part file ``name`` was written by an earlier run and is still intact."""
+        path = outdir / name
+        return name in self.parts and path.is_file() and file_sha256(path) == self.parts[name]
+
+    def record_part(self, name: str, sha256: str) -> None:
+        self.parts[name] = sha256
         self.save()
 
     def save(self) -> None:
-        data = {"settings": self.settings, "shards": dict(sorted(self.shards.items())), "complete": self.complete}
+        data: dict[str, Any] = {"settings": self.settings, "shards": dict(sorted(self.shards.items())),
+                                "complete": self.complete}
+        if self.parts:
+            data["parts"] = dict(sorted(self.parts.items()))
         _write_text(self.path, json.dumps(data, indent=1) + "\n")
 
 
