@@ -207,13 +207,14 @@ def test_the_loaders_dequantize_as_tensorrt(three_kinds, tmp_path: Path) -> None
 def test_reciprocal_exactness_over_every_float32_significand() -> None:
     """The numbers docs/checkpoints.md quotes, over all 2^23 float32 values gs in [1, 2) (the same for every
     binade away from the subnormal and overflow ends): G = fl32(1 / gs) gives fl32(1 / G) == gs for
-    6949350, and no other float32 G does it for any further gs; fl32(s / G) == fl32(s * gs) for every fp8
+    6949350, and no other float32 G does it for any further gs (none of the three on either side;
+    fl32(1 / G) is monotonic in G); fl32(s / G) == fl32(s * gs) for every fp8
     s (the eight significands 1, 1.125, .., 1.875) holds for 1541389."""
     gs = (np.arange(2**23, dtype=np.uint32) | np.uint32(127 << 23)).view(np.float32)
     global_scale = (np.float32(1) / gs).astype(np.float32)
     vllm = (np.float32(1) / global_scale) == gs
     assert int(vllm.sum()) == 6949350
-    for step in (-1, 1):
+    for step in (-3, -2, -1, 1, 2, 3):  # fl32(1 / G) is monotonic in G: farther ones are farther still
         neighbour = (global_scale.view(np.int32) + step).view(np.float32)
         assert not ((np.float32(1) / neighbour == gs) & ~vllm).any()
     every = np.ones(gs.size, bool)
