@@ -184,7 +184,7 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     (:class:`Cancelled`, its temporary file removed) before its next tensor."""
     entries = plan.shards[shard]
     writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
-    return shard, _write_entries(plan, shard, entries, writer, backend, progress)
+    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop)
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
@@ -199,7 +199,7 @@ def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backe
     entries = plan.shards[shard][part[0]:part[1]]
     name = part_name(shard, part)
     writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
-    return name, _write_entries(plan, shard, entries, writer, backend, None)
+    return name, _write_entries(plan, shard, entries, writer, backend, None, None)
 
 
 def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir: str,
@@ -224,9 +224,9 @@ def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir:
 
 
 def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWriter, backend: str,
-                   progress: Callable[[int], None] | None) -> str:
+                   progress: Callable[[int], None] | None, stop: threading.Event | None) -> str:
     """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` and commit it;
-    returns the SHA-256 of what was written."""
+    returns the SHA-256 of what was written. ``stop`` set: give up before the next tensor (:class:`Cancelled`)."""
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
     pending: dict[int, int] = {}  # group -> entries of this shard still to write
