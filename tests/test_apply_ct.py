@@ -209,7 +209,8 @@ def test_reciprocal_exactness_over_every_float32_significand() -> None:
     binade away from the subnormal and overflow ends): G = fl32(1 / gs) gives fl32(1 / G) == gs for
     6949350, and no other float32 G does it for any further gs (none of the three on either side;
     fl32(1 / G) is monotonic in G); fl32(s / G) == fl32(s * gs) for every fp8
-    s (the eight significands 1, 1.125, .., 1.875) holds for 1541389."""
+    s (the eight significands 1, 1.125, .., 1.875) holds for 1541389. And every float32 reciprocal inverts
+    back exactly, which examples/recipes/nvfp4_weights_reciprocal.net relies on."""
     gs = (np.arange(2**23, dtype=np.uint32) | np.uint32(127 << 23)).view(np.float32)
     global_scale = (np.float32(1) / gs).astype(np.float32)
     vllm = (np.float32(1) / global_scale) == gs
@@ -217,10 +218,36 @@ def test_reciprocal_exactness_over_every_float32_significand() -> None:
     for step in (-3, -2, -1, 1, 2, 3):  # fl32(1 / G) is monotonic in G: farther ones are farther still
         neighbour = (global_scale.view(np.int32) + step).view(np.float32)
         assert not ((np.float32(1) / neighbour == gs) & ~vllm).any()
+    # every float32 reciprocal r = fl32(1 / G) comes back: fl32(1 / fl32(1 / r)) == r (the reciprocal recipe)
+    inverted = (np.float32(1) / gs).astype(np.float32)  # gs runs over every G in [1, 2) here
+    assert np.array_equal((np.float32(1) / (np.float32(1) / inverted).astype(np.float32)).astype(np.float32), inverted)
     every = np.ones(gs.size, bool)
     for significand in np.float32(1) + np.arange(8, dtype=np.float32) / 8:
         every &= (significand / global_scale).astype(np.float32) == (significand * gs).astype(np.float32)
     assert int(every.sum()) == 1541389
+
+
+def test_the_reciprocal_recipe_is_exact_in_vllm_for_every_layer(three_kinds, tmp_path: Path) -> None:
+    """examples/recipes/nvfp4_weights_reciprocal.net computes gs = fl32(1 / fl32(2688 / amax)), a float32
+    reciprocal, so the stored G = fl32(1 / gs) inverts back to gs for every layer (the 'neither' layer
+    included); codes and block scales are TensorRT's with that gs (tests/oracle.py)."""
+    checkpoint, weights = three_kinds
+    apply(RECIPES / "nvfp4_weights_reciprocal.net", checkpoint, tmp_path / "ct", format="compressed-tensors",
+          backend="numpy")
+    ct = tensors(tmp_path / "ct")
+    for kind in ("exact", "vllm", "neither"):
+        x = weights[f"{kind}.weight"].astype(np.float32)
+        amax = np.float32(np.abs(x).max())
+        gs = reciprocal(np.float32(np.float32(2688) / amax))
+        global_scale = np.frombuffer(ct[f"{kind}.weight_global_scale"][2], np.float32)[0]
+        assert global_scale == reciprocal(gs) and reciprocal(global_scale) == gs, kind
+        data, scale = oracle.dynamic_quantize(x, gs, axis=1, block_size=16)
+        values = unpack(ct[f"{kind}.weight_packed"][2], 8)
+        assert np.array_equal(values, data) and np.array_equal(np.signbit(values), np.signbit(data)), kind
+        scale_bytes = ct[f"{kind}.weight_scale"][2]
+        assert np.array_equal(FP8[np.frombuffer(scale_bytes, np.uint8) & 0x7F].reshape(scale.shape), scale), kind
+        assert np.array_equal(tensorrt_dequantize(values, scale_bytes, reciprocal(global_scale)),
+                              tensorrt_dequantize(values, scale_bytes, gs)), kind
 
 
 # --- compressed-tensors itself --------------------------------------------------------------------------
