@@ -12,7 +12,9 @@ EPILOG = """examples:
   netdsl apply examples/recipes/nvfp4_weights.net ./llama -o ./llama-nvfp4            # ModelOpt layout, W4A16
   netdsl apply examples/recipes/nvfp4_weights.net ./llama -o OUT --input-scales amax.json   # W4A4 NVFP4
   netdsl apply examples/recipes/int4_block128_weights.net ./llama -o OUT --format compressed-tensors
-  netdsl apply RECIPE ./llama -o OUT --workers 8        # shards on a local Dask cluster (docs/scale.md)"""
+  netdsl apply examples/recipes/nvfp4_weights_reciprocal.net ./llama -o OUT --format compressed-tensors
+  netdsl apply RECIPE ./llama -o OUT --workers 8        # shards on a local Dask cluster (docs/scale.md)
+  netdsl apply RECIPE ./llama -o OUT --workers 8 --task-size 2G   # shards over 2 GB in several tasks"""
 
 
 def add_parser(commands) -> None:
@@ -40,7 +42,8 @@ def add_parser(commands) -> None:
     apply.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
                        help="where the recipe runs (default: the GPU when CuPy and a device are there)")
     apply.add_argument("--input-scales", metavar="FILE.json",
-                       help="calibrated activation amax per layer: writes input_scale and the W4A4 label")
+                       help="calibrated activation amax per layer: writes each layer's activation scale "
+                            "(input_scale; compressed-tensors: input_global_scale) and the W4A4 label")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
