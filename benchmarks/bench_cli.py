@@ -115,26 +115,29 @@ RUNS = {  # key: (label, the baseline it is compared with)
 }
 
 
-def measure_run(log2: int, repeat: int) -> tuple[list[str], str]:
+def write_input(folder: Path, n: int) -> tuple[Path, Path]:
+    """The model (float32[n] -> int8) and its input file, n uniform values in [-1, 1)."""
+    model, data = folder / "q.net", folder / "x.npy"
+    model.write_text(MODEL.format(n=n))
+    # written by a child: a parent grown by the input would lend its size to every process it starts
+    subprocess.run([sys.executable, "-c", "import sys, numpy as np; np.save(sys.argv[1], np.random.default_rng(0)"
+                    ".random(int(sys.argv[2]), dtype=np.float32) * 2 - 1)", str(data), str(n)], check=True)
+    return model, data
+
+
+def measure_run(model: Path, data: Path, n: int, repeat: int) -> tuple[list[str], str]:
     """The table's rows, and the sentence on the target (issue 13: the command within 1.5x of the engine)."""
-    n = 1 << log2
-    with tempfile.TemporaryDirectory(prefix="netdsl-bench-") as folder:
-        model, data = Path(folder) / "q.net", Path(folder) / "x.npy"
-        model.write_text(MODEL.format(n=n))
-        # written by a child: a parent grown by the input would lend its size to every process it starts
-        subprocess.run([sys.executable, "-c", "import sys, numpy as np; np.save(sys.argv[1], np.random.default_rng(0)"
-                        ".random(int(sys.argv[2]), dtype=np.float32) * 2 - 1)", str(data), str(n)], check=True)
-        payload = n * 4 + n  # the float32 input and the int8 output
-        commands = {
-            "engine": [sys.executable, "-c", ENGINE, str(model), str(data)],
-            "cli": [sys.executable, "-m", "netdsl", "run", str(model), "--input", f"x={data}", "--backend", "numpy"],
-            "engine_random": [sys.executable, "-c", ENGINE_RANDOM, str(model)],
-            "random": [sys.executable, "-m", "netdsl", "run", str(model), "--backend", "numpy"],
-        }
-        results: dict[str, list[Measured]] = {key: [] for key in commands}
-        for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
-            for key, command in commands.items():
-                results[key].append(timed_rss(command))
+    payload = n * 4 + n  # the float32 input and the int8 output
+    commands = {
+        "engine": [sys.executable, "-c", ENGINE, str(model), str(data)],
+        "cli": [sys.executable, "-m", "netdsl", "run", str(model), "--input", f"x={data}", "--backend", "numpy"],
+        "engine_random": [sys.executable, "-c", ENGINE_RANDOM, str(model)],
+        "random": [sys.executable, "-m", "netdsl", "run", str(model), "--backend", "numpy"],
+    }
+    results: dict[str, list[Measured]] = {key: [] for key in commands}
+    for _ in range(repeat):  # interleaved, so that a burst of load hits each alike
+        for key, command in commands.items():
+            results[key].append(timed_rss(command))
     wall = {key: min(r.wall for r in found) for key, found in results.items()}
     cpu = {key: min(r.cpu for r in found) for key, found in results.items()}
     rows = []
@@ -154,6 +157,39 @@ def measure_run(log2: int, repeat: int) -> tuple[list[str], str]:
                f"{wall['random'] / wall['engine_random']:.2f}x with random inputs (against the engine on the same "
                f"random inputs; {wall['random'] / wall['engine']:.2f}x against the engine from a file).")
     return rows, verdict
+
+
+READERS = {  # label: how a fresh process gets the input's values, then makes one pass over them (max)
+    "`np.load`": "x = np.load(path)",
+    "`files.read_array`, one thread": "files.PARALLEL_READ = 1 << 62; x = files.read_array(path, declared)",
+    "`files.read_array` (netdsl's: a thread per core)": "x = files.read_array(path, declared)",
+    "`np.load(mmap_mode='r')`: memory-mapped, not chosen (SIGBUS if the file is cut)":
+        "x = np.load(path, mmap_mode='r')",
+}
+READ = """
+import sys, time
+import numpy as np
+from netdsl import files, dtypes
+from netdsl.ir import TensorType
+path, declared = sys.argv[1], TensorType(dtypes.FLOAT32, (int(sys.argv[2]),))
+start = time.perf_counter()
+{read}
+got = time.perf_counter()
+x.max()
+print(f"{{got - start:.3f}} {{time.perf_counter() - start:.3f}}")
+"""
+
+
+def measure_reads(data: Path, n: int, repeat: int) -> list[str]:
+    """Ways to read the float32[n] input, each in a fresh process: the read, and the read plus one pass over
+    the values (what the engine's first layer does, and where a memory map's page faults are paid)."""
+    found: dict[str, list[tuple[float, float]]] = {label: [] for label in READERS}
+    for _ in range(repeat):  # interleaved
+        for label, read in READERS.items():
+            out = timed_rss([sys.executable, "-c", READ.format(read=read), str(data), str(n)]).out.split()
+            found[label].append((float(out[0]), float(out[1])))
+    return [f"| {label} | {min(r[0] for r in runs):.3f} s | {min(r[1] for r in runs):.3f} s |"
+            for label, runs in found.items()]
 
 
 def import_costs(pythons: list[str], repeat: int) -> list[str]:
@@ -196,11 +232,18 @@ def main() -> None:
         lines += ["## `netdsl check` latency (a fresh process)", "",
                   "| command | wall (best) | wall (median) | CPU time (best) |", "|---|---|---|---|"]
         lines += measure_check(max(args.repeat, 5)) + [""]
-        rows, verdict = measure_run(args.log2, args.repeat)
+        n = 1 << args.log2
+        with tempfile.TemporaryDirectory(prefix="netdsl-bench-") as folder:
+            model, data = write_input(Path(folder), n)
+            rows, verdict = measure_run(model, data, n, args.repeat)
+            reads = measure_reads(data, n, max(args.repeat, 3))
         lines += [f"## `netdsl run` at 2^{args.log2} elements, float32 -> int8", "",
                   "| what | wall (best) | vs its engine baseline | vs engine from a file | CPU time (best) | "
                   "CPU vs its baseline | peak RSS | vs input + output |", "|---|---|---|---|---|---|---|---|"]
         lines += rows + ["", verdict, ""]
+        lines += [f"## Reading the 2^{args.log2} float32 input (a fresh process each; the page cache warm)", "",
+                  "| how | read (best) | read + one pass over the values (best) |", "|---|---|---|"]
+        lines += reads + [""]
     lines += ["## Import costs (`python -X importtime -c 'import numpy; import ml_dtypes'`, cumulative)", "",
               "| ml_dtypes | numpy | ml_dtypes (best) | ml_dtypes (median) |", "|---|---|---|---|"]
     lines += import_costs([sys.executable] + args.python, max(args.repeat, 5)) + [""]
