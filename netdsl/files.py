@@ -159,7 +159,7 @@ def _read_data(stream: BinaryIO, count: int, what: str) -> np.ndarray:
     cores (a zip member is read in order). FileError if the file ends early, even when it is cut while
     it is being read."""
     buffer = np.empty(count, np.uint8)
-    view = memoryview(buffer)
+    view = buffer.data  # a memoryview of it
     workers = min(os.cpu_count() or 1, count // PARALLEL_READ)
     try:
         fd = stream.fileno()
