@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -211,6 +212,23 @@ def import_costs(pythons: list[str], repeat: int) -> list[str]:
     return rows
 
 
+def free_cores() -> str:
+    """How much of the two cores is free now: two threads each doing the work one does alone take about as
+    long as one when both cores are free, twice as long when other work holds one."""
+    def work(_: int) -> None:
+        values = np.random.default_rng(0).random(1 << 16)
+        for _ in range(200):
+            np.sin(values)
+
+    times = []
+    for threads in (1, 2):
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+        times.append(time.perf_counter() - start)
+    return f"two threads' equal work took {times[1] / times[0]:.2f}x one's"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log2", type=int, default=28, help="run at 2^LOG2 elements (default 28: a 1 GiB input)")
@@ -222,11 +240,12 @@ def main() -> None:
     args = parser.parse_args()
     # an installed package has its bytecode; a checkout run with PYTHONDONTWRITEBYTECODE would compile every module
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "netdsl")], check=True, env=environment())
-    load = os.getloadavg()
+    load, cores = os.getloadavg(), free_cores()
     lines = ["# netdsl command line: costs", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}, NumPy {np.__version__}; load average {load[0]:.1f} when the run began, "
-             "LOAD_AFTER when it ended (other work shares these cores: the best of several runs is reported).", "",
+             f"{platform.python_version()}, NumPy {np.__version__}. Other work shares these cores: the best of "
+             f"several runs is reported. When the run began: load average {load[0]:.1f}, {cores} (1x: both cores "
+             "free; 2x: one busy); when it ended: LOAD_AFTER.", "",
              f"Command: `python3 benchmarks/bench_cli.py {' '.join(sys.argv[1:])}`".rstrip(), ""]
     if not args.imports:
         lines += ["## `netdsl check` latency (a fresh process)", "",
@@ -247,7 +266,8 @@ def main() -> None:
     lines += ["## Import costs (`python -X importtime -c 'import numpy; import ml_dtypes'`, cumulative)", "",
               "| ml_dtypes | numpy | ml_dtypes (best) | ml_dtypes (median) |", "|---|---|---|---|"]
     lines += import_costs([sys.executable] + args.python, max(args.repeat, 5)) + [""]
-    text = "\n".join(lines).replace("LOAD_AFTER", f"{os.getloadavg()[0]:.1f}", 1)
+    after = f"load average {os.getloadavg()[0]:.1f}, {free_cores()}"
+    text = "\n".join(lines).replace("LOAD_AFTER", after, 1)
     print(text)
     if args.out:
         Path(args.out).write_text(text)

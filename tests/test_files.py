@@ -241,28 +241,32 @@ def test_npz_members_are_read_in_order(threaded_reads: list[int], tmp_path: Path
     assert not threaded_reads
 
 
-def test_a_file_cut_while_it_is_read(threaded_reads: list[int], tmp_path: Path, monkeypatch, capsys) -> None:
-    """A file truncated by another process while its data is being read: the read that finds the end says
-    so in one line (how much was expected, how much is left), and the command exits 2."""
+@pytest.mark.parametrize("threads", [True, False])
+def test_a_file_cut_while_it_is_read(threads: bool, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A file truncated by another process after its header was checked against its size, while its data
+    is read (by threads, or in one read): the read that finds the end says so in one line (how much was
+    expected, how much is left), and the command exits 2 and writes nothing."""
+    if threads:
+        monkeypatch.setattr(files, "PARALLEL_READ", 4)
+        monkeypatch.setattr(files.os, "cpu_count", lambda: 3)
     values = np.arange(4000, dtype=np.float32)
-    np.save(tmp_path / "x.npy", values)
-    header = (tmp_path / "x.npy").stat().st_size - values.nbytes
-    preadv = os.preadv
+    path = tmp_path / "x.npy"
+    check_size = files.NpyHeader.check_size
 
-    def cut_first(fd: int, buffers: list, offset: int) -> int:
-        os.truncate(tmp_path / "x.npy", header + 1000)
-        return preadv(fd, buffers, offset)
+    def checked_then_cut(header: files.NpyHeader) -> None:
+        check_size(header)
+        os.truncate(path, path.stat().st_size - values.nbytes + 10000)
 
-    monkeypatch.setattr(files.os, "preadv", cut_first)
-    with pytest.raises(files.FileError, match=r"^the array data is truncated: 16000 bytes expected, 1000 found$"):
-        files.read_array(tmp_path / "x.npy", TensorType(lookup("float32"), (4000,)))
-    np.save(tmp_path / "x.npy", values)
+    monkeypatch.setattr(files.NpyHeader, "check_size", checked_then_cut)
+    np.save(path, values)
+    with pytest.raises(files.FileError, match=r"^the array data is truncated: 16000 bytes expected, 10000 found$"):
+        files.read_array(path, TensorType(lookup("float32"), (4000,)))
+    np.save(path, values)
     model = tmp_path / "m.net"
     model.write_text("input x : float32[4000]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n")
-    assert main(["run", str(model), "--input", f"x={tmp_path / 'x.npy'}", "--save", str(tmp_path / "o.npz")]) == 2
-    err = capsys.readouterr().err
-    assert err == f"netdsl: error: cannot read input 'x' '{tmp_path / 'x.npy'}': the array data is truncated: " \
-                  "16000 bytes expected, 1000 found\n"
+    assert main(["run", str(model), "--input", f"x={path}", "--save", str(tmp_path / "o.npz")]) == 2
+    assert capsys.readouterr().err == f"netdsl: error: cannot read input 'x' '{path}': the array data is " \
+                                      "truncated: 16000 bytes expected, 10000 found\n"
     assert not (tmp_path / "o.npz").exists()
 
 
