@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,8 @@ BRIEF_VALUES = 4
 PRINT_LIMIT = 256
 #: elements per piece when a summary reads a large array (a few MiB of temporaries at most)
 SUMMARY_PIECE = 1 << 20
+#: arrays of at least this many elements a core are summarized by a thread per core
+PARALLEL_SUMMARY = 1 << 24
 
 
 def provenance(graph: CheckedGraph) -> dict[str, str]:
@@ -101,21 +103,18 @@ def summarize(array: np.ndarray, dtype: dtypes.DType) -> Summary:
     if dtype.name != "int8" and dtype.bits <= 8:
         return _summarize_codes(flat, dtype)
     partials = _in_parts(flat, _int8_part if dtype.name == "int8" else lambda part: _float_part(part, dtype))
-    nan, inf, count = (sum(p[i] for p in partials) for i in range(3))
+    nan, inf, count = sum(p[0] for p in partials), sum(p[1] for p in partials), sum(p[2] for p in partials)
     if not count:
         return Summary(flat.size, nan, inf, None, None, None)
     return Summary(flat.size, nan, inf, min(p[3] for p in partials), max(p[4] for p in partials),
                    sum(p[5] for p in partials) / count)
 
-
-#: arrays of at least this many elements a core are summarized by a thread per core
-PARALLEL_SUMMARY = 1 << 24
-
+_T = TypeVar("_T")
 #: one part's statistics: nan count, inf count, finite count, finite min, finite max, finite sum
 _Partial = tuple[int, int, int, float, float, float]
 
 
-def _in_parts(flat: np.ndarray, summarize_part: Any) -> list[Any]:
+def _in_parts(flat: np.ndarray, summarize_part: Callable[[np.ndarray], _T]) -> list[_T]:
     """``summarize_part`` of ``flat`` whole, or of one part a core when it is large (NumPy's reductions
     release the GIL)."""
     workers = min(os.cpu_count() or 1, flat.size // PARALLEL_SUMMARY)
@@ -165,7 +164,7 @@ def _float_part(part: np.ndarray, dtype: dtypes.DType) -> _Partial:
 
 def _summarize_codes(flat: np.ndarray, dtype: dtypes.DType) -> Summary:
     """One-byte storage: count each code piece by piece, then read the statistics off the 256 codes."""
-    counts = sum(_in_parts(flat.view(np.uint8), _count_codes))
+    counts = np.sum(_in_parts(flat.view(np.uint8), _count_codes), axis=0)
     every = np.arange(256, dtype=np.uint8)
     if dtype.bits == 4:  # a 4-bit value lives in the byte's low nibble (ml_dtypes' layout)
         every &= 0x0F
