@@ -34,7 +34,7 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
     from netdsl.apply.checkpoint import open_checkpoint
     from netdsl.apply.plan import make_plan, read_input_scales
-    from netdsl.apply.run import Manifest, finish, write_shard
+    from netdsl.apply.run import Manifest, finish, write_shards
     from netdsl.apply.safetensors_io import CheckpointError
 
     try:
@@ -47,6 +47,9 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         from netdsl.backends import get_backend
 
         backend = get_backend(backend).name  # a usage error now, not in a worker
+    from netdsl import settings
+
+    settings.apply_shards()  # a bad $NETDSL_APPLY_SHARDS is a usage error before OUTDIR is made
     out = Path(outdir)
     on_dask = workers is not None or scheduler is not None or gpus is not None
     if on_dask:
@@ -74,8 +77,7 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
             if on_dask:
                 run_on_dask(client, plan, todo, str(out), backend, finished)
             else:
-                for shard in todo:
-                    manifest.record(*write_shard(plan, shard, str(out), backend, advance))
+                write_shards(plan, todo, str(out), backend, advance, manifest.record)
         except CheckpointError as error:
             raise UsageError(str(error)) from None
     finish(plan, out)

@@ -11,27 +11,74 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from netdsl import settings
 from netdsl.apply.checkpoint import FLOAT_TAGS, INDEX_NAME
 from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
-from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
+from netdsl.apply.safetensors_io import CheckpointError, ShardWriter, TensorInfo, copy_range, file_sha256
 from netdsl.diagnostics import UsageError, WeightValueError
 
 MANIFEST = ".netdsl-apply.json"
 
 
+#: the GPU part of a group (the recipe's run and its outputs' download) runs in one thread at a time: the
+#: executor's launch caches and scratch buffers belong to the process; reading and writing overlap it
+_DEVICE = threading.Lock()
+#: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
+#: other is copied to the device
+STAGE = 1 << 24
+_staging = threading.local()
+
+
+def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``,
+    no memory map, no page faults) into two pinned buffers in turn, each copied to the device on ``stream``
+    while the other is filled."""
+    pieces = getattr(_staging, "pieces", None)
+    if pieces is None:
+        from cupyx import empty_pinned
+
+        pieces = _staging.pieces = [(empty_pinned(STAGE, dtype=np.uint8), cupy.cuda.Event()) for _ in range(2)]
+    memcpy_async, to_device = cupy.cuda.runtime.memcpyAsync, cupy.cuda.runtime.memcpyHostToDevice
+    pending = [False, False]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        piece = 0
+        while done < info.nbytes:
+            buffer, event = pieces[piece]
+            if pending[piece]:
+                event.synchronize()  # the copy out of this piece has finished
+            count = min(STAGE, info.nbytes - done)
+            view = memoryview(buffer)[:count]
+            filled = 0
+            while filled < count:
+                got = os.preadv(fd, [view[filled:]], info.begin + done + filled)
+                if not got:
+                    raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
+                filled += got
+            memcpy_async(target.data.ptr + done, buffer.ctypes.data, count, to_device, stream.ptr)
+            event.record(stream)
+            pending[piece] = True
+            done += count
+            piece ^= 1
+    finally:
+        os.close(fd)
+
+
 def _read_group(plan: Plan, g: int, backend: str) -> Any:
-    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they go from
-    the files' pages (memory-mapped, no host copy) straight to one device array, on a stream of this
-    thread's own: ``write_shard`` reads the next group in a thread while the current one is quantized and
-    written, so reading and copying overlap the GPU's work."""
+    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they are read
+    straight into one device array (:func:`_upload`) on a stream of this thread's own: ``write_shard`` reads
+    the next group in a thread while the current one is quantized and written, so reading and copying overlap
+    the GPU's work."""
     group = plan.groups[g]
     checkpoint = plan.checkpoint
     infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
@@ -47,11 +94,9 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
             stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
             row = 0
             for member, info in zip(group.members, infos):
-                pages = np.memmap(checkpoint.root / checkpoint.locations[member], dtype=np.uint8, mode="r",
-                                  offset=info.begin, shape=(info.nbytes,))
-                stacked[row:row + info.shape[0]].set(pages.view(storage).reshape(info.shape))
+                _upload(cupy, checkpoint.root / checkpoint.locations[member], info,
+                        stacked[row:row + info.shape[0]], stream)
                 row += info.shape[0]
-                del pages
             stream.synchronize()
         return stacked
     weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
@@ -68,17 +113,20 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
         return recipe.run({name: stacked}, backend=backend)
     from netdsl.backends.cupy import BACKEND, device, external
 
-    network = recipe.bind({name: tuple(stacked.shape)})
-    results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
-                                                                                  network.inputs[name])})
     outputs: dict[str, Any] = {}
-    for output in network.graph.outputs:
-        tensor = results[output]
-        if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-            packed = device.import_cupy().asnumpy(tensor.data)
-            outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2), tensor.dtype)
-        else:
-            outputs[output] = device.download(tensor)
+    with _DEVICE:
+        network = recipe.bind({name: tuple(stacked.shape)})
+        results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
+                                                                                      network.inputs[name])})
+        for output in network.graph.outputs:
+            tensor = results[output]
+            if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+                packed = device.import_cupy().asnumpy(tensor.data)
+                outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
+                                              tensor.dtype)
+            else:
+                outputs[output] = device.download(tensor)
+        del results
     return outputs
 
 
@@ -116,10 +164,17 @@ def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) 
     return array if entry.stored is None else entry.stored.convert(array)
 
 
+class Cancelled(Exception):
+    """A shard's writing stopped because another shard's failed (or the run was interrupted)."""
+
+
 def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
-                progress: Callable[[int], None] | None = None) -> tuple[str, str]:
+                progress: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None) -> tuple[str, str]:
     """Write output shard ``shard`` into ``outdir`` (atomically); returns (shard, its SHA-256). Runs the
-    same in any process: a Dask worker calls it with the plan it was sent."""
+    same in any process: a Dask worker calls it with the plan it was sent. Several shards are written at
+    once by threads of one process (:func:`write_shards`); ``stop`` set makes this one give up
+    (:class:`Cancelled`, its temporary file removed) before its next tensor."""
     entries = plan.shards[shard]
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
@@ -142,6 +197,8 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     try:
         read_ahead(0)
         for e in entries:
+            if stop is not None and stop.is_set():
+                raise Cancelled(shard)
             if e.source is not None:
                 info = checkpoint.shards[locations[e.source]][e.source]
                 writer.write(e.tensor.name, copy_range(checkpoint.root / locations[e.source], info.begin, info.end))
@@ -169,6 +226,45 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
+
+
+def shards_at_once(backend: str, count: int) -> int:
+    """How many shards one process writes at once: with the GPU, several (their reading, hashing and
+    writing overlap each other and the GPU's work, which runs one group at a time); with NumPy one (its
+    kernels already use every core). $NETDSL_APPLY_SHARDS overrides (docs/settings.md)."""
+    wanted = settings.apply_shards()
+    if wanted is None:
+        wanted = min(4, os.cpu_count() or 1) if backend == "cupy" else 1
+    return max(1, min(wanted, count))
+
+
+def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progress: Callable[[int], None],
+                 done: Callable[[str, str], None]) -> None:
+    """Write ``shards`` in this process, :func:`shards_at_once` at a time; ``done(shard, sha256)`` is called
+    in this thread as each finishes. The first failure (or an interrupt) stops the others before their next
+    tensor and is raised here; no shard is left half-written."""
+    parallel = shards_at_once(backend, len(shards))
+    if parallel == 1:
+        for shard in shards:
+            done(*write_shard(plan, shard, outdir, backend, progress))
+        return
+    lock = threading.Lock()
+
+    def locked(nbytes: int) -> None:
+        with lock:
+            progress(nbytes)
+
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netdsl-shard")
+    futures = [pool.submit(write_shard, plan, shard, outdir, backend, locked, stop) for shard in shards]
+    try:
+        for future in as_completed(futures):
+            done(*future.result())
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Manifest:
