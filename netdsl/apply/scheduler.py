@@ -6,6 +6,7 @@ manifest. Every task runs the code a single process runs, so the bytes are the s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ def dask_client(workers: int | None, address: str | None, gpus: int | None) -> I
             from dask_cuda import LocalCUDACluster
         except ImportError:
             raise UsageError('--gpus needs dask-cuda: pip install "netdsl[dask-cuda]"') from None
+        _check_gpus(gpus)
         cluster = LocalCUDACluster(n_workers=gpus, threads_per_worker=1, dashboard_address=None)
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -88,3 +90,18 @@ def run_on_dask(client: Any, plan: Plan, shards: list[str], outdir: Path, backen
                     advance(plan.input_bytes(shard))
     finally:
         client.cancel(list(tasks))
+
+
+def _check_gpus(gpus: int) -> None:
+    """A usage error, before any cluster starts, when fewer than ``gpus`` GPUs are visible (dask-cuda counts
+    CUDA_VISIBLE_DEVICES when set, else asks NVML, as LocalCUDACluster does)."""
+    import pynvml  # dask-cuda's own dependency (nvidia-ml-py)
+    from dask_cuda.utils import get_n_gpus
+
+    try:
+        visible = get_n_gpus()
+    except pynvml.NVMLError as error:
+        raise UsageError(f"--gpus {gpus}: no NVIDIA GPU found (NVML: {error})") from None
+    if gpus > visible:
+        where = " (CUDA_VISIBLE_DEVICES)" if "CUDA_VISIBLE_DEVICES" in os.environ else ""
+        raise UsageError(f"--gpus {gpus}: only {visible} GPU{'' if visible == 1 else 's'} visible{where}")
