@@ -1,7 +1,7 @@
 """``netdsl apply`` throughput beside the rate of just reading (and hashing) the same files, one run.
 
     python3 benchmarks/bench_apply.py [--size-gb 3] [--dir DIR] [--recipe examples/recipes/nvfp4_weights.net]
-                                      [--backend numpy|cupy] [--workers N] [--peer-python PYTHON]
+                                      [--backend numpy|cupy] [--workers N | --gpus N] [--peer-python PYTHON]
                                       [--out benchmarks/results-apply.md]
 
 Builds (once, in DIR) a synthetic Llama-shaped bfloat16 checkpoint of about SIZE GB in 1 GB shards, then
@@ -11,10 +11,14 @@ GB of checkpoint read per second. The files are read from the page cache in ever
 just written or read; the machine has the memory), so the read rate is the ceiling of memory-to-memory
 reading, not the disk's. Target on the GPU (issue 14): apply >= 90% of the read rate.
 
-Peer: ModelOpt's own NVFP4 quantizer (``NVFP4QTensor.quantize``, torch on the CPU) over the same weights,
-read with safetensors and written with ``save_file`` per shard, when ``--peer-python`` names a Python with
-torch and nvidia-modelopt installed; its output is compared with netdsl's, block scale by block scale
-(docs/checkpoints.md says where the two rules differ).
+Peer: ModelOpt's own NVFP4 quantizer (``NVFP4QTensor.quantize``) over the same weights, read with safetensors
+and written with ``save_file`` per shard, when ``--peer-python`` names a Python with torch and nvidia-modelopt
+installed (the same ``python3`` as netdsl's run will do); its tensors are on the GPU where torch sees one,
+else on the CPU. Its output is compared with netdsl's, block scale by block scale (docs/checkpoints.md says
+where the two rules differ). ModelOpt's modules are imported and run unchanged, but not the ``__init__`` of
+the five packages above ``qtensor/nvfp4_tensor.py``: those import every ModelOpt algorithm and so need
+scipy, PuLP and huggingface_hub (about 55 MB of wheels, none of them used by the quantizer); what the
+quantizer's own modules import (torch, pydantic, omegaconf, requests, setuptools, tqdm) must be installed.
 
 The lead's GPU row: ``python3 benchmarks/bench_apply.py --backend cupy --out benchmarks/results-apply.md``.
 """
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ml_dtypes
@@ -53,54 +58,67 @@ def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def make_checkpoint(folder: Path, size_gb: float) -> None:
-    """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard."""
+    """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard; each tensor
+    drawn from its own seed ([0, layer, index]) by a thread per core, so that tens of GB take seconds."""
     from safetensors.numpy import save_file
 
     marker = folder / "bench.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("size_gb") == size_gb:
+    if marker.is_file() and json.loads(marker.read_text()) .get("size_gb") == size_gb \
+            and json.loads(marker.read_text()).get("seeds") == "per-tensor":
         return
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.safetensors"):
         old.unlink()
-    rng = np.random.default_rng(0)
     per_layer = sum(int(np.prod(s)) * 2 for _, s in layer_tensors(0))
     layers = max(1, round(size_gb * 1e9 / per_layer))
-    shards: list[dict[str, np.ndarray]] = [{}]
+    shards: list[list[tuple[str, tuple[int, ...], list[int]]]] = [[]]
     shard_bytes = 0
     for layer in range(layers):
-        for name, shape in layer_tensors(layer):
+        for i, (name, shape) in enumerate(layer_tensors(layer)):
             if shard_bytes > 1e9:
-                shards.append({})
+                shards.append([])
                 shard_bytes = 0
-            values = rng.standard_normal(shape, dtype=np.float32)
-            values *= np.float32(0.02)
-            shards[-1][name] = values.astype(ml_dtypes.bfloat16)
-            shard_bytes += values.size * 2
+            shards[-1].append((name, shape, [0, layer, i]))
+            shard_bytes += int(np.prod(shape)) * 2
+
+    def draw(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
+        values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        values *= np.float32(0.02)
+        return values.astype(ml_dtypes.bfloat16)
+
     weight_map = {}
-    for i, tensors in enumerate(shards):
-        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(tensors, str(folder / name), metadata={"format": "pt"})
-        weight_map.update({t: name for t in tensors})
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        for i, members in enumerate(shards):
+            name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            arrays = pool.map(lambda m: draw(m[1], m[2]), members)
+            save_file({m[0]: a for m, a in zip(members, arrays)}, str(folder / name), metadata={"format": "pt"})
+            weight_map.update({m[0]: name for m in members})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN}))
-    marker.write_text(json.dumps({"size_gb": size_gb, "layers": layers}))
+    marker.write_text(json.dumps({"size_gb": size_gb, "layers": layers, "seeds": "per-tensor"}))
 
 
-def read_rate(files: list[Path], hash_it: bool) -> tuple[float, float]:
-    """(seconds, bytes) to read every file in 64 MiB pieces, SHA-256 hashing them when ``hash_it``."""
+def _read_file(path: Path, hash_it: bool) -> int:
     buffer = bytearray(CHUNK)
     total = 0
+    digest = hashlib.sha256() if hash_it else None
+    with open(path, "rb", buffering=0) as stream:
+        while True:
+            count = stream.readinto(buffer)
+            if not count:
+                break
+            total += count
+            if digest is not None:
+                digest.update(memoryview(buffer)[:count])
+    return total
+
+
+def read_rate(files: list[Path], hash_it: bool, threads: int = 1) -> tuple[float, float]:
+    """(seconds, bytes) to read every file in 64 MiB pieces, SHA-256 hashing them when ``hash_it``; with
+    ``threads`` > 1, that many files at once (a thread each)."""
     start = time.perf_counter()
-    for path in files:
-        digest = hashlib.sha256() if hash_it else None
-        with open(path, "rb", buffering=0) as stream:
-            while True:
-                count = stream.readinto(buffer)
-                if not count:
-                    break
-                total += count
-                if digest is not None:
-                    digest.update(memoryview(buffer)[:count])
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda path: _read_file(path, hash_it), files))
     return time.perf_counter() - start, total
 
 
@@ -118,12 +136,12 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
 
 
-def run_apply(recipe: Path, folder: Path, backend: str, workers: int | None) -> tuple[float, float, float, Path]:
-    """(seconds, peak resident GB, peak anonymous GB) of one fresh ``netdsl apply`` process, sampled every
-    20 ms."""
+def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str]) -> tuple[float, float, float, Path]:
+    """(seconds, peak resident GB, peak anonymous GB, output folder) of one fresh ``netdsl apply`` process
+    (with the Dask options ``dask``), sampled every 20 ms."""
     out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
     command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
-               "--backend", backend, "--no-progress"] + (["--workers", str(workers)] if workers else [])
+               "--backend", backend, "--no-progress", *dask]
     # the checkout first, then the caller's entries (where a machine keeps dependencies such as lark)
     kept = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]))
@@ -141,12 +159,23 @@ def run_apply(recipe: Path, folder: Path, backend: str, workers: int | None) -> 
 
 
 PEER = r'''
-import json, os, sys, time
+import importlib.util, json, os, sys, time, types
 from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+import modelopt
+# ModelOpt's modules run unchanged; these packages' __init__ (every ModelOpt algorithm: scipy, PuLP, ...) don't
+root = Path(importlib.util.find_spec("modelopt").submodule_search_locations[0])
+for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.backends",
+                "torch.quantization.qtensor"):
+    module = types.ModuleType(f"modelopt.{package}")
+    module.__path__ = [str(root.joinpath(*package.split(".")))]
+    sys.modules[module.__name__] = module
+    parent, _, child = module.__name__.rpartition(".")
+    setattr(sys.modules[parent], child, module)
 from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.set_num_threads(os.cpu_count())
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +189,7 @@ for name in index:
     if name.endswith("_proj.weight"):
         groups.setdefault(group_of(name), []).append(name)
 start = time.perf_counter()
-handles = {shard: safe_open(str(folder / shard), framework="pt") for shard in set(index.values())}
+handles = {shard: safe_open(str(folder / shard), framework="pt", device=device) for shard in set(index.values())}
 global_scale = {}  # one per fused group, over all its members (ModelOpt's export unifies them too)
 for shard in sorted(handles):
     result = {}
@@ -168,27 +197,32 @@ for shard in sorted(handles):
     for name in f.keys():
         w = f.get_tensor(name)
         if not name.endswith("_proj.weight"):
-            result[name] = w
+            result[name] = w.cpu()
             continue
         key = group_of(name)
         if key not in global_scale:
             amax = max(handles[index[m]].get_tensor(m).abs().amax().float() for m in groups[key])
             global_scale[key] = amax / (6.0 * 448.0)
         packed, scale, scale_2 = NVFP4QTensor.quantize(w, 16, weights_scaling_factor_2=global_scale[key])
-        result[name] = packed._quantized_data
-        result[name + "_scale"] = scale
-        result[name + "_scale_2"] = scale_2.clone()
+        result[name] = packed._quantized_data.cpu()
+        result[name + "_scale"] = scale.cpu()
+        result[name + "_scale_2"] = scale_2.cpu().clone()
     save_file(result, str(out / shard), metadata={"format": "pt"})
-print(time.perf_counter() - start)
+seconds = time.perf_counter() - start
+where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+print(json.dumps({"seconds": seconds, "where": f"torch {torch.__version__}, modelopt {modelopt.__version__}, {where}"}))
 '''
 
 
-def run_peer(python: str, folder: Path) -> tuple[float, Path]:
+def run_peer(python: str, folder: Path) -> tuple[float, str, Path]:
+    """(seconds, what ran it, output folder) of the ModelOpt peer under ``python``."""
     out = Path(tempfile.mkdtemp(prefix="bench-apply-peer-", dir=folder.parent))
     result = subprocess.run([python, "-c", PEER, str(folder), str(out)], capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"the ModelOpt peer failed: {result.stderr.strip().splitlines()[-1]}")
-    return float(result.stdout.strip().splitlines()[-1]), out
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"the ModelOpt peer failed: {lines[-1]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return report["seconds"], report["where"], out
 
 
 def compare_with_peer(ours: Path, peer: Path, checkpoint: Path) -> str:
@@ -252,7 +286,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "netdsl-bench-apply")
     parser.add_argument("--recipe", type=Path, default=ROOT / "examples" / "recipes" / "nvfp4_weights.net")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
-    parser.add_argument("--workers", type=int)
+    dask = parser.add_mutually_exclusive_group()
+    dask.add_argument("--workers", type=int, help="netdsl apply --workers N (a local Dask cluster)")
+    dask.add_argument("--gpus", type=int, help="netdsl apply --gpus N (one dask-cuda worker per GPU)")
     parser.add_argument("--peer-python", help="a Python with torch and nvidia-modelopt (ModelOpt's quantizer)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -262,21 +298,26 @@ def main() -> None:
     files = sorted(folder.glob("*.safetensors"))
     read_rate(files, False)  # into the page cache, for every measurement alike
     read_seconds, size = read_rate(files, False)
+    parallel = min(4, len(files))
+    read4_seconds, _ = read_rate(files, False, parallel)
     hash_seconds, _ = read_rate(files, True)
-    apply_seconds, peak_gb, anon_gb, ours = run_apply(args.recipe, folder, args.backend, args.workers)
+    hash4_seconds, _ = read_rate(files, True, parallel)
+    dask = ["--workers", str(args.workers)] if args.workers else ["--gpus", str(args.gpus)] if args.gpus else []
+    apply_seconds, peak_gb, anon_gb, ours = run_apply(args.recipe, folder, args.backend, dask)
+    on = f", {args.workers} workers" if args.workers else f", --gpus {args.gpus}" if args.gpus else ""
     largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
     group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
-    rows = [("read (64 MiB reads)", read_seconds), ("read + SHA-256", hash_seconds),
-            (f"netdsl apply {args.recipe.stem} ({args.backend}{f', {args.workers} workers' if args.workers else ''})",
-             apply_seconds)]
+    rows = [("read (64 MiB reads)", read_seconds), (f"read, {parallel} files at once", read4_seconds),
+            ("read + SHA-256", hash_seconds), (f"read + SHA-256, {parallel} files at once", hash4_seconds),
+            (f"netdsl apply {args.recipe.stem} ({args.backend}{on})", apply_seconds)]
     peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
     if args.peer_python:
         try:
-            peer_seconds, peer_out = run_peer(args.peer_python, folder)
+            peer_seconds, peer_where, peer_out = run_peer(args.peer_python, folder)
         except RuntimeError as error:
             peer_line = str(error)
         else:
-            rows.append(("ModelOpt NVFP4QTensor.quantize (torch, CPU) + save_file", peer_seconds))
+            rows.append((f"ModelOpt NVFP4QTensor.quantize ({peer_where}) + save_file", peer_seconds))
             if args.recipe.stem == "nvfp4_weights":
                 peer_line = "netdsl vs ModelOpt on the same weights: " + compare_with_peer(ours, peer_out, folder)
             else:
@@ -289,12 +330,15 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [f"## {datetime.date.today()}: {size / 1e9:.2f} GB checkpoint, {len(files)} shards, {os.cpu_count()} cores "
              f"({cpu}), backend {args.backend}", "", f"Load average at the end (1, 5, 15 min): {load}.", "",
-             "| what | seconds | GB/s of checkpoint read | % of read |", "|---|---|---|---|"]
+             "| what | seconds | GB/s of checkpoint read | % of read | % of the fastest read |",
+             "|---|---|---|---|---|"]
+    fastest = min(read_seconds, read4_seconds)
     for what, seconds in rows:
-        lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% |")
+        lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
+                     f"| {100 * fastest / seconds:.1f}% |")
     lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
               f"(with the checkpoint's memory-mapped pages); largest tensor {largest:.3f} GB, largest fused group "
-              f"(gate + up) {group:.3f} GB{' (main process only)' if args.workers else ''}.", f"- {peer_line}", ""]
+              f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

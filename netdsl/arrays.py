@@ -76,9 +76,14 @@ def random_input(tensor_type: TensorType, rng: np.random.Generator, low: float =
 
     def fill(generator: np.random.Generator, begin: int, end: int) -> None:
         for start in range(begin, end, RANDOM_CHUNK):
-            values = generator.uniform(low, high, size=min(RANDOM_CHUNK, end - start)).astype(np.float32)
-            flat[start:start + values.size] = dtypes.encode(values, dtype) if dtype != dtypes.E8M0 \
-                else dtypes.e8m0_round_up(np.abs(values))
+            draws = generator.uniform(low, high, size=min(RANDOM_CHUNK, end - start))
+            target = flat[start:start + draws.size]
+            if dtype == dtypes.FLOAT32:  # rounded as astype(float32) rounds; uniform draws no NaN to make canonical
+                target[...] = draws
+            elif dtype == dtypes.E8M0:
+                target[...] = dtypes.e8m0_round_up(np.abs(draws.astype(np.float32)))
+            else:
+                dtypes.encode(draws.astype(np.float32), dtype, out=target, overwrite=True)
 
     bits = rng.bit_generator
     workers = min(os.cpu_count() or 1, flat.size // PARALLEL_DRAW)

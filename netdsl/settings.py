@@ -11,6 +11,8 @@
                            ``NETDSL_MIN_CTAS_PER_SM``, ``NETDSL_TILE_CTAS``, ``NETDSL_TILE16_BF16_VEC``,
                            ``NETDSL_TILE_PREFETCH`` (netdsl/backends/cupy/abi.py: TUNING_DEFAULTS). The launch
                            geometry reads the tile knobs once, when the GPU backend is imported.
+``NETDSL_APPLY_SHARDS``    a whole number >= 1: how many shards ``netdsl apply`` writes at once in one process
+                           (default: 4 with the GPU, 1 with NumPy).
 ``NETDSL_KERNEL_CACHE``    the folder of compiled kernels (default ``$XDG_CACHE_HOME/netdsl/kernels``, that is
                            ``~/.cache/netdsl/kernels``).
 =========================  ===================================================================================
@@ -64,3 +66,15 @@ def kernel_cache() -> Path:
     if configured:
         return Path(configured)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
+
+
+def apply_shards() -> int | None:
+    """$NETDSL_APPLY_SHARDS as a whole number >= 1, or None where it is unset; UsageError otherwise."""
+    text = os.environ.get("NETDSL_APPLY_SHARDS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        from netdsl.diagnostics import UsageError
+
+        raise UsageError(f"NETDSL_APPLY_SHARDS must be a whole number >= 1, not '{text}'")
+    return int(text)

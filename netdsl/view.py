@@ -6,8 +6,11 @@ output summaries computed piece by piece, without a copy of the whole output.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +29,8 @@ BRIEF_VALUES = 4
 PRINT_LIMIT = 256
 #: elements per piece when a summary reads a large array (a few MiB of temporaries at most)
 SUMMARY_PIECE = 1 << 20
+#: arrays of at least this many elements a core are summarized by a thread per core
+PARALLEL_SUMMARY = 1 << 24
 
 
 def provenance(graph: CheckedGraph) -> dict[str, str]:
@@ -88,30 +93,78 @@ def _short(value: float) -> str:
 
 
 def summarize(array: np.ndarray, dtype: dtypes.DType) -> Summary:
-    """Statistics of a ``dtype.storage`` array, read in place: integers and float32 by whole-array
-    reductions (no temporaries when every value is finite), 8-bit-or-smaller formats by counting codes
-    piece by piece, float16/bfloat16 decoded one piece at a time."""
+    """Statistics of a ``dtype.storage`` array, read in place in one pass of :data:`SUMMARY_PIECE`-element
+    pieces (each piece's statistics while it is in the cache; a few MiB of temporaries at most), by a thread
+    per core for a large array: int8 by its minimum, maximum and exact integer sum, the other formats of
+    one byte or less by counting codes, float32/float16/bfloat16 over their decoded values."""
     flat = np.asarray(array).reshape(-1)  # a view for the C-contiguous arrays the backends return
     if flat.size == 0:
         return Summary(0, 0, 0, None, None, None)
-    if dtype.name == "int8":
-        return Summary(flat.size, 0, 0, float(flat.min()), float(flat.max()),
-                       float(np.sum(flat, dtype=np.int64)) / flat.size)
-    if dtype.name == "float32":
-        total = float(np.sum(flat, dtype=np.float64))  # float32 values can't overflow a float64 sum
-        if math.isfinite(total):  # then every value is finite
-            return Summary(flat.size, 0, 0, float(flat.min()), float(flat.max()), total / flat.size)
-    if dtype.bits <= 8:
+    if dtype.name != "int8" and dtype.bits <= 8:
         return _summarize_codes(flat, dtype)
-    return _summarize_pieces(flat, dtype)
+    partials = _in_parts(flat, _int8_part if dtype.name == "int8" else lambda part: _float_part(part, dtype))
+    nan, inf, count = sum(p[0] for p in partials), sum(p[1] for p in partials), sum(p[2] for p in partials)
+    if not count:
+        return Summary(flat.size, nan, inf, None, None, None)
+    return Summary(flat.size, nan, inf, min(p[3] for p in partials), max(p[4] for p in partials),
+                   sum(p[5] for p in partials) / count)
+
+_T = TypeVar("_T")
+#: one part's statistics: nan count, inf count, finite count, finite min, finite max, finite sum
+_Partial = tuple[int, int, int, float, float, float]
+
+
+def _in_parts(flat: np.ndarray, summarize_part: Callable[[np.ndarray], _T]) -> list[_T]:
+    """``summarize_part`` of ``flat`` whole, or of one part a core when it is large (NumPy's reductions
+    release the GIL)."""
+    workers = min(os.cpu_count() or 1, flat.size // PARALLEL_SUMMARY)
+    if workers < 2:
+        return [summarize_part(flat)]
+    step = -(-flat.size // workers // SUMMARY_PIECE) * SUMMARY_PIECE
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netdsl-summary") as pool:
+        return list(pool.map(summarize_part, [flat[begin:begin + step] for begin in range(0, flat.size, step)]))
+
+
+def _pieces(part: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, part.size, SUMMARY_PIECE):
+        yield part[start:start + SUMMARY_PIECE]
+
+
+def _int8_part(part: np.ndarray) -> _Partial:
+    """int8: min, max and the exact sum (rows of 256 values summed in int16, which can't overflow)."""
+    low, high, total = 127, -128, 0
+    for piece in _pieces(part):
+        rows = piece.size // 256 * 256
+        low, high = min(low, int(piece.min())), max(high, int(piece.max()))
+        total += int(np.add.reduce(piece[:rows].reshape(-1, 256), axis=1, dtype=np.int16).sum(dtype=np.int64))
+        total += int(piece[rows:].sum(dtype=np.int64))
+    return 0, 0, part.size, float(low), float(high), float(total)
+
+
+def _float_part(part: np.ndarray, dtype: dtypes.DType) -> _Partial:
+    """float32, float16, bfloat16 (decoded to float32 a piece at a time): statistics of the finite values,
+    with no temporaries for a float32 piece whose values are all finite."""
+    nan = inf = count = 0
+    low, high, total = math.inf, -math.inf, 0.0
+    for piece in _pieces(part):
+        values = piece if piece.dtype == np.float32 else dtypes.decode(piece, dtype)
+        piece_total = float(np.sum(values, dtype=np.float64))  # float32 values can't overflow a float64 sum
+        if not math.isfinite(piece_total):  # a NaN or an infinity among the values
+            finite_mask = np.isfinite(values)
+            nan += int(np.isnan(values).sum())
+            inf += values.size - int(finite_mask.sum())
+            values = values[finite_mask]
+            piece_total = float(np.sum(values, dtype=np.float64))
+        if values.size:
+            count += values.size
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+            total += piece_total
+    return nan, inf - nan, count, low, high, total
 
 
 def _summarize_codes(flat: np.ndarray, dtype: dtypes.DType) -> Summary:
     """One-byte storage: count each code piece by piece, then read the statistics off the 256 codes."""
-    codes = flat.view(np.uint8)
-    counts = np.zeros(256, np.int64)
-    for start in range(0, codes.size, SUMMARY_PIECE):
-        counts += np.bincount(codes[start:start + SUMMARY_PIECE], minlength=256)
+    counts = np.sum(_in_parts(flat.view(np.uint8), _count_codes), axis=0)
     every = np.arange(256, dtype=np.uint8)
     if dtype.bits == 4:  # a 4-bit value lives in the byte's low nibble (ml_dtypes' layout)
         every &= 0x0F
@@ -127,24 +180,11 @@ def _summarize_codes(flat: np.ndarray, dtype: dtypes.DType) -> Summary:
     return Summary(flat.size, nan, inf, float(values.min()), float(values.max()), mean)
 
 
-def _summarize_pieces(flat: np.ndarray, dtype: dtypes.DType) -> Summary:
-    nan = inf = finite_count = 0
-    low, high, total = math.inf, -math.inf, 0.0
-    for start in range(0, flat.size, SUMMARY_PIECE):
-        piece = flat[start:start + SUMMARY_PIECE]
-        values = piece if piece.dtype == np.float32 else dtypes.decode(piece, dtype)
-        finite_mask = np.isfinite(values)
-        finite = values if finite_mask.all() else values[finite_mask]
-        nan += int(np.isnan(values).sum()) if finite.size != values.size else 0
-        inf += values.size - finite.size
-        if finite.size:
-            finite_count += finite.size
-            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
-            total += float(np.sum(finite, dtype=np.float64))
-    inf -= nan
-    if not finite_count:
-        return Summary(flat.size, nan, inf, None, None, None)
-    return Summary(flat.size, nan, inf, low, high, total / finite_count)
+def _count_codes(codes: np.ndarray) -> np.ndarray:
+    counts = np.zeros(256, np.int64)
+    for piece in _pieces(codes):
+        counts += np.bincount(piece, minlength=256)
+    return counts
 
 
 def plain_values(array: np.ndarray, dtype: dtypes.DType) -> np.ndarray:

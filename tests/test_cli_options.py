@@ -74,6 +74,20 @@ def test_every_command_and_option_has_help_and_an_example() -> None:
     assert "examples:" in (build_parser().epilog or "")
 
 
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_command_alone_parses_as_among_all(name: str) -> None:
+    """A command line naming its command first gets a parser of that command alone (no other command module
+    imported): the same options, defaults and help as that command's parser among all of them."""
+    alone = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert list(alone) == [name]
+
+    def described(parser: argparse.ArgumentParser) -> list[tuple]:
+        return [(a.option_strings, a.dest, a.default, a.help, a.choices) for a in parser._actions]
+
+    assert described(alone[name]) == described(subparsers()[name])
+    assert alone[name].format_help() == subparsers()[name].format_help()
+
+
 def test_help_keeps_the_examples_as_written(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "-h"])

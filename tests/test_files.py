@@ -11,6 +11,7 @@ while it writes.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import tracemalloc
@@ -23,8 +24,10 @@ import pytest
 import yaml
 
 import netdsl
-from netdsl import ModelError
+from netdsl import ModelError, files
 from netdsl.cli import main
+from netdsl.dtypes import lookup
+from netdsl.ir import TensorType
 
 LOAD_AT = "m.net:1:24: error: "  # where `const w : float32[2] = load(...)` puts its load call
 HUGE = 2**40
@@ -179,6 +182,92 @@ def test_fortran_order_and_big_endian_arrays_load_exactly(tmp_path: Path) -> Non
         text = f'const w : float32[2, 3] = load("{name}")\nconst s : float32[] = 0.25\nq = quantize(w, s)\noutput q\n'
         out = netdsl.loads(text, base_dir=tmp_path).run({}, backend="numpy")["q"]
         assert out.astype(int).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+# --------------------------------------------------------------------------------------------------
+# array data read by a thread per core (netdsl/files.py, _read_data)
+
+THREADED_ARRAYS = {
+    "float32": (np.float32, "float32"), "float32 big-endian": (">f4", "float32"), "float16": (np.float16, "float16"),
+    "int8": (np.int8, "int8"), "bfloat16 (np.save's <V2)": (ml_dtypes.bfloat16, "bfloat16"),
+    "fp8 (np.save's <V1)": (ml_dtypes.float8_e4m3fn, "fp8"),
+}
+
+
+@pytest.fixture
+def threaded_reads(monkeypatch) -> list[int]:
+    """Reads split among 3 threads from 4 bytes a thread on; returns the list of preadv sizes, as they come."""
+    calls: list[int] = []
+    preadv = os.preadv
+
+    def counting(fd: int, buffers: list, offset: int) -> int:
+        got = preadv(fd, buffers, offset)
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(files, "PARALLEL_READ", 4)
+    monkeypatch.setattr(files.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(files.os, "preadv", counting)
+    return calls
+
+
+@pytest.mark.parametrize("kind", list(THREADED_ARRAYS))
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 0, 2), (1021,), (33, 65)])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_threaded_read_is_np_load(kind: str, shape: tuple[int, ...], fortran: bool, threaded_reads: list[int],
+                                  tmp_path: Path) -> None:
+    """Every size (empty, one element, odd counts that split unevenly), dtype and layout reads by threads to
+    exactly what np.load gives (as raw bytes for the ml_dtypes types, which np.save writes as void)."""
+    storage, type_name = THREADED_ARRAYS[kind]
+    values = (np.arange(math.prod(shape)) % 200 - 100).astype(np.float32).reshape(shape) / 4
+    array = values.astype(storage)
+    np.save(tmp_path / "a.npy", np.asfortranarray(array) if fortran else array)
+    got = files.read_array(tmp_path / "a.npy", TensorType(lookup(type_name), shape))
+    expected = np.load(tmp_path / "a.npy")
+    assert got.shape == expected.shape and got.tobytes() == np.ascontiguousarray(expected).tobytes()
+    assert got.dtype == (expected.dtype if expected.dtype.kind != "V" else np.dtype(storage))
+    assert got.flags.writeable and got.flags.c_contiguous
+    assert (sum(threaded_reads) == array.nbytes) if array.nbytes >= 8 else not threaded_reads
+
+
+def test_npz_members_are_read_in_order(threaded_reads: list[int], tmp_path: Path) -> None:
+    """A zip member has no file descriptor of its own: read in order, to the same values."""
+    values = np.arange(1001, dtype=np.float32)
+    np.savez(tmp_path / "a.npz", x=values)
+    np.savez_compressed(tmp_path / "c.npz", x=values)
+    for name in ("a.npz", "c.npz"):
+        got = files.read_array(tmp_path / name, TensorType(lookup("float32"), (1001,)), key="x")
+        assert got.tobytes() == values.tobytes()
+    assert not threaded_reads
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_a_file_cut_while_it_is_read(threads: bool, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A file truncated by another process after its header was checked against its size, while its data
+    is read (by threads, or in one read): the read that finds the end says so in one line (how much was
+    expected, how much is left), and the command exits 2 and writes nothing."""
+    if threads:
+        monkeypatch.setattr(files, "PARALLEL_READ", 4)
+        monkeypatch.setattr(files.os, "cpu_count", lambda: 3)
+    values = np.arange(4000, dtype=np.float32)
+    path = tmp_path / "x.npy"
+    check_size = files.NpyHeader.check_size
+
+    def checked_then_cut(header: files.NpyHeader) -> None:
+        check_size(header)
+        os.truncate(path, path.stat().st_size - values.nbytes + 10000)
+
+    monkeypatch.setattr(files.NpyHeader, "check_size", checked_then_cut)
+    np.save(path, values)
+    with pytest.raises(files.FileError, match=r"^the array data is truncated: 16000 bytes expected, 10000 found$"):
+        files.read_array(path, TensorType(lookup("float32"), (4000,)))
+    np.save(path, values)
+    model = tmp_path / "m.net"
+    model.write_text("input x : float32[4000]\nconst s : float32[] = 1\nq = quantize(x, s)\noutput q\n")
+    assert main(["run", str(model), "--input", f"x={path}", "--save", str(tmp_path / "o.npz")]) == 2
+    assert capsys.readouterr().err == f"netdsl: error: cannot read input 'x' '{path}': the array data is " \
+                                      "truncated: 16000 bytes expected, 10000 found\n"
+    assert not (tmp_path / "o.npz").exists()
 
 
 def test_yaml_load_errors_are_located_at_the_load_node(tmp_path: Path) -> None:

@@ -66,6 +66,26 @@ def test_summary_of_floats(name: str, specials: bool, monkeypatch) -> None:
     assert_same(view.summarize(array, dtypes.lookup(name)), expected_summary(array))
 
 
+@pytest.mark.parametrize("name", ["int8", "fp4", "float32", "bfloat16"])
+def test_summary_by_threads(name: str, monkeypatch) -> None:
+    """Summarized by 3 threads, each over its part in pieces (parts and pieces ending unevenly), a summary
+    is the same as NumPy's over the whole array (NaN and infinities in some parts only)."""
+    monkeypatch.setattr(view, "SUMMARY_PIECE", 1000)
+    monkeypatch.setattr(view, "PARALLEL_SUMMARY", 1500)
+    monkeypatch.setattr(view.os, "cpu_count", lambda: 3)
+    threads = []
+    submit = view.ThreadPoolExecutor.submit
+    monkeypatch.setattr(view.ThreadPoolExecutor, "submit", lambda pool, *a, **k: threads.append(1) or submit(pool, *a, **k))
+    if dtypes.lookup(name).bits <= 8:
+        array = every_code(name, 400)[:5001]
+    else:
+        values = (np.random.default_rng(2).standard_normal(5001) * 100).astype(np.float32)
+        values[[10, 4000]] = [np.inf, np.nan]
+        array = values.astype(STORAGE[name])
+    assert_same(view.summarize(array, dtypes.lookup(name)), expected_summary(array))
+    assert len(threads) == 3
+
+
 @pytest.mark.parametrize("name", ["float32", "fp8", "e8m0"])
 def test_summary_without_finite_values(name: str) -> None:
     array = np.full(300, np.nan, np.float32).astype(STORAGE[name])

@@ -21,12 +21,15 @@ if TYPE_CHECKING:
 def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format: str = "modelopt",
           include: list[str] | None = None, exclude: list[str] | None = None, backend: str = "auto",
           input_scales: str | Path | None = None, workers: int | None = None, scheduler: str | None = None,
-          gpus: int | None = None, progress: Callable[[int, int], None] | None = None) -> Plan:
+          gpus: int | None = None, progress: Callable[[int, int], None] | None = None,
+          task_size: int | str | None = "auto") -> Plan:
     """Apply ``recipe`` to every tensor of ``checkpoint`` it takes, writing ``outdir``; returns the plan.
 
-    ``progress(done_bytes, total_bytes)`` is called as the checkpoint is read. Raises UsageError (bad
-    options, a checkpoint or tensor the recipe can't take), ModelError (a shape the recipe's layers reject,
-    located in the recipe)."""
+    ``progress(done_bytes, total_bytes)`` is called as the checkpoint is read. On Dask, ``task_size`` bounds
+    one task's input in bytes: a larger shard is split into tasks by tensor groups (docs/scale.md); "auto"
+    is 4 x the largest fused group or tensor, None never splits. Raises UsageError (bad options, a
+    checkpoint or tensor the recipe can't take), ModelError (a shape the recipe's layers reject, located in
+    the recipe)."""
     try:
         import safetensors  # noqa: F401  (read here: a missing extra is a usage error before any work)
     except ImportError:
@@ -34,7 +37,7 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
     from netdsl.apply.checkpoint import open_checkpoint
     from netdsl.apply.plan import make_plan, read_input_scales
-    from netdsl.apply.run import Manifest, finish, write_shard
+    from netdsl.apply.run import Manifest, finish, write_shards
     from netdsl.apply.safetensors_io import CheckpointError
 
     try:
@@ -47,8 +50,20 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         from netdsl.backends import get_backend
 
         backend = get_backend(backend).name  # a usage error now, not in a worker
+    from netdsl import settings
+
+    settings.apply_shards()  # a bad $NETDSL_APPLY_SHARDS is a usage error before OUTDIR is made
     out = Path(outdir)
     on_dask = workers is not None or scheduler is not None or gpus is not None
+    if task_size != "auto" and not on_dask:
+        raise UsageError("--task-size splits shards into Dask tasks: give it with --workers, --scheduler or --gpus")
+    task_bytes: int | None
+    if task_size == "auto":
+        task_bytes = plan.default_task_bytes()
+    elif task_size is None or isinstance(task_size, int) and task_size > 0:
+        task_bytes = task_size
+    else:
+        raise UsageError(f"--task-size takes a size > 0, auto or none; got {task_size!r}")
     if on_dask:
         from netdsl.apply.scheduler import dask_client, run_on_dask
     with dask_client(workers, scheduler, gpus) if on_dask else nullcontext() as client:
@@ -62,20 +77,15 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
             if progress:
                 progress(done[0], total)
 
-        def finished(shard: str, sha256: str) -> None:
-            manifest.record(shard, sha256)
-            advance(plan.input_bytes(shard))
-
         advance(0)
         manifest.complete = False
         if todo:
             manifest.save()
         try:
             if on_dask:
-                run_on_dask(client, plan, todo, str(out), backend, finished)
+                run_on_dask(client, plan, todo, out, backend, manifest, advance, task_bytes)
             else:
-                for shard in todo:
-                    manifest.record(*write_shard(plan, shard, str(out), backend, advance))
+                write_shards(plan, todo, str(out), backend, advance, manifest.record)
         except CheckpointError as error:
             raise UsageError(str(error)) from None
     finish(plan, out)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from netdsl import __version__, dtypes
-from netdsl.diagnostics import UsageError
+from netdsl.diagnostics import UsageError, WeightValueError
 from netdsl.ir import TensorType
 
 FORMATS = ("modelopt", "compressed-tensors")
@@ -124,6 +124,20 @@ def _same(array: np.ndarray | PackedCodes) -> np.ndarray:
     return array.unpacked() if isinstance(array, PackedCodes) else array
 
 
+def _reciprocal(array: np.ndarray | PackedCodes) -> np.ndarray:
+    """compressed-tensors' global scale from netdsl's (ModelOpt's) per-tensor scale: ``1 / scale`` in float32,
+    as a one-element vector, which is what compressed-tensors' own ModelOpt converter writes
+    (``weight_global_scale = 1 / weight_scale_2``, ``input_global_scale = 1 / input_scale``); its loaders
+    take the reciprocal again (docs/checkpoints.md says when that gives the scale back exactly)."""
+    scale = np.asarray(_same(array), dtype=np.float32).reshape(1)
+    with np.errstate(over="ignore"):
+        reciprocal = np.float32(1) / scale
+    if not np.isfinite(reciprocal).all():
+        raise WeightValueError(f"the per-tensor scale {scale[0]!r} has no finite float32 reciprocal, which "
+                               f"compressed-tensors stores as its global scale")
+    return reciprocal
+
+
 def _storage_tag(tensor_type: TensorType) -> str:
     from netdsl.apply.safetensors_io import TAGS
 
@@ -143,8 +157,9 @@ class Format:
     def stored(self, scheme: Scheme, name: str, tensor_type: TensorType) -> list[Stored]:
         raise NotImplementedError
 
-    def input_scale_suffix(self) -> str:
-        return "input_scale"
+    def input_scale(self) -> Stored:
+        """How the activation scale (``--input-scales``, a float32 scalar) is stored."""
+        return Stored("input_scale", "F32", (), _same)
 
     def configs(self, scheme: Scheme, ignore: list[str], input_scales: bool) -> tuple[dict | None, dict]:
         """(``hf_quant_config.json`` or None, ``config.json``'s ``quantization_config``)."""
@@ -202,21 +217,22 @@ class ModelOpt(Format):
 
 class CompressedTensors(Format):
     """compressed-tensors' formats, as its compressors write them and vLLM's ``compressed_tensors`` loads
-    them: ``float-quantized`` (FP8 per channel) and ``pack-quantized`` (INT4 groups)."""
+    them: ``float-quantized`` (FP8 per channel), ``pack-quantized`` (INT4 groups) and
+    ``nvfp4-pack-quantized`` (NVFP4, weight-only or with static activation global scales)."""
 
     name = "compressed-tensors"
 
     def check(self, scheme: Scheme, input_scales: bool) -> None:
-        if scheme.kind not in ("FP8_CHANNEL", "INT4_GROUP"):
-            why = {"NVFP4": "its NVFP4 checkpoints store the reciprocal global scale (weight_global_scale = "
-                            "1 / weight_scale_2), which a loader inverts again: not the scale the codes were "
-                            "computed with, bit for bit",
-                   "MXFP8": "vLLM's compressed-tensors loader reads no MXFP8 weights",
+        if scheme.kind not in ("FP8_CHANNEL", "INT4_GROUP", "NVFP4"):
+            why = {"MXFP8": "vLLM's compressed-tensors loader reads no MXFP8 weights",
                    "FP8_TENSOR": "per-tensor FP8 needs static activation scales this writer doesn't emit"}
             raise UsageError(f"--format compressed-tensors: {why[scheme.kind]}; use --format modelopt")
-        if input_scales:
+        if input_scales and not scheme.takes_input_scales:
             raise UsageError("--input-scales: the compressed-tensors schemes written here quantize activations "
                              "at run time (FP8 per token) or not at all (INT4 weight-only)")
+
+    def input_scale(self) -> Stored:
+        return Stored("input_global_scale", "F32", (1,), _reciprocal)
 
     def stored(self, scheme: Scheme, name: str, tensor_type: TensorType) -> list[Stored]:
         shape = tensor_type.shape
@@ -227,19 +243,31 @@ class CompressedTensors(Format):
             return [Stored("weight_packed", "I32", (*shape[:-1], shape[-1] // 8), _pack_int4_int32),
                     Stored("weight_shape", "I64", (len(shape),),
                            lambda array: np.asarray(array.shape, dtype=np.int64))]
+        if name == "weight" and tensor_type.dtype == dtypes.FP4:  # the same bytes as ModelOpt's "weight"
+            return [Stored("weight_packed", "U8", (*shape[:-1], shape[-1] // 2), _pack_fp4)]
+        if name == "weight_scale_2":
+            return [Stored("weight_global_scale", "F32", (1,), _reciprocal)]
         if name == "weight_scale" and scheme.kind == "FP8_CHANNEL":
             return [Stored(name, "F32", (shape[0], 1), lambda array: array.reshape(-1, 1))]
         return [Stored(name, _storage_tag(tensor_type), shape, _same)]
 
     def configs(self, scheme: Scheme, ignore: list[str], input_scales: bool) -> tuple[dict | None, dict]:
+        group: dict[str, Any]
         if scheme.kind == "FP8_CHANNEL":
             form = "float-quantized"
-            group: dict[str, Any] = {
+            group = {
                 "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel",
                             "group_size": None, "dynamic": False},
                 "input_activations": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
                                       "group_size": None, "dynamic": True},
             }
+        elif scheme.kind == "NVFP4":  # compressed-tensors' NVFP4A16 / NVFP4 presets (quant_scheme.py)
+            form = "nvfp4-pack-quantized"
+            weights = {"num_bits": 4, "type": "float", "symmetric": True, "group_size": scheme.group_size,
+                       "strategy": "tensor_group", "dynamic": False, "scale_dtype": "torch.float8_e4m3fn"}
+            group = {"weights": weights,
+                     "input_activations": {**weights, "dynamic": "local", "observer": "static_minmax"}
+                     if input_scales else None}
         else:
             form = "pack-quantized"
             group = {"weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",

@@ -77,6 +77,47 @@ class Plan:
     def input_bytes(self, shard: str) -> int:
         return sum(t.nbytes for t in self.checkpoint.shards[shard].values())
 
+    def units(self, shard: str) -> list[tuple[int, int, int]]:
+        """``shard``'s entries as runs that come from one input tensor (a copied tensor, or one member's
+        outputs): (first entry, end entry, the input tensor's bytes)."""
+        tensors = self.checkpoint.shards[shard]
+        runs: list[tuple[int, int, int]] = []
+        previous = None
+        for i, e in enumerate(self.shards[shard]):
+            source = e.source or self.groups[e.group].members[e.member]
+            if source == previous:
+                first, _, nbytes = runs[-1]
+                runs[-1] = (first, i + 1, nbytes)
+            else:
+                runs.append((i, i + 1, tensors[source].nbytes))
+            previous = source
+        return runs
+
+    def default_task_bytes(self) -> int:
+        """Dask's default bound on one task's input (docs/scale.md): 4 x the largest unit of work, a fused
+        group (all its members) or a tensor copied unchanged."""
+        infos = {name: info for tensors in self.checkpoint.shards.values() for name, info in tensors.items()}
+        largest = max([sum(infos[m].nbytes for m in group.members) for group in self.groups] +
+                      [info.nbytes for info in infos.values()])
+        return 4 * largest
+
+    def parts(self, shard: str, task_bytes: int | None) -> list[tuple[int, int]]:
+        """``shard``'s entries cut into consecutive runs of at most ``task_bytes`` of input each (a run from
+        one input tensor is never cut; None: never cut), as (first entry, end entry)."""
+        units = self.units(shard)
+        parts: list[tuple[int, int]] = []
+        start, size = 0, 0
+        for first, _, nbytes in units:
+            if task_bytes is not None and size and size + nbytes > task_bytes:
+                parts.append((start, first))
+                start, size = first, 0
+            size += nbytes
+        parts.append((start, len(self.shards[shard])))
+        return parts
+
+    def part_input_bytes(self, shard: str, part: tuple[int, int]) -> int:
+        return sum(nbytes for first, _, nbytes in self.units(shard) if part[0] <= first < part[1])
+
 
 _RECIPES: dict[tuple[str, str], Recipe] = {}
 
@@ -202,8 +243,9 @@ def make_plan(recipe_path: Path, checkpoint: Checkpoint, format_name: str, inclu
                     entries.append(Entry(OutputTensor(f"{prefix}.{stored.suffix}", stored.tag, stored.shape),
                                          group=g, member=i, output=split.name, stored=stored))
             if input_scales is not None:
-                entries.append(Entry(OutputTensor(f"{prefix}.{fmt.input_scale_suffix()}", "F32", ()), group=g,
-                                     member=i, output=""))
+                stored = fmt.input_scale()
+                entries.append(Entry(OutputTensor(f"{prefix}.{stored.suffix}", stored.tag, stored.shape), group=g,
+                                     member=i, output="", stored=stored))
         names = [e.tensor.name for e in entries]
         for e in entries:
             if e.source is None and e.tensor.name in locations and e.tensor.name not in group_of:

@@ -8,30 +8,78 @@ bytes. The index and configs, without which no loader reads the folder, are writ
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from netdsl import settings
 from netdsl.apply.checkpoint import FLOAT_TAGS, INDEX_NAME
 from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
-from netdsl.apply.safetensors_io import ShardWriter, copy_range, file_sha256
+from netdsl.apply.safetensors_io import CheckpointError, ShardWriter, TensorInfo, copy_range, file_sha256
 from netdsl.diagnostics import UsageError, WeightValueError
 
 MANIFEST = ".netdsl-apply.json"
 
 
+#: the GPU part of a group (the recipe's run and its outputs' download) runs in one thread at a time: the
+#: executor's launch caches and scratch buffers belong to the process; reading and writing overlap it
+_DEVICE = threading.Lock()
+#: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
+#: other is copied to the device
+STAGE = 1 << 24
+_staging = threading.local()
+
+
+def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``,
+    no memory map, no page faults) into two pinned buffers in turn, each copied to the device on ``stream``
+    while the other is filled."""
+    pieces = getattr(_staging, "pieces", None)
+    if pieces is None:
+        from cupyx import empty_pinned
+
+        pieces = _staging.pieces = [(empty_pinned(STAGE, dtype=np.uint8), cupy.cuda.Event()) for _ in range(2)]
+    memcpy_async, to_device = cupy.cuda.runtime.memcpyAsync, cupy.cuda.runtime.memcpyHostToDevice
+    pending = [False, False]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        piece = 0
+        while done < info.nbytes:
+            buffer, event = pieces[piece]
+            if pending[piece]:
+                event.synchronize()  # the copy out of this piece has finished
+            count = min(STAGE, info.nbytes - done)
+            view = memoryview(buffer)[:count]
+            filled = 0
+            while filled < count:
+                got = os.preadv(fd, [view[filled:]], info.begin + done + filled)
+                if not got:
+                    raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
+                filled += got
+            memcpy_async(target.data.ptr + done, buffer.ctypes.data, count, to_device, stream.ptr)
+            event.record(stream)
+            pending[piece] = True
+            done += count
+            piece ^= 1
+    finally:
+        os.close(fd)
+
+
 def _read_group(plan: Plan, g: int, backend: str) -> Any:
-    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they go from
-    the files' pages (memory-mapped, no host copy) straight to one device array, on a stream of this
-    thread's own: ``write_shard`` reads the next group in a thread while the current one is quantized and
-    written, so reading and copying overlap the GPU's work."""
+    """Group ``g``'s weights stacked by rows, as the recipe takes them. With the cupy backend they are read
+    straight into one device array (:func:`_upload`) on a stream of this thread's own: ``write_shard`` reads
+    the next group in a thread while the current one is quantized and written, so reading and copying overlap
+    the GPU's work."""
     group = plan.groups[g]
     checkpoint = plan.checkpoint
     infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
@@ -47,11 +95,9 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
             stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
             row = 0
             for member, info in zip(group.members, infos):
-                pages = np.memmap(checkpoint.root / checkpoint.locations[member], dtype=np.uint8, mode="r",
-                                  offset=info.begin, shape=(info.nbytes,))
-                stacked[row:row + info.shape[0]].set(pages.view(storage).reshape(info.shape))
+                _upload(cupy, checkpoint.root / checkpoint.locations[member], info,
+                        stacked[row:row + info.shape[0]], stream)
                 row += info.shape[0]
-                del pages
             stream.synchronize()
         return stacked
     weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
@@ -68,17 +114,20 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
         return recipe.run({name: stacked}, backend=backend)
     from netdsl.backends.cupy import BACKEND, device, external
 
-    network = recipe.bind({name: tuple(stacked.shape)})
-    results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
-                                                                                  network.inputs[name])})
     outputs: dict[str, Any] = {}
-    for output in network.graph.outputs:
-        tensor = results[output]
-        if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-            packed = device.import_cupy().asnumpy(tensor.data)
-            outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2), tensor.dtype)
-        else:
-            outputs[output] = device.download(tensor)
+    with _DEVICE:
+        network = recipe.bind({name: tuple(stacked.shape)})
+        results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
+                                                                                      network.inputs[name])})
+        for output in network.graph.outputs:
+            tensor = results[output]
+            if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+                packed = device.import_cupy().asnumpy(tensor.data)
+                outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
+                                              tensor.dtype)
+            else:
+                outputs[output] = device.download(tensor)
+        del results
     return outputs
 
 
@@ -113,17 +162,73 @@ def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[
 
 def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) -> np.ndarray:
     array = shares[entry.member][entry.output]
-    return array if entry.stored is None else entry.stored.convert(array)
+    if entry.stored is None:
+        return array
+    try:
+        return entry.stored.convert(array)
+    except WeightValueError as error:
+        raise UsageError(f"tensor '{entry.tensor.name}' can't be stored in --format {plan.format.name}: "
+                         f"{error}") from None
+
+
+class Cancelled(Exception):
+    """A shard's writing stopped because another shard's failed (or the run was interrupted)."""
 
 
 def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
-                progress: Callable[[int], None] | None = None) -> tuple[str, str]:
+                progress: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None) -> tuple[str, str]:
     """Write output shard ``shard`` into ``outdir`` (atomically); returns (shard, its SHA-256). Runs the
-    same in any process: a Dask worker calls it with the plan it was sent."""
+    same in any process: a Dask worker calls it with the plan it was sent. Several shards are written at
+    once by threads of one process (:func:`write_shards`); ``stop`` set makes this one give up
+    (:class:`Cancelled`, its temporary file removed) before its next tensor."""
     entries = plan.shards[shard]
+    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop)
+
+
+def part_name(shard: str, part: tuple[int, int]) -> str:
+    """The file holding entries [first, end) of ``shard``'s tensors, their bytes only (hidden: a dot name)."""
+    return f".{shard}.part-{part[0]}-{part[1]}"
+
+
+def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backend: str) -> tuple[str, str]:
+    """Write the bytes of entries [first, end) of output shard ``shard`` (one Dask task of a shard split by
+    tensor groups, docs/scale.md) to ``part_name(shard, part)`` in ``outdir``, atomically; returns (that
+    name, its SHA-256). The bytes are those :func:`write_shard` writes for the same tensors."""
+    entries = plan.shards[shard][part[0]:part[1]]
+    name = part_name(shard, part)
+    writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
+    return name, _write_entries(plan, shard, entries, writer, backend, None, None)
+
+
+def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir: str,
+                   *finished: Any) -> tuple[str, str]:
+    """Output shard ``shard`` from its parts (``finished``: the part tasks, done, which makes Dask run this
+    after them): the header, then each part's bytes, written atomically as :func:`write_shard` writes it
+    (the client removes the parts once it has recorded the shard, :meth:`Manifest.record`). Returns
+    (shard, its SHA-256)."""
+    folder = Path(outdir)
+    entries = plan.shards[shard]
+    writer = ShardWriter(folder / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+    try:
+        for part in parts:
+            path, offset = folder / part_name(shard, part), 0
+            for e in entries[part[0]:part[1]]:
+                writer.write(e.tensor.name, copy_range(path, offset, offset + e.tensor.nbytes))
+                offset += e.tensor.nbytes
+        return shard, writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWriter, backend: str,
+                   progress: Callable[[int], None] | None, stop: threading.Event | None) -> str:
+    """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` and commit it;
+    returns the SHA-256 of what was written. ``stop`` set: give up before the next tensor (:class:`Cancelled`)."""
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
-    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], checkpoint.metadata[shard])
     pending: dict[int, int] = {}  # group -> entries of this shard still to write
     for e in entries:
         if e.source is None:
@@ -142,6 +247,8 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     try:
         read_ahead(0)
         for e in entries:
+            if stop is not None and stop.is_set():
+                raise Cancelled(shard)
             if e.source is not None:
                 info = checkpoint.shards[locations[e.source]][e.source]
                 writer.write(e.tensor.name, copy_range(checkpoint.root / locations[e.source], info.begin, info.end))
@@ -162,13 +269,52 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
                     group = plan.groups[e.group]
                     progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
                                  if locations[m] == shard))
-        return shard, writer.commit()
+        return writer.commit()
     except BaseException:
         writer.abort()
         raise
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
+
+
+def shards_at_once(backend: str, count: int) -> int:
+    """How many shards one process writes at once: with the GPU, several (their reading, hashing and
+    writing overlap each other and the GPU's work, which runs one group at a time); with NumPy one (its
+    kernels already use every core). $NETDSL_APPLY_SHARDS overrides (docs/settings.md)."""
+    wanted = settings.apply_shards()
+    if wanted is None:
+        wanted = min(4, os.cpu_count() or 1) if backend == "cupy" else 1
+    return max(1, min(wanted, count))
+
+
+def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progress: Callable[[int], None],
+                 done: Callable[[str, str], None]) -> None:
+    """Write ``shards`` in this process, :func:`shards_at_once` at a time; ``done(shard, sha256)`` is called
+    in this thread as each finishes. The first failure (or an interrupt) stops the others before their next
+    tensor and is raised here; no shard is left half-written."""
+    parallel = shards_at_once(backend, len(shards))
+    if parallel == 1:
+        for shard in shards:
+            done(*write_shard(plan, shard, outdir, backend, progress))
+        return
+    lock = threading.Lock()
+
+    def locked(nbytes: int) -> None:
+        with lock:
+            progress(nbytes)
+
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netdsl-shard")
+    futures = [pool.submit(write_shard, plan, shard, outdir, backend, locked, stop) for shard in shards]
+    try:
+        for future in as_completed(futures):
+            done(*future.result())
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Manifest:
@@ -178,6 +324,7 @@ class Manifest:
         self.path = outdir / MANIFEST
         self.settings = settings
         self.shards: dict[str, str] = {}
+        self.parts: dict[str, str] = {}  # finished parts of shards split into tasks (docs/scale.md)
         self.complete = False
 
     @classmethod
@@ -194,6 +341,7 @@ class Manifest:
                 raise UsageError(f"'{outdir}' holds the output of a run with other settings (recipe, checkpoint, "
                                  f"format or options): remove it, or choose another -o")
             manifest.shards = dict(data.get("shards", {}))
+            manifest.parts = dict(data.get("parts", {}))
             manifest.complete = bool(data.get("complete"))
         elif outdir.exists() and any(outdir.iterdir()):
             raise UsageError(f"'{outdir}' is not empty and holds no netdsl apply manifest: choose an empty or new -o")
@@ -206,11 +354,29 @@ class Manifest:
         return shard in self.shards and path.is_file() and file_sha256(path) == self.shards[shard]
 
     def record(self, shard: str, sha256: str) -> None:
+        """``shard`` is finished: its parts, if it was written in parts, are dropped (files and records)."""
         self.shards[shard] = sha256
+        prefix = f".{shard}.part-"
+        self.parts = {name: digest for name, digest in self.parts.items() if not name.startswith(prefix)}
+        self.save()
+        for pattern in (prefix, f".{prefix}"):  # the parts, and any a killed worker left half-written
+            for stale in self.path.parent.glob(glob.escape(pattern) + "*"):
+                stale.unlink(missing_ok=True)
+
+    def part_finished(self, name: str, outdir: Path) -> bool:
+        """Whether part file ``name`` was written by an earlier run and is still intact."""
+        path = outdir / name
+        return name in self.parts and path.is_file() and file_sha256(path) == self.parts[name]
+
+    def record_part(self, name: str, sha256: str) -> None:
+        self.parts[name] = sha256
         self.save()
 
     def save(self) -> None:
-        data = {"settings": self.settings, "shards": dict(sorted(self.shards.items())), "complete": self.complete}
+        data: dict[str, Any] = {"settings": self.settings, "shards": dict(sorted(self.shards.items())),
+                                "complete": self.complete}
+        if self.parts:
+            data["parts"] = dict(sorted(self.parts.items()))
         _write_text(self.path, json.dumps(data, indent=1) + "\n")
 
 

@@ -127,14 +127,16 @@ class ShardWriter:
     ``commit()`` renames the finished file into place (``abort()`` removes it). The SHA-256 of the final
     bytes is computed on the way."""
 
-    def __init__(self, path: Path, tensors: list[OutputTensor], metadata: dict[str, str] | None):
+    def __init__(self, path: Path, tensors: list[OutputTensor], metadata: dict[str, str] | None,
+                 header: bool = True):
         self.path = path
         self.tensors = tensors
         self.temporary = path.with_name(f".{path.name}.partial")
         self.stream: IO[bytes] = open(self.temporary, "wb")
         self.hash = hashlib.sha256()
         self.next = 0
-        self._put(header_bytes(tensors, metadata))
+        if header:  # without: the tensors' bytes only (a part of a shard, docs/scale.md)
+            self._put(header_bytes(tensors, metadata))
 
     def _put(self, data: bytes | memoryview) -> None:
         self.stream.write(data)

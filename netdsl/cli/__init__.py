@@ -68,13 +68,15 @@ def _command(name: str):
     return importlib.import_module(f"netdsl.cli.{name}_command")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: every command's, or with ``only`` just that command's (what a command
+    line naming it needs: the other commands' modules are not imported)."""
     parser = Parser(prog="netdsl", description="TensorRT's quantization numerics, bit for bit: check, run, "
                                                "convert and draw networks of quantize/dequantize layers.",
                     epilog=EPILOG)
     parser.add_argument("--version", action=VersionAction, help="print netdsl's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         _command(name).add_parser(commands)
     for command in commands.choices.values():
         command.add_argument("-q", "--quiet", action="store_true",
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = build_parser(words[0] if words and words[0] in COMMANDS else None).parse_args(argv)
         with contextlib.ExitStack() as quiet:
             if args.quiet:  # nothing on stdout; errors and warnings still go to stderr
                 quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))

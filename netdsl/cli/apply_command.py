@@ -12,7 +12,9 @@ EPILOG = """examples:
   netdsl apply examples/recipes/nvfp4_weights.net ./llama -o ./llama-nvfp4            # ModelOpt layout, W4A16
   netdsl apply examples/recipes/nvfp4_weights.net ./llama -o OUT --input-scales amax.json   # W4A4 NVFP4
   netdsl apply examples/recipes/int4_block128_weights.net ./llama -o OUT --format compressed-tensors
-  netdsl apply RECIPE ./llama -o OUT --workers 8        # shards on a local Dask cluster (docs/scale.md)"""
+  netdsl apply examples/recipes/nvfp4_weights_reciprocal.net ./llama -o OUT --format compressed-tensors
+  netdsl apply RECIPE ./llama -o OUT --workers 8        # shards on a local Dask cluster (docs/scale.md)
+  netdsl apply RECIPE ./llama -o OUT --workers 8 --task-size 2G   # shards over 2 GB in several tasks"""
 
 
 def add_parser(commands) -> None:
@@ -34,10 +36,14 @@ def add_parser(commands) -> None:
     where.add_argument("--workers", type=int, metavar="N", help="run the shards on a local Dask cluster")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run the shards on a running Dask cluster")
     where.add_argument("--gpus", type=int, metavar="N", help="one Dask worker per GPU (dask-cuda)")
+    apply.add_argument("--task-size", default="auto", metavar="SIZE",
+                       help="on Dask, split a shard whose input is larger than SIZE (512M, 2G) into tasks by "
+                            "tensor groups; auto: 4x the largest fused group or tensor; none: one task a shard")
     apply.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
                        help="where the recipe runs (default: the GPU when CuPy and a device are there)")
     apply.add_argument("--input-scales", metavar="FILE.json",
-                       help="calibrated activation amax per layer: writes input_scale and the W4A4 label")
+                       help="calibrated activation amax per layer: writes each layer's activation scale "
+                            "(input_scale; compressed-tensors: input_global_scale) and the W4A4 label")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UsageError(f"--{option} takes a number >= 1, got {value}")
+    task_size = args.task_size
+    if task_size != "auto":
+        from netdsl.memory import parse_size
+
+        try:
+            task_size = parse_size(task_size)
+        except ValueError as error:
+            raise UsageError(f"--task-size: {error}") from None
     bar = None
     if not args.no_progress:
         try:
@@ -68,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = apply(args.recipe, args.checkpoint, args.output, format=args.format, include=args.include,
                      exclude=args.exclude, backend=args.backend, input_scales=args.input_scales,
-                     workers=args.workers, scheduler=args.scheduler, gpus=args.gpus, progress=progress)
+                     workers=args.workers, scheduler=args.scheduler, gpus=args.gpus, progress=progress,
+                     task_size=task_size)
     finally:
         if bar is not None:
             bar.close()

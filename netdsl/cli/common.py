@@ -8,13 +8,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netdsl import arrays, dtypes, files
 from netdsl.diagnostics import UsageError
 from netdsl.model import Network, Recipe, load
+
+if TYPE_CHECKING:
+    from netdsl.view import Summary
 
 
 def emit(text: str, end: str = "\n") -> None:
@@ -242,16 +245,18 @@ def check_save_target(path: str, args: argparse.Namespace) -> None:
         raise UsageError(f"cannot write '{path}': {error}") from None
 
 
-def format_output(name: str, array: np.ndarray, dtype: dtypes.DType) -> str:
+def format_output(name: str, array: np.ndarray, dtype: dtypes.DType, summary: Summary | None = None) -> str:
     """An output as ``run`` prints it: ``name: type[shape]``, then its values when it has at most
-    PRINT_LIMIT elements, else a summary read in place (netdsl.view.summarize: no copy of the array)."""
+    PRINT_LIMIT elements, else its ``summary`` (by default netdsl.view.summarize's, read in place: no copy
+    of the array)."""
     from netdsl import view
 
     header = f"{name}: {dtype.name}[{', '.join(map(str, array.shape))}]"
     if array.size <= view.PRINT_LIMIT:
         return header + "\n" + np.array2string(view.plain_values(array, dtype), separator=" ",
                                                 threshold=view.PRINT_LIMIT, max_line_width=100)
-    return f"{header}\n  {view.summarize(array, dtype).describe(integral=dtype.is_integer)}"
+    summary = summary or view.summarize(array, dtype)
+    return f"{header}\n  {summary.describe(integral=dtype.is_integer)}"
 
 
 def write_json(path: str, document: Any) -> None:

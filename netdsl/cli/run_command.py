@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from netdsl import files, memory
+from netdsl import files, memory, view
 from netdsl.cli.common import (
     add_input_options,
     add_input_shape_option,
@@ -27,6 +27,7 @@ from netdsl.cli.common import (
 from netdsl.cli.progress import estimate, node_elements, progress
 from netdsl.diagnostics import UsageError, WeightValueError
 from netdsl.model import Recipe
+from netdsl.view import Summary
 
 EPILOG = """examples:
   netdsl run examples/quantize.net                         # random inputs, uniform in [-1, 1), seed 1
@@ -72,15 +73,14 @@ def _memory_limit(text: str) -> int | str | None:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def outputs_json(results: dict[str, np.ndarray], types: dict[str, Any]) -> dict[str, Any]:
+def outputs_json(results: dict[str, np.ndarray], types: dict[str, Any],
+                 summaries: dict[str, Summary]) -> dict[str, Any]:
     """``run --json``: each output's type, shape and summary, and its values when it is small."""
-    from netdsl import view
-
     document = {}
     for name, array in results.items():
         dtype = types[name].dtype
         entry: dict[str, Any] = {"dtype": dtype.name, "shape": list(array.shape),
-                                 "summary": view.summary_json(view.summarize(array, dtype))}
+                                 "summary": view.summary_json(summaries[name])}
         if array.size <= view.PRINT_LIMIT:
             entry["values"] = view.values_json(array, dtype)
         document[name] = entry
@@ -115,13 +115,15 @@ def run(args: argparse.Namespace) -> int:
             with writing(args.save):
                 files.write_tensors(args.save, results, {name: types[name].dtype for name in results}, args.codes,
                                     protect=input_files(args))
-        if args.json is not None:
-            write_json(args.json, outputs_json(results, types))
-        text = []
+        summaries: dict[str, Summary] = {}  # each computed once, for the JSON and the text, and only where one is shown
         for name, array in results.items():
-            if args.json != "-":
-                text.append(format_output(name, array, types[name].dtype))
+            if args.json is not None or array.size > view.PRINT_LIMIT and args.json != "-":
+                summaries[name] = view.summarize(array, types[name].dtype)
             tick("summary", array.size)
+        if args.json is not None:
+            write_json(args.json, outputs_json(results, types, summaries))
+        text = [] if args.json == "-" else \
+            [format_output(name, array, types[name].dtype, summaries.get(name)) for name, array in results.items()]
     for block in text:
         emit(block)
     return 0
