@@ -63,6 +63,10 @@ class Variant:
         return Variant(name, grid, tuple(w for w in ":".join(rest).split(",") if w),
                        tuple(w for w in only.split("|") if w))
 
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.grid}"
+
     def runs(self, label: str) -> bool:
         return not self.only or any(label.startswith(prefix) for prefix in self.only)
 
@@ -206,7 +210,7 @@ def main() -> None:
     for t, group in groups:
         for variant in runs:
             if time.monotonic() - began > args.budget and not variant.name.endswith("-again"):
-                print(f"budget spent: {variant.name} skipped for {t.name}", flush=True)
+                print(f"budget spent: {variant.key} skipped for {t.name}", flush=True)
                 continue
             with swapped(kernels, variant, sms):
                 for label, moved, make, inputs in group:
@@ -217,11 +221,11 @@ def main() -> None:
                         bench.warm_up(cp, [make(x) for x in inputs])
                         seconds, _ = bench.timed(cp, [make(x) for x in inputs], args.reps)
                     except Exception as error:  # noqa: BLE001 - a variant may not build or run for a case
-                        print(f"{key} {variant.name}: {type(error).__name__}: {error}", flush=True)
+                        print(f"{key} {variant.key}: {type(error).__name__}: {error}", flush=True)
                         continue
-                    results[key]["rates"][variant.name] = moved.total / seconds
-                    results[key]["grids"][variant.name] = kernels.grid
-            print(f"{t.name} {variant.name}: done at {time.monotonic() - began:.0f} s", flush=True)
+                    results[key]["rates"][variant.key] = moved.total / seconds
+                    results[key]["grids"][variant.key] = kernels.grid
+            print(f"{t.name} {variant.key}: done at {time.monotonic() - began:.0f} s", flush=True)
             write()
         group.clear()
         cp.get_default_memory_pool().free_all_blocks()
@@ -240,7 +244,7 @@ def ceiling_key(result: dict[str, Any]) -> tuple[int, int]:
 def report(results: dict[str, dict[str, Any]], order: list[str], ceilings: dict[tuple[int, int], dict[str, float]],
            runs: list[Variant]) -> list[str]:
     """A markdown table: per case the ceiling by order (GB/s), then each variant's % of the best ceiling."""
-    names = [v.name for v in runs]
+    names = [v.key for v in runs]
     lines = ["| case | type | interleaved | prefix | ceiling | " + " | ".join(names) + " |",
              "|---|---|---|---|---|" + "---|" * len(names)]
     for key in order:
