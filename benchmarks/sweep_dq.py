@@ -203,12 +203,19 @@ def main() -> None:
                           bench.traffic_rates(cp, *traffic, args.reps, random_source=True).items()}
             ceilings[traffic] = entry
         print(f"ceilings done at {time.monotonic() - began:.0f} s", flush=True)
+        failed = set()
         for (file, _names, defines), future in zip(jobs, futures):
-            kernels.modules[(file, defines)] = loader.load(*future.result())
+            try:
+                kernels.modules[(file, defines)] = loader.load(*future.result())
+            except Exception as error:  # noqa: BLE001 - that variant is left out, the others run
+                print(f"build {file} {defines}: {type(error).__name__}: {error}", flush=True)
+                failed.add(defines)
     print(f"compiled {len(jobs)} programs by {time.monotonic() - began:.0f} s; kernels: "
           + "; ".join(sorted(name for names in kernels.used.values() for name in names)), flush=True)
     for t, group in groups:
         for variant in runs:
+            if variant.defines in failed:
+                continue
             if time.monotonic() - began > args.budget and not variant.name.endswith("-again"):
                 print(f"budget spent: {variant.key} skipped for {t.name}", flush=True)
                 continue
