@@ -513,7 +513,7 @@ def test_gpu_reduce(type_name: str, shape, axes) -> None:
     zeros = np.full(size, -0.0, np.float32)
     zeros[rng.random(size) < 0.02] = 0.0
     tiny = zeros.copy()
-    tiny[rng.random(size) < 0.01] = -(2.0**-149) if type_name != "float16" else -(2.0**-24)
+    tiny[rng.random(size) < 0.01] = -{"float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}[type_name]
     for keep in (False, True):
         text = reduce_text(type_name, shape, axes, keep)
         for x in (specials, typed(zeros, type_name).reshape(shape), typed(tiny, type_name).reshape(shape)):
