@@ -16,7 +16,8 @@ part() {
 }
 part kernels tests/test_gpu_kernels.py -k every_granularity &
 part launch tests/test_gpu_kernels.py -k "not every_granularity" tests/test_kernel_abi.py \
-    tests/test_device_arrays.py tests/test_memory.py tests/test_apply.py tests/test_apply_gpus.py tests/test_recipe_layers.py &
+    tests/test_device_arrays.py tests/test_memory.py tests/test_apply.py tests/test_apply_gpus.py tests/test_apply_ct.py \
+    tests/test_recipe_layers.py tests/test_view.py &
 part backends tests/test_gpu_fusion.py tests/test_examples.py tests/test_backends.py tests/test_special_values.py \
     tests/test_mark.py tests/test_cli_options.py &
 part interop tests/test_ops_table.py tests/test_constant_rooted.py tests/test_onnx_interop.py tests/test_compare.py \
