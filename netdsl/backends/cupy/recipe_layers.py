@@ -91,7 +91,8 @@ def binary_words(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> tuple[in
                 merged.append([extent, flags])
     words: tuple[int, ...] = ()
     for side in (0, 1):
-        dims, stride = [], 1
+        dims: list[tuple[int, int]] = []
+        stride = 1
         for extent, flags in reversed(merged):
             dims.insert(0, (extent, 0 if flags[side] else stride))
             stride *= 1 if flags[side] else extent
