@@ -19,7 +19,7 @@ import pytest
 import netdsl
 from netdsl import settings
 from netdsl.backends.cupy import BACKEND as CUPY
-from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, schedule
+from netdsl.backends.cupy.fusion import DEQUANTIZE_DOUBLE, NODE, QUANTIZE_DEQUANTIZE, UNARY_REDUCE, schedule
 from netdsl.backends.numpy import BACKEND as NUMPY
 from tests.conftest import needs_gpu
 
@@ -105,6 +105,29 @@ def test_no_chain_fusion_when_sf_is_an_output_or_shared() -> None:
     assert kinds(as_output) == [(NODE, ("d",)), (NODE, ("sf",)), (NODE, ("y",))]
     shared = NVFP4_CHAIN.replace("output y", "z = dequantize(d, sf, to_type=float32)\noutput y, z")
     assert kinds(shared) == [(NODE, ("d",)), (NODE, ("sf",)), (NODE, ("y",)), (NODE, ("z",))]
+
+
+AMAX = """
+network amax
+input w : bfloat16[8, 64]
+m = unary(w, op=abs)
+amax = reduce(m, op=max, axes=[0, 1])
+output amax
+"""
+
+
+def test_unary_reduce_fuses() -> None:
+    assert kinds(AMAX) == [(UNARY_REDUCE, ("m", "amax"))]
+    assert kinds(AMAX.replace("op=abs", "op=neg").replace("op=max", "op=min")) == [(UNARY_REDUCE, ("m", "amax"))]
+    assert kinds(AMAX, fusion=False) == [(NODE, ("m",)), (NODE, ("amax",))]
+    steps = schedule(netdsl.loads(AMAX).graph)
+    assert steps[0].inputs == ("w",) and steps[0].free == ("w",)
+
+
+def test_no_unary_reduce_fusion_when_the_unary_is_an_output_or_shared() -> None:
+    assert kinds(AMAX.replace("output amax", "output m, amax")) == [(NODE, ("m",)), (NODE, ("amax",))]
+    shared = AMAX.replace("output amax", "low = reduce(m, op=min, axes=[1])\noutput amax, low")
+    assert kinds(shared) == [(NODE, ("m",)), (NODE, ("amax",)), (NODE, ("low",))]
 
 
 def test_both_patterns_in_one_graph_and_liveness() -> None:

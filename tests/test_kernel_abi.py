@@ -102,6 +102,17 @@ def test_map_modes() -> None:
     assert abi.MAP_MODES == (abi.PER_TENSOR, abi.CHUNKED, abi.GENERAL)
 
 
+def test_recipe_operations() -> None:
+    """recipe.cu's SignMode and BinaryOp are the host's, and cover exactly the recipe layers' operations."""
+    from netdsl.ops import elementwise, unary
+
+    assert enum("SignMode") == {"kSignKeep": abi.SIGN_KEEP, "kSignAbs": abi.SIGN_ABS, "kSignNeg": abi.SIGN_NEG}
+    assert set(abi.UNARY_SIGNS) == set(unary.OPERATIONS)
+    assert {f"kSign{op.title()}": sign for op, sign in abi.UNARY_SIGNS.items()}.items() <= enum("SignMode").items()
+    assert set(abi.BINARY_OPS) == set(elementwise.OPERATIONS)
+    assert enum("BinaryOp") == {f"k{op.title()}": value for op, value in abi.BINARY_OPS.items()}
+
+
 def test_chunk() -> None:
     """Chunk<T> (formats.cuh) holds 16 elements: 2 * bits bytes, bits / 2 words."""
     body = struct_body("Chunk")

@@ -4,13 +4,15 @@ input for every rule."""
 
 from __future__ import annotations
 
+import math
+
 import ml_dtypes
 import numpy as np
 import pytest
 
 import netdsl
 from netdsl import ModelError
-from tests.conftest import EXAMPLES, backends
+from tests.conftest import EXAMPLES, backends, needs_gpu
 
 NAN_BITS = 0x7FC00000
 
@@ -291,11 +293,7 @@ def test_reduce_in_slices_gives_the_same_bits(monkeypatch) -> None:
         assert got.shape == value.shape and np.array_equal(bits(got), bits(value)), (op, axes, keep)
 
 
-@pytest.mark.parametrize("backend", [
-    "numpy",
-    pytest.param("cupy", marks=[*backends()[1].marks, pytest.mark.xfail(
-        strict=True, reason="known gap, issue 14 left open: the cupy recipe layers run CuPy's own float kernels, "
-        "which flush subnormals to zero on the H100 (2^-149 * 1 gave 0); netdsl's own kernels don't")])])
+@pytest.mark.parametrize("backend", backends())
 def test_subnormals_are_kept(backend: str) -> None:
     """No layer flushes a subnormal to zero (docs/semantics.md): IEEE float32 results written by hand."""
     tiny = np.float32(2.0**-149)
@@ -313,3 +311,246 @@ def test_subnormals_are_kept(backend: str) -> None:
     assert bits(out["n"]).tolist()[3:] == [0x80000001, 0x00000000]
     assert bits(out["r"]).tolist() == 0x00000003 and bits(out["q"]).tolist() == 0x80000001
     assert bits(out["abs_a"])[3] == 0x00000001
+
+
+# --- the GPU kernels' layouts (kernels/recipe.cu), on the CPU -----------------------------------------
+
+
+def map_offsets(words: tuple[int, ...], count: int) -> np.ndarray:
+    """scale_index(map, e) of common.cuh for e < count, read from a ScaleMap's words: per dim (innermost
+    last) extent, block and stride, as the kernel decomposes e."""
+    rank = words[0]
+    dims = [(words[1 + 7 * i], words[4 + 7 * i], words[7 + 7 * i]) for i in range(rank)]
+    e = np.arange(count, dtype=np.int64)
+    offset = np.zeros_like(e)
+    for extent, block, stride in reversed(dims[1:]):
+        e, coordinate = np.divmod(e, extent)
+        offset += coordinate // block * stride
+    return offset + e // dims[0][1] * dims[0][2]
+
+
+LAYOUT_CASES = [((37, 11, 5), axes) for axes in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))] + [
+    ((4, 1, 6), (1,)), ((4, 1, 6), (0, 1)), ((1, 1), (0, 1)), ((7,), (0,)), ((3, 2, 4, 5, 2), (0, 2, 4)),
+    ((2, 3) * 4, (0, 2, 4, 6)), ((2, 3) * 4, (1, 3, 5, 7))]
+
+
+@pytest.mark.parametrize("shape,axes", LAYOUT_CASES, ids=[f"{s}-{a}" for s, a in LAYOUT_CASES])
+def test_reduce_layout_indexes_as_numpy(shape, axes) -> None:
+    """Output o of a reduction reads exactly the elements NumPy groups into it (the input moved so that the
+    reduced axes come last, row-major); a contiguous layout's are the run at o * count."""
+    from netdsl.backends.cupy.recipe_layers import reduce_layout
+
+    layout = reduce_layout(shape, axes)
+    kept = [a for a in range(len(shape)) if a not in axes]
+    expected = np.arange(math.prod(shape)).reshape(shape).transpose(kept + list(axes))
+    expected = expected.reshape(math.prod(shape[a] for a in kept), math.prod(shape[a] for a in axes))
+    assert (layout.outputs, layout.count) == expected.shape
+    half = len(layout.words) // 2
+    got = map_offsets(layout.words[:half], layout.outputs)[:, None] + map_offsets(layout.words[half:], layout.count)
+    assert np.array_equal(got, expected)
+    if layout.contiguous:
+        assert np.array_equal(got, np.arange(got.size).reshape(got.shape))
+
+
+BROADCAST_CASES = [((7, 33), (7, 33)), ((7, 1), (1, 33)), ((1, 1), (7, 33)), ((7, 33), (1, 1)), ((5, 1, 9), (1, 3, 1)),
+                   ((2, 3, 1, 4), (2, 1, 5, 4)), ((1,), (9,)), ((), ()), ((2, 1) * 4, (1, 2) * 4)]
+
+
+@pytest.mark.parametrize("a_shape,b_shape", BROADCAST_CASES, ids=[f"{a}x{b}" for a, b in BROADCAST_CASES])
+def test_binary_maps_broadcast_as_numpy(a_shape, b_shape) -> None:
+    from netdsl.backends.cupy.recipe_layers import binary_words
+
+    words = binary_words(a_shape, b_shape)
+    shape = np.broadcast_shapes(a_shape, b_shape)
+    n, half = math.prod(shape), len(words) // 2
+    for side, side_shape in ((slice(None, half), a_shape), (slice(half, None), b_shape)):
+        expected = np.broadcast_to(np.arange(math.prod(side_shape)).reshape(side_shape), shape).reshape(-1)
+        assert np.array_equal(map_offsets(words[side], n), expected)
+
+
+@pytest.mark.parametrize("shape,axes", [((1 << 26,), (0,)), ((8192, 4096), (1,)), ((8192, 4096), (0,)),
+                                        ((4096, 32, 128), (2,)), ((3, 100003), (1,)), ((100001, 3), (0,)),
+                                        ((5, 7), (1,)), ((1, 528), (1,)), ((2**31 - 1,), (0,))])
+def test_reduce_plan_parts_are_never_empty_and_two_launches_suffice(shape, axes) -> None:
+    """Every part of a split reduction holds units (no group reduces nothing), and on an H100-sized
+    machine (132 SMs) even a whole 2^31-element tensor takes at most two launches."""
+    from netdsl.backends.cupy import abi
+    from netdsl.backends.cupy.recipe_layers import MIN_UNITS, reduce_layout, reduce_plan
+
+    threads = 132 * abi.MIN_CTAS_PER_SM * abi.THREADS
+    launches = 0
+    while True:
+        layout = reduce_layout(shape, axes)
+        chunked, units, group, splits = reduce_plan(layout, threads)
+        launches += 1
+        assert group & (group - 1) == 0 and 1 <= group <= abi.THREADS
+        assert chunked == (layout.contiguous and layout.count % 16 == 0)
+        assert (splits - 1) * group < units, "an empty part"
+        assert splits == 1 or units >= splits * group * MIN_UNITS
+        if splits == 1:
+            break
+        shape, axes = (layout.outputs, splits), (1,)
+    assert launches <= 2
+
+
+# --- the GPU backend (kernels/recipe.cu) against the NumPy backend, bit for bit ---------------------------
+
+gpu = needs_gpu()
+STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+#: float32 values for every type: signed zeros, subnormals of each type (float32 2^-149.., bfloat16
+#: 2^-133.., float16 2^-24..), ties (1 + 2^-8 is halfway between bfloat16 neighbours, 1 + 2^-24 between
+#: float32 ones, 65520 rounds float16 to Inf), large and small magnitudes, +-Inf, NaN
+POOL = np.array([0.0, -0.0, 1.0, -1.0, 1.5, 3.0, 7.0, 0.1, 1 / 3, 448.0, 2688.0, 2.0**-8, 2.0**-11, 2.0**-24,
+                 3 * 2.0**-24, 1 + 2.0**-8, 1 + 2.0**-11, 1 + 2.0**-23, 1 + 2.0**-12, 2.0**-14, 2.0**-25, 2.0**-126,
+                 2.0**-127, 3 * 2.0**-149, 2.0**-149, -(2.0**-149), 2.0**-133, -(2.0**-130), 65504.0, 65520.0, 1e38,
+                 3.4e38, -3.4e38, float(np.finfo(np.float32).max), np.inf, -np.inf, np.nan], np.float32)
+#: non-canonical NaNs (negative, signalling, with a payload) by storage type
+ODD_NANS = {"float32": [0xFFC00001, 0x7F800001], "float16": [0xFE01, 0x7C01], "bfloat16": [0xFFC1, 0x7F81]}
+
+
+def typed(values: np.ndarray, type_name: str) -> np.ndarray:
+    """float32 ``values`` rounded to a float type's storage (NumPy's and ml_dtypes' own casts)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, np.float32).astype(STORAGE[type_name])
+
+
+def special(shape: tuple[int, ...], type_name: str, rng: np.random.Generator, nan: float = 0.01) -> np.ndarray:
+    """Values over the type's whole range (subnormals to overflow), a third of them from POOL, with NaN
+    (non-canonical ones too) at rate ``nan``."""
+    count = math.prod(shape)
+    with np.errstate(over="ignore"):
+        x = (rng.standard_normal(count) * 2.0 ** rng.uniform(-150, 128, count)).astype(np.float32)
+    pick = rng.random(count)
+    x[pick < 1 / 3] = rng.choice(POOL[~np.isnan(POOL)], int((pick < 1 / 3).sum()))
+    out = typed(x, type_name)
+    raw = out.view(np.uint32 if type_name == "float32" else np.uint16)
+    odd = np.flatnonzero(pick > 1 - nan)
+    raw[odd] = rng.choice(ODD_NANS[type_name], odd.size)
+    return out.reshape(shape)
+
+
+def same_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, got.shape, want.dtype, want.shape)
+    width = {2: np.uint16, 4: np.uint32}[want.dtype.itemsize]
+    differ = got.view(width) != want.view(width)
+    assert not differ.any(), f"{what}: {int(differ.sum())} of {want.size} differ, first at {np.argwhere(differ)[0]}"
+
+
+def on_both(text: str, **inputs: np.ndarray) -> None:
+    """The network on the GPU, fused and not, against the NumPy backend (tests/test_gpu_fusion.py)."""
+    from netdsl.backends.cupy.fusion import UNARY_REDUCE
+    from tests.test_gpu_fusion import run_three_ways
+
+    run_three_ways(text, inputs, UNARY_REDUCE if "fused_" in text else None)
+
+
+def dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(map(str, shape))
+
+
+@gpu
+@pytest.mark.parametrize("type_name", list(STORAGE))
+def test_gpu_unary_and_cast(type_name: str) -> None:
+    x = special((7, 333), type_name, np.random.default_rng(1))  # 2331 elements: a partial last chunk
+    text = (f"input x : {type_name}[7, 333]\na = unary(x, op=abs)\nn = unary(x, op=neg)\n"
+            + "".join(f"c_{t} = cast(x, to_type={t})\n" for t in STORAGE) + f"output a, n, {', '.join(f'c_{t}' for t in STORAGE)}\n")
+    on_both(text, x=x)
+
+
+@gpu
+@pytest.mark.parametrize("type_name", list(STORAGE))
+def test_gpu_elementwise_every_pair_of_specials(type_name: str) -> None:
+    """Every op on every pair of POOL values and odd NaNs ((P, 1) against (1, P): broadcasting)."""
+    pool = typed(POOL, type_name)
+    pool = np.concatenate([pool, np.array(ODD_NANS[type_name], pool.view(np.uint32 if type_name == "float32"
+                                                                         else np.uint16).dtype).view(pool.dtype)])
+    p = pool.size
+    ops = ("sum", "sub", "prod", "div", "max", "min")
+    text = (f"input a : {type_name}[{p}, 1]\ninput b : {type_name}[1, {p}]\n"
+            + "".join(f"{op} = elementwise(a, b, op={op})\n" for op in ops) + f"output {', '.join(ops)}\n")
+    on_both(text, a=pool.reshape(p, 1), b=pool.reshape(1, p))
+
+
+BINARY_SHAPES = [((7, 33), (7, 33)), ((7, 1), (1, 33)), ((1, 1), (7, 33)), ((7, 33), (1, 1)), ((5, 1, 9), (1, 3, 1)),
+                 ((2, 3, 1, 4), (2, 1, 5, 4)), ((1,), (9,)), ((), ()), ((0, 3), (1, 3)), ((1001, 17), (1, 17)),
+                 ((2, 1) * 4, (1, 2) * 4)]
+
+
+@gpu
+@pytest.mark.parametrize("type_name", list(STORAGE))
+@pytest.mark.parametrize("a_shape,b_shape", BINARY_SHAPES, ids=[f"{a}x{b}" for a, b in BINARY_SHAPES])
+def test_gpu_elementwise_broadcasts(type_name: str, a_shape, b_shape) -> None:
+    rng = np.random.default_rng(len(a_shape) * 100 + math.prod(a_shape))
+    ops = ("sum", "sub", "prod", "div", "max", "min")
+    text = (f"input a : {type_name}[{dims(a_shape)}]\ninput b : {type_name}[{dims(b_shape)}]\n"
+            + "".join(f"{op} = elementwise(a, b, op={op})\n" for op in ops) + f"output {', '.join(ops)}\n")
+    on_both(text, a=special(a_shape, type_name, rng), b=special(b_shape, type_name, rng))
+
+
+REDUCE_SHAPES = LAYOUT_CASES + [
+    ((0, 5), (1,)), ((1 << 20,), (0,)), ((3, 100003), (1,)), ((100001, 3), (0,)), ((64, 4096), (1,)),
+    ((512, 8, 128), (2,)), ((96, 50), (0,)), ((33, 5, 160), (0, 2))]
+
+
+def reduce_text(type_name: str, shape: tuple[int, ...], axes: tuple[int, ...], keep: bool) -> str:
+    """max and min, and abs -> max and neg -> min (fused on the GPU) over ``axes``."""
+    attrs = f"axes=[{dims(axes)}], keep_dims={'true' if keep else 'false'}"
+    return (f"input x : {type_name}[{dims(shape)}]\nmx = reduce(x, op=max, {attrs})\nmn = reduce(x, op=min, {attrs})\n"
+            f"a = unary(x, op=abs)\nfused_amax = reduce(a, op=max, {attrs})\nn = unary(x, op=neg)\n"
+            f"fused_nmin = reduce(n, op=min, {attrs})\noutput mx, mn, fused_amax, fused_nmin\n")
+
+
+@gpu
+@pytest.mark.parametrize("type_name", list(STORAGE))
+@pytest.mark.parametrize("shape,axes", REDUCE_SHAPES, ids=[f"{s}-{a}" for s, a in REDUCE_SHAPES])
+def test_gpu_reduce(type_name: str, shape, axes) -> None:
+    """Three inputs: specials with sparse NaN (a NaN late in a large tensor, too); signed zeros only
+    (-0 everywhere, +0 in some sets: the sign of a zero max/min); zeros with tiny negatives."""
+    rng = np.random.default_rng(math.prod(shape) + len(axes))
+    size = math.prod(shape)
+    specials = special(shape, type_name, rng, nan=min(0.01, 3 / max(size, 1)))
+    zeros = np.full(size, -0.0, np.float32)
+    zeros[rng.random(size) < 0.02] = 0.0
+    tiny = zeros.copy()
+    tiny[rng.random(size) < 0.01] = -{"float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}[type_name]
+    for keep in (False, True):
+        text = reduce_text(type_name, shape, axes, keep)
+        for x in (specials, typed(zeros, type_name).reshape(shape), typed(tiny, type_name).reshape(shape)):
+            on_both(text, x=x)
+
+
+@gpu
+@pytest.mark.parametrize("recipe", sorted((EXAMPLES / "recipes").glob("*.net")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("shape", [(48, 512), (7, 256), (1, 128)])
+def test_gpu_recipes_end_to_end(recipe, shape) -> None:
+    """The shipped recipes on bfloat16 weights over its whole finite range (subnormals, -0, ties,
+    huge and tiny rows): cupy == numpy, fused and not; a NaN weight fails alike on both."""
+    from netdsl.backends.cupy import BACKEND as CUPY
+    from netdsl.backends.cupy.fusion import UNARY_REDUCE
+    from netdsl.backends.numpy import BACKEND as NUMPY
+
+    w = special(shape, "bfloat16", np.random.default_rng(shape[0]), nan=0.0)
+    w[~np.isfinite(w.astype(np.float32))] = 0.5
+    w[0] *= ml_dtypes.bfloat16(2.0**-120)  # a row of subnormals and zeros
+    network = netdsl.load(recipe).bind({"w": shape})
+    prepared = network.prepare_inputs({"w": w})
+    want = NUMPY.run(network.graph, prepared)
+    assert (UNARY_REDUCE in {step.kind for step in CUPY.schedule(network.graph)}) == ("unary(" in recipe.read_text())
+    for fusion in (True, False):
+        try:
+            CUPY.fusion = fusion
+            got = CUPY.run(network.graph, prepared)
+        finally:
+            CUPY.fusion = None
+        for name in want:
+            assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
+            assert got[name].tobytes() == want[name].tobytes(), (name, fusion)
+    w[-1, -1] = np.nan
+    if recipe.stem != "mxfp8_weights":  # MXFP8's scales come from each block alone: NaN is data there
+        messages = []
+        for backend in ("numpy", "cupy"):
+            with pytest.raises(ValueError) as info:
+                netdsl.load(recipe).run({"w": w}, backend=backend)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]

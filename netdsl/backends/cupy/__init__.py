@@ -7,6 +7,8 @@
 - :mod:`~netdsl.backends.cupy.dynamic`: which kernels run a DynamicQuantize geometry
 - :mod:`~netdsl.backends.cupy.launch`: the launchers (quantize, dequantize, the fused pair and chain,
   dynamic_quantize) and their launch cache
+- :mod:`~netdsl.backends.cupy.recipe_layers`: the recipe layers (unary, reduce, elementwise, cast, shuffle)
+  through ``kernels/recipe.cu``
 - :mod:`~netdsl.backends.cupy.fusion`: the fusion pass, a graph as a schedule of steps
 - :mod:`~netdsl.backends.cupy.executor`: the backend, running a checked graph
 

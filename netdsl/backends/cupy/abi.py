@@ -63,6 +63,13 @@ MAX_BLOCK_LOOP = 1024
 #: resident CTAs per SM the grids are sized for: 2048 resident threads per SM on sm_90
 CTAS_PER_SM = 8
 
+#: SignMode in recipe.cu: what map_kernel (unary, cast) and reduce_kernel's masks do to each value's sign
+SIGN_KEEP, SIGN_ABS, SIGN_NEG = 0, 1, 2
+#: unary's operations (ops/unary.py) -> SignMode
+UNARY_SIGNS = {"abs": SIGN_ABS, "neg": SIGN_NEG}
+#: BinaryOp in recipe.cu: elementwise's operations (ops/elementwise.py) -> binary_kernel's op
+BINARY_OPS = {"sum": 0, "sub": 1, "prod": 2, "div": 3, "max": 4, "min": 5}
+
 #: NVRTC (and nvcc) options: IEEE division, subnormals kept, no contraction of a*b+c into an FMA.
 COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true")
 
@@ -84,6 +91,9 @@ def tuning(name: str) -> int:
     return TUNING_DEFAULTS[name] if value is None else value
 
 
+#: resident CTAs per SM that every kernel's __launch_bounds__ guarantees (kMinCtasPerSm in common.cuh): a
+#: reduction splits its work for that many per SM
+MIN_CTAS_PER_SM = tuning("NETDSL_MIN_CTAS_PER_SM")
 #: __launch_bounds__ of the tile kernel (2: up to 128 registers); read once, as the kernels are compiled
 TILE_CTAS_PER_SM = tuning("NETDSL_TILE_CTAS")
 #: the tile kernel's bfloat16 columns per thread in 16-row bands (TileShape::kVec)
@@ -141,6 +151,18 @@ def block_scales_name(mode_struct: str) -> str:
     return f"netdsl::block_scales_kernel<netdsl::{mode_struct}>"
 
 
+def map_name(x: str, out: str, sign: int) -> str:
+    return f"netdsl::map_kernel<{_cxx(x)}, {_cxx(out)}, {sign}>"
+
+
+def binary_name(x: str, op: int) -> str:
+    return f"netdsl::binary_kernel<{_cxx(x)}, {op}>"
+
+
+def reduce_name(x: str, minimum: bool) -> str:
+    return f"netdsl::reduce_kernel<{_cxx(x)}, {'true' if minimum else 'false'}>"
+
+
 _STRUCTS = tuple(DYNAMIC_MODES.values())
 
 #: kernel file -> every instantiation the launchers use (the CI compile test builds exactly these)
@@ -162,5 +184,11 @@ KERNEL_NAMES: dict[str, tuple[str, ...]] = {
         + [block_amax_name(x) for x in FLOAT_TYPES]
         + [atomic_amax_name(x, m) for x in FLOAT_TYPES for m in MAP_MODES]
         + [block_scales_name(mode) for mode in _STRUCTS]
+    ),
+    "recipe.cu": tuple(
+        [map_name(x, x, sign) for x in FLOAT_TYPES for sign in UNARY_SIGNS.values()]
+        + [map_name(x, y, SIGN_KEEP) for x in FLOAT_TYPES for y in FLOAT_TYPES]
+        + [binary_name(x, op) for x in FLOAT_TYPES for op in BINARY_OPS.values()]
+        + [reduce_name(x, minimum) for x in FLOAT_TYPES for minimum in (False, True)]
     ),
 }

@@ -20,7 +20,7 @@ from netdsl import settings
 from netdsl.backends import Backend
 from netdsl.backends.cupy import device, launch
 from netdsl.backends.cupy.device import DeviceTensor
-from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, Schedule, Step, scale_resolution
+from netdsl.backends.cupy.fusion import NODE, QUANTIZE_DEQUANTIZE, UNARY_REDUCE, Schedule, Step, scale_resolution
 from netdsl.backends.cupy.fusion import schedule as schedule_graph
 from netdsl.check import CheckedGraph
 from netdsl.dtypes import DType
@@ -95,6 +95,8 @@ class CupyBackend(Backend):
                 results = impls[node.op](node.resolution, args)
             elif step.kind == QUANTIZE_DEQUANTIZE:
                 results = [_run_quantize_dequantize(step, args)]
+            elif step.kind == UNARY_REDUCE:
+                results = [recipe_layers.unary_reduce(step, args)]
             else:
                 results = [_run_dequantize_double(step, args)]
             env.update(zip(step.outputs, results))

@@ -1,5 +1,5 @@
 """The GPU executor's fusion pass: a checked graph's nodes as a :data:`Schedule` of steps (plain Python:
-it imports without CuPy), two patterns fused into one kernel each without changing a bit:
+it imports without CuPy), three patterns fused into one kernel each without changing a bit:
 
 - ``quantize -> dequantize``: q = Quantize(x) is not a graph output and its only consumer is a
   Dequantize (as that layer's input) over the same block geometry (equal ``block`` and
@@ -7,7 +7,10 @@ it imports without CuPy), two patterns fused into one kernel each without changi
 - the NVFP4 chain ``sf = dequantize(codes, dqs)`` (per-tensor) then ``y = dequantize(data, sf)``
   where sf is not an output and that is its only use: one ``launch.dequantize_double`` call computing
   y = round_to(to_type, fl32(float32(q) * S)) with S = round_to(sf's type, fl32(decode(code) * dqs)),
-  sf never stored.
+  sf never stored;
+- ``unary -> reduce``: m = unary(x) (abs or neg) is not a graph output and its only consumer is a reduce:
+  one reduction of x with the sign operation folded into its loads (``recipe_layers.unary_reduce``: an
+  amax reads the weight once), m never stored.
 
 Set ``NETDSL_FUSION=0`` (:mod:`netdsl.settings`; or ``BACKEND.fusion = False``) to run every node on its
 own: the bits are the same either way (tests/test_gpu_fusion.py). Each step lists the tensors dead after
@@ -22,8 +25,11 @@ from netdsl.check import CheckedGraph, CheckedNode
 from netdsl.ops.common import ScaleResolution
 from netdsl.ops.dequantize import DEQUANTIZE
 from netdsl.ops.quantize import QUANTIZE
+from netdsl.ops.reduce import REDUCE
+from netdsl.ops.unary import UNARY
 
-NODE, QUANTIZE_DEQUANTIZE, DEQUANTIZE_DOUBLE = "node", "quantize_dequantize", "dequantize_double"
+NODE, QUANTIZE_DEQUANTIZE, DEQUANTIZE_DOUBLE, UNARY_REDUCE = ("node", "quantize_dequantize", "dequantize_double",
+                                                              "unary_reduce")
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Step:
     ``inputs`` the tensors it reads; ``outputs`` those it writes; ``free`` the tensors that are dead
     after it (no later step reads them and they are not graph outputs)."""
 
-    kind: str  # NODE, QUANTIZE_DEQUANTIZE or DEQUANTIZE_DOUBLE
+    kind: str  # NODE, QUANTIZE_DEQUANTIZE, DEQUANTIZE_DOUBLE or UNARY_REDUCE
     nodes: tuple[CheckedNode, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -80,6 +86,13 @@ def schedule(graph: CheckedGraph, fusion: bool = True) -> Schedule:
     fused: dict[int, Step] = {}
     if fusion:
         for index, node in enumerate(nodes):
+            if node.op is REDUCE:
+                first = producer.get(node.inputs[0])
+                if first is not None and nodes[first].op is UNARY and _only_use(graph, uses, node.inputs[0], index, 0):
+                    absorbed.add(first)
+                    fused[index] = Step(UNARY_REDUCE, (nodes[first], node), tuple(nodes[first].inputs),
+                                        tuple(node.outputs))
+                continue
             if node.op is not DEQUANTIZE:
                 continue
             data, scale = node.inputs[0], node.inputs[1]

@@ -60,17 +60,24 @@ class ScaleIndexing:
     dims: tuple[tuple[int, int], ...]
 
 
+def map_words(dims: list[tuple[int, int, int]]) -> tuple[int, ...]:
+    """The words of a ScaleMap (common.cuh) over ``dims``, (extent, block, stride) each, innermost last, at
+    most MAX_DIMS: scale_index(map, e) is the sum over dims of (coordinate // block) * stride, the
+    coordinates those of e in the extents. With block 1 it is a strided offset (kernels/recipe.cu)."""
+    assert 1 <= len(dims) <= abi.MAX_DIMS, dims
+    words = [len(dims)]
+    for extent, blk, stride in [*dims, *[(1, 1, 0)] * (abi.MAX_DIMS - len(dims))]:
+        words += [*fast_div(extent), *fast_div(blk), stride]
+    return tuple(words)
+
+
 @functools.cache
 def scale_indexing(shape: tuple[int, ...], block: tuple[int, ...]) -> ScaleIndexing:
     dims = collapse(shape, block)
     if len(dims) > abi.MAX_DIMS:
         raise ValueError(f"more than {abi.MAX_DIMS} dimensions after collapsing: {shape} in blocks {block}")
     counts = [-(-d // b) for d, b in dims]
-    strides = [math.prod(counts[i + 1 :]) for i in range(len(dims))]
-    words = [len(dims)]
-    for i in range(abi.MAX_DIMS):
-        extent, blk, stride = (dims[i][0], dims[i][1], strides[i]) if i < len(dims) else (1, 1, 0)
-        words += [*fast_div(extent), *fast_div(blk), stride]
+    words = map_words([(d, b, math.prod(counts[i + 1:])) for i, (d, b) in enumerate(dims)])
     last_extent, last_block = dims[-1]
     if len(dims) == 1 and last_block == last_extent:
         mode, step = abi.PER_TENSOR, 0
@@ -80,7 +87,7 @@ def scale_indexing(shape: tuple[int, ...], block: tuple[int, ...]) -> ScaleIndex
         mode, step = abi.CHUNKED, 1
     else:
         mode, step = abi.GENERAL, 0
-    return ScaleIndexing(mode, step, tuple(words), tuple(dims))
+    return ScaleIndexing(mode, step, words, tuple(dims))
 
 
 def grid(work_items: int, on_device: int, ctas_per_sm: int = abi.CTAS_PER_SM) -> tuple[int]:
