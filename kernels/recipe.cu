@@ -45,6 +45,7 @@ struct MapOp {
   using In = InT;
   using Out = OutT;
   struct Scale {};
+  struct Raw {};  // no scale is ever loaded
   NETDSL_D Scale scale(u32, bool) const { return {}; }
   NETDSL_D float apply(float v, const Scale&) const { return signed_value<kSign>(v); }
   NETDSL_D bool apply16(const float (&v)[16], const Scale&, float (&res)[16]) const {
