@@ -37,13 +37,23 @@ from netdsl.backends.cupy import abi, dynamic, geometry, launch, loader  # noqa:
 from netdsl.backends.cupy.device import import_cupy  # noqa: E402
 
 #: (label prefix, types) of the cases swept by default: those below 95% of the ceiling in
-#: benchmarks/results-gpu.md, and Quantize fp4 per-tensor (bfloat16) as a control at 99%
+#: benchmarks/results-gpu.md, and as controls (at 97-101%) Quantize fp4 per-tensor (bfloat16), Quantize int8
+#: per-tensor and two fused Q->DQ, which the elementwise knobs change too
 DEFAULT_CASES = ("DQ @float32,bfloat16", "DQ(@float32,bfloat16", "Q fp4 @bfloat16", "DynQ NVFP4 16x1@bfloat16",
-                 "DynQ float int8 128x128@bfloat16", "DynQ float int8 1x4096@bfloat16")
+                 "DynQ float int8 128x128@bfloat16", "DynQ float int8 1x4096@bfloat16",
+                 "Q int8 per-tensor@float32,bfloat16", "Q->DQ int8 per-tensor@float32,bfloat16",
+                 "Q->DQ fp4 block 1x16@float32,bfloat16")
 DEFAULT_VARIANTS = ("base:8", "base:occ", "ctas6:occ:NETDSL_MIN_CTAS_PER_SM=6@DQ|Q",
                     "ctas8:occ:NETDSL_MIN_CTAS_PER_SM=8@DQ|Q", "ahead2:occ:NETDSL_AHEAD=2@DQ|Q",
-                    "scale:occ:NETDSL_SCALE_AHEAD=1@DQ|Q", "cs:occ:NETDSL_STORE_CS=1@DQ|Q",
-                    "cta10:8:NETDSL_CTA16_PASSES=10@DynQ")
+                    "ahead3:occ:NETDSL_AHEAD=3@DQ|Q", "scale:occ:NETDSL_SCALE_AHEAD=1@DQ|Q",
+                    "cs:occ:NETDSL_STORE_CS=1@DQ|Q", "cs-ahead2:occ:NETDSL_STORE_CS=1,NETDSL_AHEAD=2@DQ|Q",
+                    "all:occ:NETDSL_STORE_CS=1,NETDSL_AHEAD=2,NETDSL_SCALE_AHEAD=1,NETDSL_MIN_CTAS_PER_SM=6@DQ|Q",
+                    "cta10:8:NETDSL_CTA16_PASSES=10@DynQ", "cta12:8:NETDSL_CTA16_PASSES=12@DynQ",
+                    "cta16:8:NETDSL_CTA16_PASSES=16@DynQ", "vec8:8:NETDSL_TILE16_BF16_VEC=8@DynQ",
+                    "vec2:8:NETDSL_TILE16_BF16_VEC=2@DynQ", "nopf:8:NETDSL_TILE_PREFETCH=0@DynQ")
+
+#: the macros the launchers also read on the host (abi's values, swapped with a variant's kernels)
+HOST_TUNING = {"NETDSL_CTA16_PASSES": "CTA16_PASSES", "NETDSL_TILE16_BF16_VEC": "TILE16_BF16_VEC"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class Kernels:
 
     def __init__(self) -> None:
         self.used: dict[str, set[str]] = {}
+        self.label = ""  # the case being recorded
+        self.files: dict[str, set[str]] = {}  # case label -> the kernel files it used
         self.modules: dict[tuple[str, tuple[str, ...]], loader.Module] = {}
         self.variant: Variant | None = None
         self.last: Any = None  # the function last looked up
@@ -89,21 +101,23 @@ class Kernels:
 
     def __call__(self, file: str, name: str, on_device: int | None = None) -> Any:
         self.used.setdefault(file, set()).add(name)
+        self.files.setdefault(self.label, set()).add(file)
         module = self.modules.get((file, self.variant.defines)) if self.variant and self.variant.defines else None
         self.last = loader.kernel(file, name, on_device) if module is None else module.function(name)
         return self.last
 
     def jobs(self, variants: list[Variant]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
-        """The NVRTC programs of the variants: per variant with macros and file, the names the cases used."""
-        return list(dict.fromkeys((file, tuple(sorted(names)), v.defines) for v in variants if v.defines
-                                  for file, names in self.used.items()))
+        """The NVRTC programs of the variants: per variant with macros, each file its cases used, with the
+        names all cases used from it."""
+        return list(dict.fromkeys((file, tuple(sorted(self.used[file])), v.defines) for v in variants if v.defines
+                                  for label, files in self.files.items() if v.runs(label) for file in sorted(files)))
 
 
 @contextlib.contextmanager
 def swapped(kernels: Kernels, variant: Variant, sms: int) -> Iterator[None]:
     """The launchers with ``variant``'s kernels and grid policy (launch caches emptied on entry and exit)."""
     cp = import_cupy()
-    saved = (launch.kernel, dynamic.kernel, geometry.grid, abi.CTA16_PASSES)
+    saved = (launch.kernel, dynamic.kernel, geometry.grid, {a: getattr(abi, a) for a in HOST_TUNING.values()})
     original_grid = geometry.grid
 
     def grid(work_items: int, on_device: int, ctas_per_sm: int = abi.CTAS_PER_SM) -> tuple[int]:
@@ -121,13 +135,16 @@ def swapped(kernels: Kernels, variant: Variant, sms: int) -> Iterator[None]:
     launch.kernel = dynamic.kernel = kernels
     geometry.grid = grid
     for word in variant.defines:
-        if word.startswith("NETDSL_CTA16_PASSES="):
-            abi.CTA16_PASSES = int(word.split("=")[1])
+        macro, _, value = word.partition("=")
+        if macro in HOST_TUNING:
+            setattr(abi, HOST_TUNING[macro], int(value))
     launch.LAUNCHES.entries.clear()
     try:
         yield
     finally:
-        launch.kernel, dynamic.kernel, geometry.grid, abi.CTA16_PASSES = saved
+        launch.kernel, dynamic.kernel, geometry.grid, host = saved
+        for attribute, value in host.items():
+            setattr(abi, attribute, value)
         kernels.variant = None
         launch.LAUNCHES.entries.clear()
 
@@ -169,7 +186,8 @@ def main() -> None:
         group = [(label, moved, make, rotated(kind)) for label, moved, kind, make in bench.cases(cp, n, t)
                  if any(label.startswith(p) and t.name in types for p, types in wanted)]
         with swapped(kernels, variants[0], sms):
-            for _label, _moved, make, inputs in group:
+            for label, _moved, make, inputs in group:
+                kernels.label = label
                 make(inputs[0])()
         groups.append((t, group))
     cp.cuda.Device().synchronize()
