@@ -235,11 +235,6 @@ def traffic_rates(cp: Any, read_bytes: int, write_bytes: int, reps: int, random_
     return rates
 
 
-def traffic_ceiling(cp: Any, read_bytes: int, write_bytes: int, reps: int) -> float:
-    """The traffic-matched ceiling: the best of traffic_rates (both orders, every launch shape)."""
-    return max(traffic_rates(cp, read_bytes, write_bytes, reps).values())
-
-
 # --------------------------------------------------------------------------------------------------
 # Inputs
 
@@ -719,7 +714,9 @@ def main() -> None:
         "column is then the output type), DynQ = DynamicQuantize; scales float32; tensors [n / 4096, 4096]. "
         "The traffic-matched ceiling of a case is a trivial kernel that reads and writes exactly the case's bytes "
         "(16-byte coalesced accesses, interleaved or as two prefixes, the best of both and of four launch shapes, "
-        "output allocated per call as netdsl's are), measured in the same run; target: >= 95% of it.\n",
+        "output allocated per call as netdsl's are), measured in the same run; target: >= 95% of it. The "
+        "interleaved-order ceiling is the interleaved order alone: reads and writes spread over the run as a "
+        "streaming kernel issues them.\n",
     ]
     print("".join(header), flush=True)
     table: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
@@ -727,6 +724,7 @@ def main() -> None:
     case_bytes: dict[tuple[str, str], int] = {}
     case_traffic: dict[tuple[str, str], Traffic] = {}  # at the largest size
     ceilings: dict[Traffic, float] = {}  # traffic-matched ceilings, bytes/s, at the largest size
+    interleaved: dict[Traffic, float] = {}  # the same in the interleaved order alone (a streaming kernel's)
     out_text: list[str] = []
 
     def write(extra: list[str]) -> None:
@@ -769,21 +767,23 @@ def main() -> None:
             cp.get_default_memory_pool().free_all_blocks()
 
     for traffic in sorted(set(case_traffic.values())):
-        ceilings[traffic] = traffic_ceiling(cp, traffic.read, traffic.write, args.reps)
+        rates = traffic_rates(cp, traffic.read, traffic.write, args.reps)
+        ceilings[traffic] = max(rates.values())
+        interleaved[traffic] = max(rate for (order, *_), rate in rates.items() if order == "interleaved")
         print(f"traffic ceiling read {traffic.read >> 20} MiB write {traffic.write >> 20} MiB: "
-              f"{ceilings[traffic] / 1e9:.0f} GB/s", flush=True)
+              f"{ceilings[traffic] / 1e9:.0f} GB/s (interleaved {interleaved[traffic] / 1e9:.0f})", flush=True)
 
-    def ceiling_share(label: str, t: dtypes.DType) -> float | None:
+    def ceiling_share(label: str, t: dtypes.DType, of: dict[Traffic, float] = ceilings) -> float | None:
         last = table.get((label, t.name), {}).get(sizes[-1])
         traffic = case_traffic.get((label, t.name))
-        return last[1] / ceilings[traffic] if last and traffic in ceilings else None
+        return last[1] / of[traffic] if last and traffic in of else None
 
     def render_table(peer_results: dict[tuple[str, str], str]) -> list[str]:
         cols = [f"2^{s} µs" for s in sizes]
         lines = ["## Kernels\n", "| case | type | " + " | ".join(cols) + f" | 2^{sizes[-1]} GB/s | "
-                 f"2^{sizes[-1]} % copy | traffic-matched ceiling GB/s | % of ceiling | "
-                 f"peers at 2^{sizes[-1]} (µs, % copy) |",
-                 "|---|---|" + "---|" * (len(cols) + 5)]
+                 f"2^{sizes[-1]} % copy | traffic-matched ceiling GB/s | % of ceiling | interleaved-order "
+                 f"ceiling GB/s | % of it | peers at 2^{sizes[-1]} (µs, % copy) |",
+                 "|---|---|" + "---|" * (len(cols) + 7)]
         for label in order:
             for t in types:
                 row = table.get((label, t.name))
@@ -796,6 +796,9 @@ def main() -> None:
                     + (f" | {last[1] / 1e9:.0f} | {100 * last[1] / copy:.0f}%" if last else " | | ")
                     + (f" | {ceilings[case_traffic[(label, t.name)]] / 1e9:.0f} | "
                        f"{100 * ceiling_share(label, t):.0f}%" if ceiling_share(label, t) is not None else " | | ")
+                    + (f" | {interleaved[case_traffic[(label, t.name)]] / 1e9:.0f} | "
+                       f"{100 * ceiling_share(label, t, interleaved):.0f}%"
+                       if ceiling_share(label, t, interleaved) is not None else " | | ")
                     + f" | {peers} |")
         floors = []
         for label in order:
@@ -810,7 +813,8 @@ def main() -> None:
         if floors:
             lines.append("\nA dynamic block too large to stay on chip must be read twice; against that floor: "
                          + "; ".join(floors) + ".")
-        below = [f"{label} {t.name} {100 * share:.0f}%" for label in order for t in types
+        below = [f"{label} {t.name} {100 * share:.0f}% ({100 * ceiling_share(label, t, interleaved):.0f}% of the "
+                 "interleaved order's)" for label in order for t in types
                  if (share := ceiling_share(label, t)) is not None and share < 0.95]
         lines.append(f"\nBelow 95% of the traffic-matched ceiling at 2^{sizes[-1]}: "
                      + ("; ".join(below) if below else "none") + ".")
