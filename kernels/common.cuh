@@ -18,17 +18,21 @@ constexpr int kThreads = 256;  // threads per CTA for every kernel
 constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
 
 // Tuning knobs of the elementwise loop (benchmarks/sweep_dq.py measures them): chunks each thread has
-// loaded ahead of the one it works on; the next chunk's block scale loaded with its data (1) or when the
-// chunk is worked on (0); streaming stores (st.global.cs) for the output (1) or plain ones (0).
+// loaded ahead of the one it works on; the ops whose next chunk's block scale is loaded with its data
+// rather than when the chunk is worked on (bits: 1 Quantize, 2 Dequantize, 4 fused Quantize->Dequantize;
+// 1 measured fastest: Quantize fp4 from bfloat16 per-channel and 1x16 at 98-100% of the traffic-matched
+// ceiling for 93-95%, Dequantize and the fused op slower with it); streaming stores (st.global.cs) for the
+// output (1, measured 1-3% faster for Dequantize and the fused op) or plain ones (0).
 #ifndef NETDSL_AHEAD
 #define NETDSL_AHEAD 1
 #endif
 #ifndef NETDSL_SCALE_AHEAD
-#define NETDSL_SCALE_AHEAD 0
+#define NETDSL_SCALE_AHEAD 1
 #endif
 #ifndef NETDSL_STORE_CS
-#define NETDSL_STORE_CS 0
+#define NETDSL_STORE_CS 1
 #endif
+constexpr u32 kScaleAheadQuantize = 1, kScaleAheadDequantize = 2, kScaleAheadQuantizeDequantize = 4;
 
 // n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
 // FastDivmod); the host computes mul and shr (netdsl/backends/cupy/geometry.py, fast_div).
@@ -340,6 +344,7 @@ NETDSL_D void store_chunk_coalesced(u8* __restrict__ base, u32 chunk, u32 count,
 //   float apply(v, s)        the result value for element value v, before encoding to Out
 //   bool apply16(v, s, res)  the same for a chunk sharing one scale (made with r = true); true when
 //                            no res[j] is NaN, which lets the chunk take the NaN-free encoders
+//   kScaleAhead              its bit of NETDSL_SCALE_AHEAD (0: never)
 // Each thread loads its next kAhead chunks (and, with one scale per chunk, their scales) before it
 // works on the current one, so that loads are always in flight behind the arithmetic.
 template <class Op, int kMode>
@@ -349,7 +354,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
   using Out = typename Op::Out;
   using Raw = typename Op::Raw;
   constexpr int kAhead = NETDSL_AHEAD;
-  constexpr bool kScaleAhead = kMode == kChunk && NETDSL_SCALE_AHEAD;
+  constexpr bool kScaleAhead = kMode == kChunk && (NETDSL_SCALE_AHEAD & Op::kScaleAhead) != 0u;
   __shared__ ScaleMap map;
   typename Op::Scale uniform{};
   if constexpr (kMode == kPerTensor) {

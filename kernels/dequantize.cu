@@ -60,6 +60,7 @@ struct DequantizeOp {
     float s;
   };
   using Raw = typename ScaleSource::Raw;
+  static constexpr u32 kScaleAhead = kScaleAheadDequantize;
   ScaleSource scale_tensor;
   NETDSL_D Raw load(u32 i) const { return scale_tensor.load(i); }
   NETDSL_D Scale scale_of(const Raw& raw, bool) const { return {scale_tensor.value(raw)}; }

@@ -22,6 +22,7 @@ struct QuantizeOp {
   using Out = OutT;
   using Scale = QuotientScale;
   using Raw = u32;
+  static constexpr u32 kScaleAhead = kScaleAheadQuantize;
   ScaleTensor scale_tensor;
   NETDSL_D Raw load(u32 i) const { return scale_tensor.load(i); }
   NETDSL_D Scale scale_of(Raw raw, bool reciprocal) const { return quotient_scale(scale_tensor, raw, reciprocal); }
@@ -46,6 +47,7 @@ struct QuantizeDequantizeOp {
   struct Raw {
     u32 q, dq;
   };
+  static constexpr u32 kScaleAhead = kScaleAheadQuantizeDequantize;
   ScaleTensor scale_tensor, dequant_scale_tensor;
   NETDSL_D Raw load(u32 i) const { return {scale_tensor.load(i), dequant_scale_tensor.load(i)}; }
   NETDSL_D Scale scale_of(const Raw& raw, bool reciprocal) const {

@@ -46,6 +46,7 @@ struct MapOp {
   using Out = OutT;
   struct Scale {};
   struct Raw {};  // no scale is ever loaded
+  static constexpr u32 kScaleAhead = 0u;
   NETDSL_D Scale scale(u32, bool) const { return {}; }
   NETDSL_D float apply(float v, const Scale&) const { return signed_value<kSign>(v); }
   NETDSL_D bool apply16(const float (&v)[16], const Scale&, float (&res)[16]) const {
