@@ -1,5 +1,5 @@
 #!/bin/bash
-# dq-kernels run 2 (~4 min): the kernels' GPU tests (bit-exact against NumPy), with the default build and
+# the kernels' GPU tests (bit-exact against NumPy), with the default build and
 # with a build that flips every new tuning knob (so whichever the sweep picks is already checked).
 set -u
 P="python3 -m pytest -q -p no:cacheprovider"
