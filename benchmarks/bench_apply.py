@@ -123,6 +123,29 @@ def read_rate(files: list[Path], hash_it: bool, threads: int = 1) -> tuple[float
     return time.perf_counter() - start, total
 
 
+def write_rate(folder: Path, total: int, files: int) -> float:
+    """Seconds to write ``total`` bytes as ``files`` new files at once (a thread each, 64 MiB writes of random
+    bytes) and fsync each: the durable-write ceiling of an output of that size on this disk."""
+    piece = np.random.default_rng(0).integers(0, 256, CHUNK, dtype=np.uint8).data
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(index: int) -> None:
+        size = total // files + (index < total % files)
+        with open(folder / f"w{index}", "wb") as stream:
+            while size > 0:
+                size -= stream.write(piece[:min(size, CHUNK)])
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(files) as pool:
+        list(pool.map(write, range(files)))
+    seconds = time.perf_counter() - start
+    for path in folder.iterdir():
+        path.unlink()
+    return seconds
+
+
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, RssAnon) of a process in KiB: all resident pages, and the anonymous ones (not the
     checkpoint's memory-mapped file pages, which the kernel can drop and read again)."""
@@ -329,6 +352,8 @@ def main() -> None:
                      f"{time.perf_counter() - start:.1f} s; a machine builds them once).")
     apply_seconds, peak_gb, anon_gb, ours, timing = run_apply(args.recipe, folder, args.backend, dask)
     timings = [("default settings", timing)]
+    written = sum(p.stat().st_size for p in ours.iterdir() if p.is_file())
+    write_seconds = write_rate(args.dir / "write-rate", written, parallel)
     on = f", {args.workers} workers" if args.workers else f", --gpus {args.gpus}" if args.gpus else ""
     largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
     group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
@@ -365,6 +390,11 @@ def main() -> None:
              "|---|---|---|---|---|"]
     fastest = min(read_seconds, read4_seconds)
     for what, seconds in rows:
+        if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
+            lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
+                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | {100 * read_seconds / write_seconds:.1f}% "
+                         f"| {100 * fastest / write_seconds:.1f}% |")
+            write_seconds = 0.0
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
                      f"| {100 * fastest / seconds:.1f}% |")
     lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
