@@ -57,6 +57,13 @@ def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
             (prefix + "mlp.down_proj.weight", narrow), (prefix + "input_layernorm.weight", (HIDDEN,))]
 
 
+def draw_weight(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
+    """One checkpoint tensor: bfloat16 N(0, 0.02) from its own seed."""
+    values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    values *= np.float32(0.02)
+    return values.astype(ml_dtypes.bfloat16)
+
+
 def make_checkpoint(folder: Path, size_gb: float) -> None:
     """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard; each tensor
     drawn from its own seed ([0, layer, index]) by a thread per core, so that tens of GB take seconds."""
@@ -81,16 +88,11 @@ def make_checkpoint(folder: Path, size_gb: float) -> None:
             shards[-1].append((name, shape, [0, layer, i]))
             shard_bytes += int(np.prod(shape)) * 2
 
-    def draw(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
-        values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        values *= np.float32(0.02)
-        return values.astype(ml_dtypes.bfloat16)
-
     weight_map = {}
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for i, members in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            arrays = pool.map(lambda m: draw(m[1], m[2]), members)
+            arrays = pool.map(lambda m: draw_weight(m[1], m[2]), members)
             save_file({m[0]: a for m, a in zip(members, arrays)}, str(folder / name), metadata={"format": "pt"})
             weight_map.update({m[0]: name for m in members})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -158,14 +160,12 @@ def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str]) -> tupl
     return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q"
 
 
-PEER = r'''
-import importlib.util, json, os, sys, time, types
+# ModelOpt's NVFP4QTensor, its modules unchanged but not the __init__ of the packages above it (every ModelOpt
+# algorithm: scipy, PuLP, ...); the peer below and benchmarks/modelopt_cuda_nvfp4.py run it
+IMPORT_NVFP4QTENSOR = r'''
+import importlib.util, sys, types
 from pathlib import Path
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 import modelopt
-# ModelOpt's modules run unchanged; these packages' __init__ (every ModelOpt algorithm: scipy, PuLP, ...) don't
 root = Path(importlib.util.find_spec("modelopt").submodule_search_locations[0])
 for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.backends",
                 "torch.quantization.qtensor"):
@@ -175,6 +175,13 @@ for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.
     parent, _, child = module.__name__.rpartition(".")
     setattr(sys.modules[parent], child, module)
 from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+'''
+
+PEER = IMPORT_NVFP4QTENSOR + r'''
+import json, os, time
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.set_num_threads(os.cpu_count())
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
