@@ -244,44 +244,69 @@ def compare_with_peer(ours: Path, peer: Path, checkpoint: Path) -> str:
             return np.frombuffer(stream.read(info.nbytes), np.uint8)
 
     scales = blocks = other = signed_zero = explained = 0
+    gs_tensors = gs_reciprocal = gs_codes = 0  # tensors whose global scales differ, and their codes
     for path in sorted(ours.glob("*.safetensors")):
         mine, theirs = read_header(path)[0], read_header(peer / path.name)[0]
         for name in mine:
             if not name.endswith("_proj.weight"):
                 continue
             ours_scale, peer_scale = raw(path, name + "_scale", mine), raw(peer / path.name, name + "_scale", theirs)
+            ours_gs = raw(path, name + "_scale_2", mine).view(np.float32)[0]
+            peer_gs = raw(peer / path.name, name + "_scale_2", theirs).view(np.float32)[0]
             differ = ours_scale != peer_scale
             scales += int(np.count_nonzero(differ))
             blocks += differ.size
             if differ.any():
-                explained += _division_order(checkpoint, path.name, name, raw(path, name + "_scale_2", mine),
-                                             ours_scale, peer_scale, differ)
+                explained += _division_order(checkpoint, path.name, name, ours_gs, peer_gs, ours_scale, peer_scale,
+                                             differ)
             # codes in blocks whose scales agree: two nibbles per byte, 8 bytes per block of 16
             ours_codes = raw(path, name, mine).reshape(-1, 8)[~differ]
             peer_codes = raw(peer / path.name, name, theirs).reshape(-1, 8)[~differ]
             nibbles = [(ours_codes & 15, peer_codes & 15), (ours_codes >> 4, peer_codes >> 4)]
+            codes = 0
             for a, b in nibbles:
                 mismatch = a != b
                 zero = mismatch & (a == 8) & (b == 0)  # -0: netdsl keeps the sign (0x8), ModelOpt writes +0
                 signed_zero += int(np.count_nonzero(zero))
-                other += int(np.count_nonzero(mismatch & ~zero))
+                codes += int(np.count_nonzero(mismatch & ~zero))
+            if ours_gs == peer_gs:
+                other += codes
+            else:
+                gs_tensors += 1
+                gs_reciprocal += int(peer_gs == _cuda_global_scale(ours_gs))
+                gs_codes += codes
     return (f"{scales} of {blocks} block scales differ ({scales / max(blocks, 1):.1e}), {explained} of them "
             f"where netdsl's fp8(fl32(amax / 6) / gs) and ModelOpt's fp8(amax / fl32(6 * gs)) differ "
             f"(docs/checkpoints.md); where the scales agree, {signed_zero} codes differ as -0 (netdsl 0x8) "
-            f"against +0 (ModelOpt 0x0) and {other} otherwise")
+            f"against +0 (ModelOpt 0x0), {gs_codes} in the {gs_tensors} tensors whose global scales differ "
+            f"({gs_reciprocal} of them ModelOpt's fl32(amax * fl32(1 / 2688)), torch's division by a Python "
+            f"float on CUDA, against netdsl's fl32(amax / 2688)), and {other} otherwise")
 
 
-def _division_order(checkpoint: Path, shard: str, name: str, global_scale: np.ndarray, ours: np.ndarray,
-                    peer: np.ndarray, differ: np.ndarray) -> int:
-    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's."""
+def _cuda_global_scale(ours: np.float32) -> np.float32 | None:
+    """The global scale ModelOpt's ``amax.float() / (6.0 * 448.0)`` gives on CUDA for the amax of netdsl's
+    ``ours`` = fl32(amax / 2688): torch multiplies a CUDA tensor divided by a Python float by the float32
+    reciprocal (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu). The amax is the bfloat16 weight whose
+    quotient is ``ours`` (None: there is none)."""
+    guess = np.array(ours * np.float32(2688), np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    for bits in (guess - 1, guess, guess + 1):
+        amax = bits.view(ml_dtypes.bfloat16).astype(np.float32)
+        if amax / np.float32(2688) == ours:
+            return np.float32(amax * (np.float32(1) / np.float32(2688)))
+    return None
+
+
+def _division_order(checkpoint: Path, shard: str, name: str, ours_gs: np.float32, peer_gs: np.float32,
+                    ours: np.ndarray, peer: np.ndarray, differ: np.ndarray) -> int:
+    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's, each with
+    its own global scale."""
     from safetensors import safe_open
 
     with safe_open(str(checkpoint / shard), framework="numpy") as handle:
         weight = handle.get_tensor(name).astype(np.float32)
-    gs = global_scale.view(np.float32)[0]
     amax = np.abs(weight).reshape(-1, 16).max(axis=1)
-    two = ((amax / np.float32(6)).astype(np.float32) / gs).astype(np.float32)
-    one = (amax / np.float32(np.float32(6) * gs)).astype(np.float32)
+    two = ((amax / np.float32(6)).astype(np.float32) / ours_gs).astype(np.float32)
+    one = (amax / np.float32(np.float32(6) * peer_gs)).astype(np.float32)
     fp8 = ml_dtypes.float8_e4m3fn
     return int(np.count_nonzero(differ & (two.astype(fp8).view(np.uint8) == ours)
                                 & (one.astype(fp8).view(np.uint8) == peer)))
