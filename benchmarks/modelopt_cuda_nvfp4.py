@@ -46,7 +46,7 @@ FP8 = ml_dtypes.float8_e4m3fn
 # ModelOpt's e2m1_bounds (nvfp4_tensor.py): searchsorted (left) gives the code; a value equal to an odd
 # bound (a tie whose lower neighbour has an odd mantissa) goes one code up, to the even neighbour
 MODELOPT_BOUNDS = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5], F32)
-TIES = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5], F32)  # the midpoints between fp4 magnitudes
+TIES = MODELOPT_BOUNDS  # the midpoints between fp4 magnitudes
 FP4_MAX_TIMES_FP8_MAX = 6.0 * 448.0  # the peer's Python float, as ModelOpt's get_weights_scaling_factor_2
 
 
@@ -133,10 +133,19 @@ def tensors(quick: bool) -> list[tuple[str, np.ndarray]]:
         ("laplace-wide", bf16(rng.laplace(0, 0.014, (wide, 4096))))]
 
 
-def tie_class(x: np.ndarray, scale8: np.ndarray, gs: F32) -> np.ndarray:
-    """For each element: 1 where ``|x / fl(s gs)|`` is exactly a midpoint between two fp4 magnitudes, else 0."""
-    quotient = np.abs(x.astype(F32) / (scale8.view(FP8).astype(F32) * gs))
-    return np.isin(quotient, TIES).astype(np.uint8)
+def quotients(x: np.ndarray, scale8: np.ndarray, gs: F32) -> np.ndarray:
+    """ModelOpt's float32 ``|x / fl(s gs)|`` (``scale8``: each element's block scale as uint8)."""
+    return np.abs(x.astype(F32) / (scale8.view(FP8).astype(F32) * gs))
+
+
+def exact_midpoint(x: np.ndarray, scale8: np.ndarray, amax: F32) -> np.ndarray:
+    """1 + the index in TIES of the real number ``|x| * 2688 / (s * amax)`` where it is exactly a midpoint
+    between two fp4 magnitudes, else 0: in float64, where x and amax (bfloat16) and s (fp8) have at most 8
+    significant bits, so the quotient is a midpoint only when the real one is."""
+    real = np.abs(x.astype(np.float64)) * FP4_MAX_TIMES_FP8_MAX / (scale8.view(FP8).astype(np.float64) * float(amax))
+    where = np.searchsorted(TIES.astype(np.float64), real)
+    hit = (where < len(TIES)) & (TIES.astype(np.float64)[np.minimum(where, len(TIES) - 1)] == real)
+    return np.where(hit, where + 1, 0).astype(np.uint8)
 
 
 def compare(ours: tuple, cuda: tuple) -> tuple[dict, np.ndarray]:
@@ -162,7 +171,7 @@ HYPOTHESES: dict[str, tuple[bool, dict[str, bool]]] = {
     "gs by reciprocal and codes by reciprocal": (True, {"code_reciprocal": True}),
 }
 RECORD_KEYS = ("tensor", "index", "x_bits", "scale", "gs_cpu_bits", "gs_cuda_bits", "code_netdsl", "code_cuda",
-               "code_cpu", "tie_cpu", "tie_cuda")
+               "code_cpu", "quotient_cpu", "quotient_cuda", "exact_midpoint")
 
 
 def load_nvfp4qtensor() -> Any:
@@ -230,19 +239,23 @@ def one_tensor(NVFP4QTensor: Any, number: int, name: str, x: np.ndarray, cuda: b
                                       "scales_off_cuda": off["scales_differ"], "codes_off_cuda": off["codes_differ"]}
     index = np.flatnonzero(other)
     scale_cpu, scale_cuda = (np.repeat(s, 16, axis=1) for s in (cpu[0], on_cuda[0]))
-    tie_cpu = tie_class(x, scale_cpu, F32(gs_cpu.item())).reshape(-1)[index]
-    tie_cuda = tie_class(x, scale_cuda, gs_value).reshape(-1)[index]
+    x_at = x.reshape(-1)[index]
+    quotient_cpu = quotients(x_at, scale_cpu.reshape(-1)[index], F32(gs_cpu.item()))
+    quotient_cuda = quotients(x_at, scale_cuda.reshape(-1)[index], gs_value)
+    midpoint = exact_midpoint(x_at, scale_cuda.reshape(-1)[index], amax)
     code_netdsl, code_cuda, code_cpu = (codes.reshape(-1)[index] for codes in (ours[1], on_cuda[1], cpu[1]))
-    entry["differing_codes_tie_in_cpu_quotient"] = int(tie_cpu.sum())
-    entry["differing_codes_tie_in_cuda_quotient"] = int(tie_cuda.sum())
-    entry["differing_codes_cuda_smaller_magnitude"] = int(((code_cuda & 7) < (code_netdsl & 7)).sum())
+    entry["differing_codes_cpu_quotient_at_midpoint"] = int(np.isin(quotient_cpu, TIES).sum())
+    entry["differing_codes_cuda_quotient_at_midpoint"] = int(np.isin(quotient_cuda, TIES).sum())
+    entry["differing_codes_exact_midpoint"] = {str(m): int((midpoint == i + 1).sum()) for i, m in enumerate(TIES)}
+    entry["differing_codes_exact_midpoint"]["none"] = int((midpoint == 0).sum())
+    entry["differing_codes_cuda_one_step_smaller"] = int(((code_cuda & 7) + 1 == (code_netdsl & 7)).sum())
     keep = np.sort(np.random.default_rng(number).permutation(index.size)[:10000])
     kept = index[keep]
     for key, value in zip(RECORD_KEYS, (
             np.full(kept.size, number, np.uint8), kept.astype(np.int32), x.view(np.uint16).reshape(-1)[kept],
             scale_cuda.reshape(-1)[kept], np.full(kept.size, F32(gs_cpu.item())).view(np.uint32),
             np.full(kept.size, gs_value).view(np.uint32), code_netdsl[keep], code_cuda[keep], code_cpu[keep],
-            tie_cpu[keep], tie_cuda[keep])):
+            quotient_cpu[keep], quotient_cuda[keep], midpoint[keep])):
         records[key].append(value)
     return entry
 
@@ -308,6 +321,11 @@ def report(summary: dict) -> str:
                      + f"; netdsl vs ModelOpt CPU {entry['netdsl_vs_modelopt_cpu']}"
                      + (f"; netdsl vs ModelOpt CUDA {entry['netdsl_vs_modelopt_cuda']}" if "gs_cuda" in entry else ""))
     lines.append("totals: " + json.dumps({k: v for k, v in total.items() if k != "hypotheses"}))
+    if "netdsl_vs_modelopt_cuda" in total:
+        lines.append(f"differing codes (netdsl vs ModelOpt CUDA, block scales agreeing, not -0): "
+                     f"{total['netdsl_vs_modelopt_cuda']['codes_other']}; real quotient |x| 2688 / (s amax) exactly "
+                     f"a midpoint: {total['differing_codes_exact_midpoint']}; CUDA's code one step smaller in "
+                     f"magnitude: {total['differing_codes_cuda_one_step_smaller']}")
     for label, counts in total.get("hypotheses", {}).items():
         lines.append(f"hypothesis {label}: explains {counts['explains']} of "
                      f"{total['netdsl_vs_modelopt_cuda']['codes_other']} differing codes; its output vs ModelOpt CUDA: "
