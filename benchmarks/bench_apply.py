@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import filecmp
 import hashlib
 import json
 import os
@@ -124,6 +125,29 @@ def read_rate(files: list[Path], hash_it: bool, threads: int = 1) -> tuple[float
     return time.perf_counter() - start, total
 
 
+def write_rate(folder: Path, total: int, files: int) -> float:
+    """Seconds to write ``total`` bytes as ``files`` new files at once (a thread each, 64 MiB writes of random
+    bytes) and fsync each: the durable-write ceiling of an output of that size on this disk."""
+    piece = np.random.default_rng(0).integers(0, 256, CHUNK, dtype=np.uint8).data
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(index: int) -> None:
+        size = total // files + (index < total % files)
+        with open(folder / f"w{index}", "wb") as stream:
+            while size > 0:
+                size -= stream.write(piece[:min(size, CHUNK)])
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(files) as pool:
+        list(pool.map(write, range(files)))
+    seconds = time.perf_counter() - start
+    for path in folder.iterdir():
+        path.unlink()
+    return seconds
+
+
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, RssAnon) of a process in KiB: all resident pages, and the anonymous ones (not the
     checkpoint's memory-mapped file pages, which the kernel can drop and read again)."""
@@ -138,26 +162,38 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
 
 
-def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str]) -> tuple[float, float, float, Path]:
-    """(seconds, peak resident GB, peak anonymous GB, output folder) of one fresh ``netdsl apply`` process
-    (with the Dask options ``dask``), sampled every 20 ms."""
+def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str],
+              env_extra: dict[str, str] | None = None) -> tuple[float, float, float, Path, str]:
+    """(seconds, peak resident GB, peak anonymous GB, output folder, its ``--timing`` table) of one fresh
+    ``netdsl apply`` process (with the Dask options ``dask`` and the environment ``env_extra``), sampled every
+    20 ms."""
     out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
     command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
-               "--backend", backend, "--no-progress", *dask]
+               "--backend", backend, "--no-progress", "--timing", *dask]
     # the checkout first, then the caller's entries (where a machine keeps dependencies such as lark)
     kept = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]), **(env_extra or {}))
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    peak_rss = peak_anon = 0
-    while process.poll() is None:
-        rss, anon = _memory_kb(process.pid)
-        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        peak_rss = peak_anon = 0
+        while process.poll() is None:
+            rss, anon = _memory_kb(process.pid)
+            peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        errors.seek(0)
+        timing = errors.read()
     if process.returncode:
-        raise SystemExit(f"netdsl apply failed (exit {process.returncode})")
-    return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q"
+        raise SystemExit(f"netdsl apply failed (exit {process.returncode}): {timing[-2000:]}")
+    return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q", timing.strip()
+
+
+def same_files(first: Path, other: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes."""
+    names = sorted(p.name for p in first.iterdir())
+    return names == sorted(p.name for p in other.iterdir()) and all(
+        filecmp.cmp(first / name, other / name, shallow=False) for name in names if (first / name).is_file())
 
 
 # ModelOpt's NVFP4QTensor, its modules unchanged but not the __init__ of the packages above it (every ModelOpt
@@ -322,6 +358,9 @@ def main() -> None:
     dask.add_argument("--workers", type=int, help="netdsl apply --workers N (a local Dask cluster)")
     dask.add_argument("--gpus", type=int, help="netdsl apply --gpus N (one dask-cuda worker per GPU)")
     parser.add_argument("--peer-python", help="a Python with torch and nvidia-modelopt (ModelOpt's quantizer)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="one more apply run with these environment settings (docs/settings.md), after the "
+                             "default one; its output must be the default run's bytes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -335,13 +374,30 @@ def main() -> None:
     hash_seconds, _ = read_rate(files, True)
     hash4_seconds, _ = read_rate(files, True, parallel)
     dask = ["--workers", str(args.workers)] if args.workers else ["--gpus", str(args.gpus)] if args.gpus else []
-    apply_seconds, peak_gb, anon_gb, ours = run_apply(args.recipe, folder, args.backend, dask)
+    notes = []
+    if args.backend == "cupy":  # the kernels are built once per machine (a disk cache), not in a run's time
+        start = time.perf_counter()
+        from netdsl.backends.cupy import precompile
+
+        built = precompile()
+        notes.append(f"- The kernels were built before the runs ({built} parts missing from the disk cache, "
+                     f"{time.perf_counter() - start:.1f} s; a machine builds them once).")
+    apply_seconds, peak_gb, anon_gb, ours, timing = run_apply(args.recipe, folder, args.backend, dask)
+    timings = [("default settings", timing)]
+    written = sum(p.stat().st_size for p in ours.iterdir() if p.is_file())
+    write_seconds = write_rate(args.dir / "write-rate", written, parallel)
     on = f", {args.workers} workers" if args.workers else f", --gpus {args.gpus}" if args.gpus else ""
     largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
     group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
     rows = [("read (64 MiB reads)", read_seconds), (f"read, {parallel} files at once", read4_seconds),
             ("read + SHA-256", hash_seconds), (f"read + SHA-256, {parallel} files at once", hash4_seconds),
             (f"netdsl apply {args.recipe.stem} ({args.backend}{on})", apply_seconds)]
+    for variant in args.variant:
+        extra = dict(item.split("=", 1) for item in variant.split(","))
+        seconds, _, _, theirs, timing = run_apply(args.recipe, folder, args.backend, dask, extra)
+        same = "same bytes" if same_files(ours, theirs) else "OUTPUT DIFFERS"
+        rows.append((f"netdsl apply {args.recipe.stem} ({args.backend}{on}, {variant}; {same})", seconds))
+        timings.append((variant, timing))
     peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
     if args.peer_python:
         try:
@@ -366,11 +422,18 @@ def main() -> None:
              "|---|---|---|---|---|"]
     fastest = min(read_seconds, read4_seconds)
     for what, seconds in rows:
+        if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
+            lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
+                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | {100 * read_seconds / write_seconds:.1f}% "
+                         f"| {100 * fastest / write_seconds:.1f}% |")
+            write_seconds = 0.0
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
                      f"| {100 * fastest / seconds:.1f}% |")
     lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
               f"(with the checkpoint's memory-mapped pages); largest tensor {largest:.3f} GB, largest fused group "
-              f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", ""]
+              f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", *notes, ""]
+    for what, table in timings:
+        lines += [f"`--timing` of the apply run ({what}):", "", "```", table, "```", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

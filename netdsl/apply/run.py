@@ -25,18 +25,21 @@ from netdsl.apply.checkpoint import FLOAT_TAGS, INDEX_NAME
 from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import CheckpointError, ShardWriter, TensorInfo, copy_range, file_sha256
+from netdsl.apply.timing import TIMING
 from netdsl.diagnostics import UsageError, WeightValueError
 
 MANIFEST = ".netdsl-apply.json"
 
 
-#: the GPU part of a group (the recipe's run and its outputs' download) runs in one thread at a time: the
-#: executor's launch caches and scratch buffers belong to the process; reading and writing overlap it
+#: the recipe's bind and launches run in one thread at a time (the executor's launch caches belong to the
+#: process); each shard thread launches on a stream of its own and downloads its outputs outside the lock,
+#: so reading, downloading and writing overlap the other threads' GPU work
 _DEVICE = threading.Lock()
 #: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
 #: other is copied to the device
 STAGE = 1 << 24
 _staging = threading.local()
+_streams = threading.local()
 
 
 def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
@@ -83,6 +86,12 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
     group = plan.groups[g]
     checkpoint = plan.checkpoint
     infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
+    with TIMING.phase("read", sum(i.nbytes for i in infos)):
+        return _read_infos(plan, group.members, infos, backend)
+
+
+def _read_infos(plan: Plan, members: list[str], infos: list[TensorInfo], backend: str) -> Any:
+    checkpoint = plan.checkpoint
     first = infos[0]
     if backend == "cupy" and first.dtype in FLOAT_TAGS and all(
             i.dtype == first.dtype and i.shape[1:] == first.shape[1:] and i.shape for i in infos):
@@ -94,13 +103,13 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
         with cupy.cuda.Stream(non_blocking=True) as stream:
             stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
             row = 0
-            for member, info in zip(group.members, infos):
+            for member, info in zip(members, infos):
                 _upload(cupy, checkpoint.root / checkpoint.locations[member], info,
                         stacked[row:row + info.shape[0]], stream)
                 row += info.shape[0]
             stream.synchronize()
         return stacked
-    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
+    weights = [checkpoint.read(checkpoint.locations[m], m) for m in members]
     return weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
 
 
@@ -111,22 +120,34 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
     recipe = plan.recipe()
     name = recipe.graph.inputs[0].name
     if backend != "cupy":
-        return recipe.run({name: stacked}, backend=backend)
+        with TIMING.phase("run"):
+            return recipe.run({name: stacked}, backend=backend)
     from netdsl.backends.cupy import BACKEND, device, external
 
-    outputs: dict[str, Any] = {}
-    with _DEVICE:
-        network = recipe.bind({name: tuple(stacked.shape)})
-        results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
-                                                                                      network.inputs[name])})
-        for output in network.graph.outputs:
-            tensor = results[output]
-            if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-                packed = device.import_cupy().asnumpy(tensor.data)
-                outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
-                                              tensor.dtype)
-            else:
-                outputs[output] = device.download(tensor)
+    cupy = device.import_cupy()
+    stream = getattr(_streams, "stream", None)
+    if stream is None:
+        stream = _streams.stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        with TIMING.phase("wait gpu"):
+            _DEVICE.acquire()
+        try:
+            with TIMING.phase("run"):
+                network = recipe.bind({name: tuple(stacked.shape)})
+                results = BACKEND.run_device(network.graph, {
+                    name: external.to_device_tensor(name, stacked, network.inputs[name])})
+        finally:
+            _DEVICE.release()
+        outputs: dict[str, Any] = {}
+        with TIMING.phase("download", sum(results[o].data.nbytes for o in network.graph.outputs)):
+            for output in network.graph.outputs:
+                tensor = results[output]
+                if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+                    packed = cupy.asnumpy(tensor.data, stream=stream)
+                    outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
+                                                  tensor.dtype)
+                else:
+                    outputs[output] = device.download(tensor)
         del results
     return outputs
 
@@ -165,7 +186,8 @@ def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) 
     if entry.stored is None:
         return array
     try:
-        return entry.stored.convert(array)
+        with TIMING.phase("convert"):
+            return entry.stored.convert(array)
     except WeightValueError as error:
         raise UsageError(f"tensor '{entry.tensor.name}' can't be stored in --format {plan.format.name}: "
                          f"{error}") from None
@@ -257,7 +279,8 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
                 continue
             if e.group not in computed:
                 read_ahead(position[e.group])
-                stacked = ahead.pop(e.group).result()
+                with TIMING.phase("wait read"):
+                    stacked = ahead.pop(e.group).result()
                 read_ahead(position[e.group] + 1)  # bounded memory: at most the next group is read ahead
                 computed[e.group] = _group_outputs(plan, e.group, backend, stacked)
                 del stacked
