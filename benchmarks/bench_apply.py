@@ -58,6 +58,13 @@ def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
             (prefix + "mlp.down_proj.weight", narrow), (prefix + "input_layernorm.weight", (HIDDEN,))]
 
 
+def draw_weight(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
+    """One checkpoint tensor: bfloat16 N(0, 0.02) from its own seed."""
+    values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    values *= np.float32(0.02)
+    return values.astype(ml_dtypes.bfloat16)
+
+
 def make_checkpoint(folder: Path, size_gb: float) -> None:
     """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard; each tensor
     drawn from its own seed ([0, layer, index]) by a thread per core, so that tens of GB take seconds."""
@@ -82,16 +89,11 @@ def make_checkpoint(folder: Path, size_gb: float) -> None:
             shards[-1].append((name, shape, [0, layer, i]))
             shard_bytes += int(np.prod(shape)) * 2
 
-    def draw(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
-        values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        values *= np.float32(0.02)
-        return values.astype(ml_dtypes.bfloat16)
-
     weight_map = {}
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for i, members in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            arrays = pool.map(lambda m: draw(m[1], m[2]), members)
+            arrays = pool.map(lambda m: draw_weight(m[1], m[2]), members)
             save_file({m[0]: a for m, a in zip(members, arrays)}, str(folder / name), metadata={"format": "pt"})
             weight_map.update({m[0]: name for m in members})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -194,14 +196,12 @@ def same_files(first: Path, other: Path) -> bool:
         filecmp.cmp(first / name, other / name, shallow=False) for name in names if (first / name).is_file())
 
 
-PEER = r'''
-import importlib.util, json, os, sys, time, types
+# ModelOpt's NVFP4QTensor, its modules unchanged but not the __init__ of the packages above it (every ModelOpt
+# algorithm: scipy, PuLP, ...); the peer below and benchmarks/modelopt_cuda_nvfp4.py run it
+IMPORT_NVFP4QTENSOR = r'''
+import importlib.util, sys, types
 from pathlib import Path
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 import modelopt
-# ModelOpt's modules run unchanged; these packages' __init__ (every ModelOpt algorithm: scipy, PuLP, ...) don't
 root = Path(importlib.util.find_spec("modelopt").submodule_search_locations[0])
 for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.backends",
                 "torch.quantization.qtensor"):
@@ -211,6 +211,13 @@ for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.
     parent, _, child = module.__name__.rpartition(".")
     setattr(sys.modules[parent], child, module)
 from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+'''
+
+PEER = IMPORT_NVFP4QTENSOR + r'''
+import json, os, time
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.set_num_threads(os.cpu_count())
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -273,44 +280,69 @@ def compare_with_peer(ours: Path, peer: Path, checkpoint: Path) -> str:
             return np.frombuffer(stream.read(info.nbytes), np.uint8)
 
     scales = blocks = other = signed_zero = explained = 0
+    gs_tensors = gs_reciprocal = gs_codes = 0  # tensors whose global scales differ, and their codes
     for path in sorted(ours.glob("*.safetensors")):
         mine, theirs = read_header(path)[0], read_header(peer / path.name)[0]
         for name in mine:
             if not name.endswith("_proj.weight"):
                 continue
             ours_scale, peer_scale = raw(path, name + "_scale", mine), raw(peer / path.name, name + "_scale", theirs)
+            ours_gs = raw(path, name + "_scale_2", mine).view(np.float32)[0]
+            peer_gs = raw(peer / path.name, name + "_scale_2", theirs).view(np.float32)[0]
             differ = ours_scale != peer_scale
             scales += int(np.count_nonzero(differ))
             blocks += differ.size
             if differ.any():
-                explained += _division_order(checkpoint, path.name, name, raw(path, name + "_scale_2", mine),
-                                             ours_scale, peer_scale, differ)
+                explained += _division_order(checkpoint, path.name, name, ours_gs, peer_gs, ours_scale, peer_scale,
+                                             differ)
             # codes in blocks whose scales agree: two nibbles per byte, 8 bytes per block of 16
             ours_codes = raw(path, name, mine).reshape(-1, 8)[~differ]
             peer_codes = raw(peer / path.name, name, theirs).reshape(-1, 8)[~differ]
             nibbles = [(ours_codes & 15, peer_codes & 15), (ours_codes >> 4, peer_codes >> 4)]
+            codes = 0
             for a, b in nibbles:
                 mismatch = a != b
                 zero = mismatch & (a == 8) & (b == 0)  # -0: netdsl keeps the sign (0x8), ModelOpt writes +0
                 signed_zero += int(np.count_nonzero(zero))
-                other += int(np.count_nonzero(mismatch & ~zero))
+                codes += int(np.count_nonzero(mismatch & ~zero))
+            if ours_gs == peer_gs:
+                other += codes
+            else:
+                gs_tensors += 1
+                gs_reciprocal += int(peer_gs == _cuda_global_scale(ours_gs))
+                gs_codes += codes
     return (f"{scales} of {blocks} block scales differ ({scales / max(blocks, 1):.1e}), {explained} of them "
             f"where netdsl's fp8(fl32(amax / 6) / gs) and ModelOpt's fp8(amax / fl32(6 * gs)) differ "
             f"(docs/checkpoints.md); where the scales agree, {signed_zero} codes differ as -0 (netdsl 0x8) "
-            f"against +0 (ModelOpt 0x0) and {other} otherwise")
+            f"against +0 (ModelOpt 0x0), {gs_codes} in the {gs_tensors} tensors whose global scales differ "
+            f"({gs_reciprocal} of them ModelOpt's fl32(amax * fl32(1 / 2688)), torch's division by a Python "
+            f"float on CUDA, against netdsl's fl32(amax / 2688)), and {other} otherwise")
 
 
-def _division_order(checkpoint: Path, shard: str, name: str, global_scale: np.ndarray, ours: np.ndarray,
-                    peer: np.ndarray, differ: np.ndarray) -> int:
-    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's."""
+def _cuda_global_scale(ours: np.float32) -> np.float32 | None:
+    """The global scale ModelOpt's ``amax.float() / (6.0 * 448.0)`` gives on CUDA for the amax of netdsl's
+    ``ours`` = fl32(amax / 2688): torch multiplies a CUDA tensor divided by a Python float by the float32
+    reciprocal (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu). The amax is the bfloat16 weight whose
+    quotient is ``ours`` (None: there is none)."""
+    guess = np.array(ours * np.float32(2688), np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    for bits in (guess - 1, guess, guess + 1):
+        amax = bits.view(ml_dtypes.bfloat16).astype(np.float32)
+        if amax / np.float32(2688) == ours:
+            return np.float32(amax * (np.float32(1) / np.float32(2688)))
+    return None
+
+
+def _division_order(checkpoint: Path, shard: str, name: str, ours_gs: np.float32, peer_gs: np.float32,
+                    ours: np.ndarray, peer: np.ndarray, differ: np.ndarray) -> int:
+    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's, each with
+    its own global scale."""
     from safetensors import safe_open
 
     with safe_open(str(checkpoint / shard), framework="numpy") as handle:
         weight = handle.get_tensor(name).astype(np.float32)
-    gs = global_scale.view(np.float32)[0]
     amax = np.abs(weight).reshape(-1, 16).max(axis=1)
-    two = ((amax / np.float32(6)).astype(np.float32) / gs).astype(np.float32)
-    one = (amax / np.float32(np.float32(6) * gs)).astype(np.float32)
+    two = ((amax / np.float32(6)).astype(np.float32) / ours_gs).astype(np.float32)
+    one = (amax / np.float32(np.float32(6) * peer_gs)).astype(np.float32)
     fp8 = ml_dtypes.float8_e4m3fn
     return int(np.count_nonzero(differ & (two.astype(fp8).view(np.uint8) == ours)
                                 & (one.astype(fp8).view(np.uint8) == peer)))
@@ -392,8 +424,8 @@ def main() -> None:
     for what, seconds in rows:
         if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
             lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
-                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | {100 * read_seconds / write_seconds:.1f}% "
-                         f"| {100 * fastest / write_seconds:.1f}% |")
+                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | "
+                         f"{100 * read_seconds / write_seconds:.1f}% | {100 * fastest / write_seconds:.1f}% |")
             write_seconds = 0.0
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
                      f"| {100 * fastest / seconds:.1f}% |")

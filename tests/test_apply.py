@@ -238,6 +238,19 @@ def test_nvfp4_scale_is_tensorrts_two_divisions_not_modelopts_one(tmp_path: Path
     assert scale.tobytes() == oracle_nvfp4([w.astype(ml_dtypes.bfloat16)])[0][1].tobytes()
 
 
+
+def test_modelopt_gpu_global_scale_is_an_ulp_up_for_28_of_128_mantissas() -> None:
+    """docs/checkpoints.md (how netdsl differs from ModelOpt, item 5): on a CUDA tensor, torch computes
+    ModelOpt's ``amax.float() / (6.0 * 448.0)`` as fl32(amax * fl32(1 / 2688)). Against fl32(amax / 2688)
+    that differs for 28 of the 128 bfloat16 mantissas, at every exponent, always by one ulp up."""
+    reciprocal = np.float32(1) / np.float32(2688)
+    for exponent in range(-30, 30):
+        amax = (np.float32(1) + np.arange(128, dtype=np.float32) / 128) * np.float32(2.0 ** exponent)
+        by_division = (amax / np.float32(2688)).astype(np.float32)
+        on_gpu = (amax * reciprocal).astype(np.float32)
+        ulps = on_gpu.view(np.int32) - by_division.view(np.int32)
+        assert int(np.count_nonzero(ulps)) == 28 and set(ulps.tolist()) == {0, 1}, exponent
+
 # --- other schemes and formats ------------------------------------------------------------------------
 
 def test_mxfp8_modelopt(checkpoint, tmp_path: Path) -> None:
