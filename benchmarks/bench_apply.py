@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import filecmp
 import hashlib
 import json
 import os
@@ -57,6 +58,13 @@ def layer_tensors(layer: int) -> list[tuple[str, tuple[int, ...]]]:
             (prefix + "mlp.down_proj.weight", narrow), (prefix + "input_layernorm.weight", (HIDDEN,))]
 
 
+def draw_weight(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
+    """One checkpoint tensor: bfloat16 N(0, 0.02) from its own seed."""
+    values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    values *= np.float32(0.02)
+    return values.astype(ml_dtypes.bfloat16)
+
+
 def make_checkpoint(folder: Path, size_gb: float) -> None:
     """Llama-shaped layers of bfloat16 N(0, 0.02) weights until SIZE GB, about 1 GB per shard; each tensor
     drawn from its own seed ([0, layer, index]) by a thread per core, so that tens of GB take seconds."""
@@ -81,16 +89,11 @@ def make_checkpoint(folder: Path, size_gb: float) -> None:
             shards[-1].append((name, shape, [0, layer, i]))
             shard_bytes += int(np.prod(shape)) * 2
 
-    def draw(shape: tuple[int, ...], seed: list[int]) -> np.ndarray:
-        values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        values *= np.float32(0.02)
-        return values.astype(ml_dtypes.bfloat16)
-
     weight_map = {}
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for i, members in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            arrays = pool.map(lambda m: draw(m[1], m[2]), members)
+            arrays = pool.map(lambda m: draw_weight(m[1], m[2]), members)
             save_file({m[0]: a for m, a in zip(members, arrays)}, str(folder / name), metadata={"format": "pt"})
             weight_map.update({m[0]: name for m in members})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -122,6 +125,29 @@ def read_rate(files: list[Path], hash_it: bool, threads: int = 1) -> tuple[float
     return time.perf_counter() - start, total
 
 
+def write_rate(folder: Path, total: int, files: int) -> float:
+    """Seconds to write ``total`` bytes as ``files`` new files at once (a thread each, 64 MiB writes of random
+    bytes) and fsync each: the durable-write ceiling of an output of that size on this disk."""
+    piece = np.random.default_rng(0).integers(0, 256, CHUNK, dtype=np.uint8).data
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(index: int) -> None:
+        size = total // files + (index < total % files)
+        with open(folder / f"w{index}", "wb") as stream:
+            while size > 0:
+                size -= stream.write(piece[:min(size, CHUNK)])
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(files) as pool:
+        list(pool.map(write, range(files)))
+    seconds = time.perf_counter() - start
+    for path in folder.iterdir():
+        path.unlink()
+    return seconds
+
+
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, RssAnon) of a process in KiB: all resident pages, and the anonymous ones (not the
     checkpoint's memory-mapped file pages, which the kernel can drop and read again)."""
@@ -136,36 +162,46 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("RssAnon", 0)
 
 
-def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str]) -> tuple[float, float, float, Path]:
-    """(seconds, peak resident GB, peak anonymous GB, output folder) of one fresh ``netdsl apply`` process
-    (with the Dask options ``dask``), sampled every 20 ms."""
+def run_apply(recipe: Path, folder: Path, backend: str, dask: list[str],
+              env_extra: dict[str, str] | None = None) -> tuple[float, float, float, Path, str]:
+    """(seconds, peak resident GB, peak anonymous GB, output folder, its ``--timing`` table) of one fresh
+    ``netdsl apply`` process (with the Dask options ``dask`` and the environment ``env_extra``), sampled every
+    20 ms."""
     out = Path(tempfile.mkdtemp(prefix="bench-apply-out-", dir=folder.parent))
     command = [sys.executable, "-m", "netdsl", "apply", str(recipe), str(folder), "-o", str(out / "q"),
-               "--backend", backend, "--no-progress", *dask]
+               "--backend", backend, "--no-progress", "--timing", *dask]
     # the checkout first, then the caller's entries (where a machine keeps dependencies such as lark)
     kept = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *kept]), **(env_extra or {}))
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    peak_rss = peak_anon = 0
-    while process.poll() is None:
-        rss, anon = _memory_kb(process.pid)
-        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        peak_rss = peak_anon = 0
+        while process.poll() is None:
+            rss, anon = _memory_kb(process.pid)
+            peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        errors.seek(0)
+        timing = errors.read()
     if process.returncode:
-        raise SystemExit(f"netdsl apply failed (exit {process.returncode})")
-    return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q"
+        raise SystemExit(f"netdsl apply failed (exit {process.returncode}): {timing[-2000:]}")
+    return seconds, peak_rss / 1e6, peak_anon / 1e6, out / "q", timing.strip()
 
 
-PEER = r'''
-import importlib.util, json, os, sys, time, types
+def same_files(first: Path, other: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes."""
+    names = sorted(p.name for p in first.iterdir())
+    return names == sorted(p.name for p in other.iterdir()) and all(
+        filecmp.cmp(first / name, other / name, shallow=False) for name in names if (first / name).is_file())
+
+
+# ModelOpt's NVFP4QTensor, its modules unchanged but not the __init__ of the packages above it (every ModelOpt
+# algorithm: scipy, PuLP, ...); the peer below and benchmarks/modelopt_cuda_nvfp4.py run it
+IMPORT_NVFP4QTENSOR = r'''
+import importlib.util, sys, types
 from pathlib import Path
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 import modelopt
-# ModelOpt's modules run unchanged; these packages' __init__ (every ModelOpt algorithm: scipy, PuLP, ...) don't
 root = Path(importlib.util.find_spec("modelopt").submodule_search_locations[0])
 for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.backends",
                 "torch.quantization.qtensor"):
@@ -175,6 +211,13 @@ for package in ("torch", "torch.opt", "torch.quantization", "torch.quantization.
     parent, _, child = module.__name__.rpartition(".")
     setattr(sys.modules[parent], child, module)
 from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor
+'''
+
+PEER = IMPORT_NVFP4QTENSOR + r'''
+import json, os, time
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.set_num_threads(os.cpu_count())
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -237,44 +280,69 @@ def compare_with_peer(ours: Path, peer: Path, checkpoint: Path) -> str:
             return np.frombuffer(stream.read(info.nbytes), np.uint8)
 
     scales = blocks = other = signed_zero = explained = 0
+    gs_tensors = gs_reciprocal = gs_codes = 0  # tensors whose global scales differ, and their codes
     for path in sorted(ours.glob("*.safetensors")):
         mine, theirs = read_header(path)[0], read_header(peer / path.name)[0]
         for name in mine:
             if not name.endswith("_proj.weight"):
                 continue
             ours_scale, peer_scale = raw(path, name + "_scale", mine), raw(peer / path.name, name + "_scale", theirs)
+            ours_gs = raw(path, name + "_scale_2", mine).view(np.float32)[0]
+            peer_gs = raw(peer / path.name, name + "_scale_2", theirs).view(np.float32)[0]
             differ = ours_scale != peer_scale
             scales += int(np.count_nonzero(differ))
             blocks += differ.size
             if differ.any():
-                explained += _division_order(checkpoint, path.name, name, raw(path, name + "_scale_2", mine),
-                                             ours_scale, peer_scale, differ)
+                explained += _division_order(checkpoint, path.name, name, ours_gs, peer_gs, ours_scale, peer_scale,
+                                             differ)
             # codes in blocks whose scales agree: two nibbles per byte, 8 bytes per block of 16
             ours_codes = raw(path, name, mine).reshape(-1, 8)[~differ]
             peer_codes = raw(peer / path.name, name, theirs).reshape(-1, 8)[~differ]
             nibbles = [(ours_codes & 15, peer_codes & 15), (ours_codes >> 4, peer_codes >> 4)]
+            codes = 0
             for a, b in nibbles:
                 mismatch = a != b
                 zero = mismatch & (a == 8) & (b == 0)  # -0: netdsl keeps the sign (0x8), ModelOpt writes +0
                 signed_zero += int(np.count_nonzero(zero))
-                other += int(np.count_nonzero(mismatch & ~zero))
+                codes += int(np.count_nonzero(mismatch & ~zero))
+            if ours_gs == peer_gs:
+                other += codes
+            else:
+                gs_tensors += 1
+                gs_reciprocal += int(peer_gs == _cuda_global_scale(ours_gs))
+                gs_codes += codes
     return (f"{scales} of {blocks} block scales differ ({scales / max(blocks, 1):.1e}), {explained} of them "
             f"where netdsl's fp8(fl32(amax / 6) / gs) and ModelOpt's fp8(amax / fl32(6 * gs)) differ "
             f"(docs/checkpoints.md); where the scales agree, {signed_zero} codes differ as -0 (netdsl 0x8) "
-            f"against +0 (ModelOpt 0x0) and {other} otherwise")
+            f"against +0 (ModelOpt 0x0), {gs_codes} in the {gs_tensors} tensors whose global scales differ "
+            f"({gs_reciprocal} of them ModelOpt's fl32(amax * fl32(1 / 2688)), torch's division by a Python "
+            f"float on CUDA, against netdsl's fl32(amax / 2688)), and {other} otherwise")
 
 
-def _division_order(checkpoint: Path, shard: str, name: str, global_scale: np.ndarray, ours: np.ndarray,
-                    peer: np.ndarray, differ: np.ndarray) -> int:
-    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's."""
+def _cuda_global_scale(ours: np.float32) -> np.float32 | None:
+    """The global scale ModelOpt's ``amax.float() / (6.0 * 448.0)`` gives on CUDA for the amax of netdsl's
+    ``ours`` = fl32(amax / 2688): torch multiplies a CUDA tensor divided by a Python float by the float32
+    reciprocal (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu). The amax is the bfloat16 weight whose
+    quotient is ``ours`` (None: there is none)."""
+    guess = np.array(ours * np.float32(2688), np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+    for bits in (guess - 1, guess, guess + 1):
+        amax = bits.view(ml_dtypes.bfloat16).astype(np.float32)
+        if amax / np.float32(2688) == ours:
+            return np.float32(amax * (np.float32(1) / np.float32(2688)))
+    return None
+
+
+def _division_order(checkpoint: Path, shard: str, name: str, ours_gs: np.float32, peer_gs: np.float32,
+                    ours: np.ndarray, peer: np.ndarray, differ: np.ndarray) -> int:
+    """How many of the differing block scales are exactly TensorRT's rule (ours) against ModelOpt's, each with
+    its own global scale."""
     from safetensors import safe_open
 
     with safe_open(str(checkpoint / shard), framework="numpy") as handle:
         weight = handle.get_tensor(name).astype(np.float32)
-    gs = global_scale.view(np.float32)[0]
     amax = np.abs(weight).reshape(-1, 16).max(axis=1)
-    two = ((amax / np.float32(6)).astype(np.float32) / gs).astype(np.float32)
-    one = (amax / np.float32(np.float32(6) * gs)).astype(np.float32)
+    two = ((amax / np.float32(6)).astype(np.float32) / ours_gs).astype(np.float32)
+    one = (amax / np.float32(np.float32(6) * peer_gs)).astype(np.float32)
     fp8 = ml_dtypes.float8_e4m3fn
     return int(np.count_nonzero(differ & (two.astype(fp8).view(np.uint8) == ours)
                                 & (one.astype(fp8).view(np.uint8) == peer)))
@@ -290,6 +358,9 @@ def main() -> None:
     dask.add_argument("--workers", type=int, help="netdsl apply --workers N (a local Dask cluster)")
     dask.add_argument("--gpus", type=int, help="netdsl apply --gpus N (one dask-cuda worker per GPU)")
     parser.add_argument("--peer-python", help="a Python with torch and nvidia-modelopt (ModelOpt's quantizer)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="one more apply run with these environment settings (docs/settings.md), after the "
+                             "default one; its output must be the default run's bytes")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -303,13 +374,30 @@ def main() -> None:
     hash_seconds, _ = read_rate(files, True)
     hash4_seconds, _ = read_rate(files, True, parallel)
     dask = ["--workers", str(args.workers)] if args.workers else ["--gpus", str(args.gpus)] if args.gpus else []
-    apply_seconds, peak_gb, anon_gb, ours = run_apply(args.recipe, folder, args.backend, dask)
+    notes = []
+    if args.backend == "cupy":  # the kernels are built once per machine (a disk cache), not in a run's time
+        start = time.perf_counter()
+        from netdsl.backends.cupy import precompile
+
+        built = precompile()
+        notes.append(f"- The kernels were built before the runs ({built} parts missing from the disk cache, "
+                     f"{time.perf_counter() - start:.1f} s; a machine builds them once).")
+    apply_seconds, peak_gb, anon_gb, ours, timing = run_apply(args.recipe, folder, args.backend, dask)
+    timings = [("default settings", timing)]
+    written = sum(p.stat().st_size for p in ours.iterdir() if p.is_file())
+    write_seconds = write_rate(args.dir / "write-rate", written, parallel)
     on = f", {args.workers} workers" if args.workers else f", --gpus {args.gpus}" if args.gpus else ""
     largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
     group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
     rows = [("read (64 MiB reads)", read_seconds), (f"read, {parallel} files at once", read4_seconds),
             ("read + SHA-256", hash_seconds), (f"read + SHA-256, {parallel} files at once", hash4_seconds),
             (f"netdsl apply {args.recipe.stem} ({args.backend}{on})", apply_seconds)]
+    for variant in args.variant:
+        extra = dict(item.split("=", 1) for item in variant.split(","))
+        seconds, _, _, theirs, timing = run_apply(args.recipe, folder, args.backend, dask, extra)
+        same = "same bytes" if same_files(ours, theirs) else "OUTPUT DIFFERS"
+        rows.append((f"netdsl apply {args.recipe.stem} ({args.backend}{on}, {variant}; {same})", seconds))
+        timings.append((variant, timing))
     peer_line = "ModelOpt: not measured (give --peer-python PYTHON with torch and nvidia-modelopt installed)"
     if args.peer_python:
         try:
@@ -334,11 +422,18 @@ def main() -> None:
              "|---|---|---|---|---|"]
     fastest = min(read_seconds, read4_seconds)
     for what, seconds in rows:
+        if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
+            lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
+                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | "
+                         f"{100 * read_seconds / write_seconds:.1f}% | {100 * fastest / write_seconds:.1f}% |")
+            write_seconds = 0.0
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
                      f"| {100 * fastest / seconds:.1f}% |")
     lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
               f"(with the checkpoint's memory-mapped pages); largest tensor {largest:.3f} GB, largest fused group "
-              f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", ""]
+              f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", *notes, ""]
+    for what, table in timings:
+        lines += [f"`--timing` of the apply run ({what}):", "", "```", table, "```", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -238,6 +238,19 @@ def test_nvfp4_scale_is_tensorrts_two_divisions_not_modelopts_one(tmp_path: Path
     assert scale.tobytes() == oracle_nvfp4([w.astype(ml_dtypes.bfloat16)])[0][1].tobytes()
 
 
+
+def test_modelopt_gpu_global_scale_is_an_ulp_up_for_28_of_128_mantissas() -> None:
+    """docs/checkpoints.md (how netdsl differs from ModelOpt, item 5): on a CUDA tensor, torch computes
+    ModelOpt's ``amax.float() / (6.0 * 448.0)`` as fl32(amax * fl32(1 / 2688)). Against fl32(amax / 2688)
+    that differs for 28 of the 128 bfloat16 mantissas, at every exponent, always by one ulp up."""
+    reciprocal = np.float32(1) / np.float32(2688)
+    for exponent in range(-30, 30):
+        amax = (np.float32(1) + np.arange(128, dtype=np.float32) / 128) * np.float32(2.0 ** exponent)
+        by_division = (amax / np.float32(2688)).astype(np.float32)
+        on_gpu = (amax * reciprocal).astype(np.float32)
+        ulps = on_gpu.view(np.int32) - by_division.view(np.int32)
+        assert int(np.count_nonzero(ulps)) == 28 and set(ulps.tolist()) == {0, 1}, exponent
+
 # --- other schemes and formats ------------------------------------------------------------------------
 
 def test_mxfp8_modelopt(checkpoint, tmp_path: Path) -> None:
@@ -366,6 +379,96 @@ def test_apply_shards_setting_must_be_a_whole_number(text: str, checkpoint, tmp_
     with pytest.raises(UsageError, match=f"NETDSL_APPLY_SHARDS must be a whole number >= 1, not '{text}'"):
         apply(NVFP4, folder, tmp_path / "out", backend="numpy")
     assert not (tmp_path / "out").exists()
+
+
+def _shard_fsyncs_and_handoffs(monkeypatch) -> tuple[list[str], list[tuple[str, int, int]]]:
+    """Record the output-shard files fsynced, and the ranges handed to the disk (posix_fadvise), by name."""
+    import os
+
+    from netdsl.apply import safetensors_io
+
+    monkeypatch.setattr(safetensors_io, "WRITEBACK", 4096)  # the test's shards are tens of kB
+    fsynced: list[str] = []
+    handed: list[tuple[str, int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        assert os.fstat(fd).st_size >= offset + length  # the range was written (flushed) before it is handed
+        handed.append((os.path.basename(os.readlink(f"/proc/self/fd/{fd}")), offset, length))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise, raising=False)
+    return fsynced, handed
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc (Linux)")
+@pytest.mark.parametrize("mode", ["early", "commit", "none"])
+def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """NETDSL_APPLY_FSYNC (docs/settings.md): early hands each shard's bytes to the disk piece by piece, in
+    order and without gaps, then fsyncs it; commit only fsyncs; none fsyncs no shard (the manifest, index and
+    configs always). The bytes are the same."""
+    folder, _ = checkpoint
+    apply(NVFP4, folder, tmp_path / "reference", backend="numpy")
+    monkeypatch.setenv("NETDSL_APPLY_FSYNC", mode)
+    fsynced, handed = _shard_fsyncs_and_handoffs(monkeypatch)
+    apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+    for path in sorted((tmp_path / "reference").iterdir()):
+        assert path.read_bytes() == (tmp_path / "out" / path.name).read_bytes(), path.name
+    shards = {f".{SHARD1}.partial", f".{SHARD2}.partial"}
+    if mode == "none":
+        assert not shards & set(fsynced)
+    else:
+        assert shards <= set(fsynced)
+    assert "..netdsl-apply.json.partial" in fsynced and ".model.safetensors.index.json.partial" in fsynced
+    if mode != "early":
+        assert not handed
+        return
+    for shard in shards:
+        ranges = [(offset, length) for name, offset, length in handed if name == shard]
+        assert ranges and ranges[0][0] == 0
+        assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))  # contiguous, in order
+        assert all(n >= 4096 for _, n in ranges)
+        end = ranges[-1][0] + ranges[-1][1]
+        assert (tmp_path / "out" / shard[1:-len(".partial")]).stat().st_size - end < 4096
+
+
+@pytest.mark.parametrize(("variable", "text", "known"), [("NETDSL_APPLY_FSYNC", "sometimes", "early, commit or none"),
+                                                         ("NETDSL_APPLY_FSYNC", "0", "early, commit or none"),
+                                                         ("NETDSL_APPLY_READ", "mmap", "register or staging")])
+def test_apply_settings_must_be_known(variable: str, text: str, known: str, checkpoint, tmp_path: Path,
+                                      monkeypatch) -> None:
+    folder, _ = checkpoint
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(UsageError, match=f"{variable} must be {known}, not '{text}'"):
+        apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+    assert not (tmp_path / "out").exists()
+
+
+def test_timing_shows_where_the_time_went(checkpoint, tmp_path: Path, capsys) -> None:
+    """--timing prints the run's wall time and each phase's busy seconds (and the bytes it moved) to stderr,
+    and leaves the output as it is without."""
+    folder, weights = checkpoint
+    assert main(["apply", str(NVFP4), str(folder), "-o", str(tmp_path / "plain"), "--backend", "numpy",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(NVFP4), str(folder), "-o", str(tmp_path / "timed"), "--backend", "numpy",
+                 "--no-progress", "--timing"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    assert lines[0].startswith(f"timing: {size / 1e9:.2f} GB checkpoint in ")
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert {"plan", "read", "run", "write", "hash", "fsync", "finish"} <= set(rows)
+    quantized = sum(a.nbytes for name, a in weights.items() if "proj" in name)
+    assert float(rows["read"][2]) == pytest.approx(quantized / 1e9, abs=0.006)
+    for path in sorted((tmp_path / "plain").iterdir()):
+        assert path.read_bytes() == (tmp_path / "timed" / path.name).read_bytes(), path.name
+    assert "timing" not in capsys.readouterr().err
 
 
 def test_outdir_inside_the_checkpoint_folder(checkpoint) -> None:
@@ -502,6 +605,37 @@ def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path:
         apply(RECIPES / f"{recipe}.net", folder, tmp_path / f"{backend}-{recipe}", backend=backend)
         for path in sorted((tmp_path / f"numpy-{recipe}").glob("*.safetensors")):
             assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)
+
+
+@pytest.mark.parametrize("read", ["register", "staging"])
+@pytest.mark.parametrize("backend", backends()[1:])
+def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, read: str, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """Six shards of many small groups written by six threads at once: each launches on its own stream and
+    downloads (to pinned memory) outside the GPU lock while the others run, the weights brought to the GPU
+    from the page cache's own pages or through staging buffers (NETDSL_APPLY_READ); the bytes are NumPy's,
+    one shard at a time."""
+    rng = np.random.default_rng(11)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    names = [f"model-{i + 1:05d}-of-00006.safetensors" for i in range(6)]
+    weight_map = {}
+    for i, shard in enumerate(names):
+        tensors = {}
+        for layer in range(4 * i, 4 * i + 4):
+            prefix = f"model.layers.{layer}."
+            tensors |= {prefix + "self_attn.q_proj.weight": bf16(rng, H, H), prefix + "self_attn.k_proj.weight":
+                        bf16(rng, 32, H), prefix + "self_attn.v_proj.weight": bf16(rng, 32, H),
+                        prefix + "mlp.down_proj.weight": bf16(rng, H, INTER)}
+        save_file(tensors, str(folder / shard))
+        weight_map |= {name: shard for name in tensors}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    apply(NVFP4, folder, tmp_path / "numpy", backend="numpy")
+    monkeypatch.setenv("NETDSL_APPLY_SHARDS", "6")
+    monkeypatch.setenv("NETDSL_APPLY_READ", read)
+    apply(NVFP4, folder, tmp_path / backend, backend=backend)
+    for path in sorted((tmp_path / "numpy").iterdir()):
+        assert path.read_bytes() == (tmp_path / backend / path.name).read_bytes(), path.name
 
 
 @pytest.mark.parametrize("name", ["fp4", "int4"])

@@ -7,6 +7,7 @@ one at a time, in this process or on Dask, and the index, configs and other file
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -39,7 +40,9 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     from netdsl.apply.plan import make_plan, read_input_scales
     from netdsl.apply.run import Manifest, finish, write_shards
     from netdsl.apply.safetensors_io import CheckpointError
+    from netdsl.apply.timing import TIMING
 
+    started = time.perf_counter()
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
@@ -52,7 +55,9 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         backend = get_backend(backend).name  # a usage error now, not in a worker
     from netdsl import settings
 
-    settings.apply_shards()  # a bad $NETDSL_APPLY_SHARDS is a usage error before OUTDIR is made
+    settings.apply_shards()  # a bad $NETDSL_APPLY_SHARDS or $NETDSL_APPLY_FSYNC is a usage error before OUTDIR
+    settings.apply_fsync()  # is made
+    settings.apply_read()
     out = Path(outdir)
     on_dask = workers is not None or scheduler is not None or gpus is not None
     if task_size != "auto" and not on_dask:
@@ -78,6 +83,7 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
                 progress(done[0], total)
 
         advance(0)
+        TIMING.add("plan", time.perf_counter() - started)
         manifest.complete = False
         if todo:
             manifest.save()
@@ -88,9 +94,10 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
                 write_shards(plan, todo, str(out), backend, advance, manifest.record)
         except CheckpointError as error:
             raise UsageError(str(error)) from None
-    finish(plan, out)
-    manifest.complete = True
-    manifest.save()
+    with TIMING.phase("finish"):
+        finish(plan, out)
+        manifest.complete = True
+        manifest.save()
     return plan
 
 

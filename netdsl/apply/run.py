@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -25,24 +26,69 @@ from netdsl.apply.checkpoint import FLOAT_TAGS, INDEX_NAME
 from netdsl.apply.formats import PackedCodes
 from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import CheckpointError, ShardWriter, TensorInfo, copy_range, file_sha256
+from netdsl.apply.timing import TIMING
 from netdsl.diagnostics import UsageError, WeightValueError
+from netdsl.files import pread_full
 
 MANIFEST = ".netdsl-apply.json"
 
 
-#: the GPU part of a group (the recipe's run and its outputs' download) runs in one thread at a time: the
-#: executor's launch caches and scratch buffers belong to the process; reading and writing overlap it
+#: the recipe's bind and launches run in one thread at a time (the executor's launch caches belong to the
+#: process); each shard thread launches on a stream of its own and downloads its outputs outside the lock,
+#: so reading, downloading and writing overlap the other threads' GPU work
 _DEVICE = threading.Lock()
-#: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
-#: other is copied to the device
+#: pinned staging for reads to the device where the page cache's own pages can't be pinned: two pieces per
+#: reading thread, each filled by the kernel while the other is copied to the device
 STAGE = 1 << 24
 _staging = threading.local()
+_streams = threading.local()
+#: cudaHostRegisterReadOnly: pin pages the device only reads (a read-only file mapping's)
+REGISTER_READ_ONLY = 0x08
+#: whether pinning a file's mapped pages works here (settings.apply_read() "register"; False once it failed)
+_register = [True]
+
+
+def _upload_mapped(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> bool:
+    """The bytes of tensor ``info`` copied to the device straight from the page cache: the file's pages are
+    mapped read-only, pinned where they are (cudaHostRegister, read-only) and copied by the GPU's DMA with no
+    copy on the CPU, then unpinned and unmapped. False where this platform can't pin a file's pages (the
+    caller then reads through pinned staging buffers, :func:`_upload`)."""
+    granule = mmap.ALLOCATIONGRANULARITY
+    start = info.begin - info.begin % granule
+    with open(path, "rb") as stream_file:
+        try:
+            mapped = mmap.mmap(stream_file.fileno(), info.end - start, access=mmap.ACCESS_READ, offset=start)
+        except ValueError:  # the file is shorter than its header says
+            raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)") from None
+    try:
+        view = np.frombuffer(mapped, dtype=np.uint8)
+        base = view.ctypes.data
+        try:  # whole pages: the mapping's last page is there even where the file ends inside it
+            cupy.cuda.runtime.hostRegister(base, -(-view.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE,
+                                           REGISTER_READ_ONLY)
+        except cupy.cuda.runtime.CUDARuntimeError:
+            _register[0] = False
+            return False
+        try:
+            cupy.cuda.runtime.memcpyAsync(target.data.ptr, base + info.begin - start, info.nbytes,
+                                          cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
+            stream.synchronize()
+        finally:
+            cupy.cuda.runtime.hostUnregister(base)
+        return True
+    finally:
+        del view
+        mapped.close()
 
 
 def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
-    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``,
-    no memory map, no page faults) into two pinned buffers in turn, each copied to the device on ``stream``
-    while the other is filled."""
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: straight from the
+    page cache where pages can be pinned (:func:`_upload_mapped`), else read (``preadv``) into two pinned
+    buffers in turn, each copied to the device on ``stream`` while the other is filled."""
+    if not info.nbytes:
+        return
+    if _register[0] and settings.apply_read() == "register" and _upload_mapped(cupy, path, info, target, stream):
+        return
     pieces = getattr(_staging, "pieces", None)
     if pieces is None:
         from cupyx import empty_pinned
@@ -59,13 +105,8 @@ def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -
             if pending[piece]:
                 event.synchronize()  # the copy out of this piece has finished
             count = min(STAGE, info.nbytes - done)
-            view = memoryview(buffer)[:count]
-            filled = 0
-            while filled < count:
-                got = os.preadv(fd, [view[filled:]], info.begin + done + filled)
-                if not got:
-                    raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
-                filled += got
+            if pread_full(fd, memoryview(buffer)[:count], info.begin + done) < count:
+                raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
             memcpy_async(target.data.ptr + done, buffer.ctypes.data, count, to_device, stream.ptr)
             event.record(stream)
             pending[piece] = True
@@ -83,6 +124,12 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
     group = plan.groups[g]
     checkpoint = plan.checkpoint
     infos = [checkpoint.shards[checkpoint.locations[m]][m] for m in group.members]
+    with TIMING.phase("read", sum(i.nbytes for i in infos)):
+        return _read_infos(plan, group.members, infos, backend)
+
+
+def _read_infos(plan: Plan, members: list[str], infos: list[TensorInfo], backend: str) -> Any:
+    checkpoint = plan.checkpoint
     first = infos[0]
     if backend == "cupy" and first.dtype in FLOAT_TAGS and all(
             i.dtype == first.dtype and i.shape[1:] == first.shape[1:] and i.shape for i in infos):
@@ -94,13 +141,13 @@ def _read_group(plan: Plan, g: int, backend: str) -> Any:
         with cupy.cuda.Stream(non_blocking=True) as stream:
             stacked = cupy.empty((rows, *first.shape[1:]), dtype=storage)
             row = 0
-            for member, info in zip(group.members, infos):
+            for member, info in zip(members, infos):
                 _upload(cupy, checkpoint.root / checkpoint.locations[member], info,
                         stacked[row:row + info.shape[0]], stream)
                 row += info.shape[0]
             stream.synchronize()
         return stacked
-    weights = [checkpoint.read(checkpoint.locations[m], m) for m in group.members]
+    weights = [checkpoint.read(checkpoint.locations[m], m) for m in members]
     return weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
 
 
@@ -111,24 +158,51 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
     recipe = plan.recipe()
     name = recipe.graph.inputs[0].name
     if backend != "cupy":
-        return recipe.run({name: stacked}, backend=backend)
+        with TIMING.phase("run"):
+            return recipe.run({name: stacked}, backend=backend)
     from netdsl.backends.cupy import BACKEND, device, external
 
-    outputs: dict[str, Any] = {}
-    with _DEVICE:
-        network = recipe.bind({name: tuple(stacked.shape)})
-        results = BACKEND.run_device(network.graph, {name: external.to_device_tensor(name, stacked,
-                                                                                      network.inputs[name])})
-        for output in network.graph.outputs:
-            tensor = results[output]
-            if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-                packed = device.import_cupy().asnumpy(tensor.data)
-                outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
-                                              tensor.dtype)
-            else:
-                outputs[output] = device.download(tensor)
+    cupy = device.import_cupy()
+    stream = getattr(_streams, "stream", None)
+    if stream is None:
+        stream = _streams.stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        with TIMING.phase("wait gpu"):
+            _DEVICE.acquire()
+        try:
+            with TIMING.phase("run"):
+                network = recipe.bind({name: tuple(stacked.shape)})
+                results = BACKEND.run_device(network.graph, {
+                    name: external.to_device_tensor(name, stacked, network.inputs[name])})
+        finally:
+            _DEVICE.release()
+        outputs: dict[str, Any] = {}
+        with TIMING.phase("download", sum(results[o].data.nbytes for o in network.graph.outputs)):
+            for output in network.graph.outputs:
+                tensor = results[output]
+                if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
+                    packed = _to_pinned(tensor.data, stream)
+                    outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
+                                                  tensor.dtype)
+                elif tensor.dtype.bits % 8 == 0:
+                    outputs[output] = _to_pinned(tensor.data, stream).view(tensor.dtype.storage).reshape(tensor.shape)
+                else:
+                    outputs[output] = device.download(tensor)
         del results
     return outputs
+
+
+def _to_pinned(array: Any, stream: Any) -> np.ndarray:
+    """A device array's bytes in page-locked host memory (CuPy's pinned pool: the buffer is reused once the
+    array is dropped), so the GPU's DMA writes them where they are read, with no copy through a driver
+    buffer."""
+    from cupyx import empty_pinned
+
+    if not array.size:
+        return np.empty(array.shape, dtype=array.dtype)
+    host = empty_pinned(array.shape, dtype=array.dtype)
+    array.get(stream=stream, out=host)
+    return host
 
 
 def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
@@ -165,7 +239,8 @@ def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) 
     if entry.stored is None:
         return array
     try:
-        return entry.stored.convert(array)
+        with TIMING.phase("convert"):
+            return entry.stored.convert(array)
     except WeightValueError as error:
         raise UsageError(f"tensor '{entry.tensor.name}' can't be stored in --format {plan.format.name}: "
                          f"{error}") from None
@@ -257,7 +332,8 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
                 continue
             if e.group not in computed:
                 read_ahead(position[e.group])
-                stacked = ahead.pop(e.group).result()
+                with TIMING.phase("wait read"):
+                    stacked = ahead.pop(e.group).result()
                 read_ahead(position[e.group] + 1)  # bounded memory: at most the next group is read ahead
                 computed[e.group] = _group_outputs(plan, e.group, backend, stacked)
                 del stacked

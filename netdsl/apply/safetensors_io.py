@@ -16,12 +16,15 @@ import json
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from netdsl import settings
+from netdsl.apply.timing import TIMING
 from netdsl.dtypes import storage_dtype
 from netdsl.files import SAFETENSORS_TAGS
 
@@ -34,6 +37,9 @@ TAGS: dict[np.dtype, str] = {storage_dtype(name): tag for tag, (bits, name) in S
 #: the safetensors header is at most 100 MB (the format's own limit)
 MAX_HEADER = 100_000_000
 COPY_CHUNK = 1 << 26
+#: a shard's bytes are handed to the disk every WRITEBACK bytes as they are written (asynchronously), so the
+#: fsync that ends the shard waits only for the last piece
+WRITEBACK = 1 << 26
 
 
 class CheckpointError(Exception):
@@ -135,12 +141,33 @@ class ShardWriter:
         self.stream: IO[bytes] = open(self.temporary, "wb")
         self.hash = hashlib.sha256()
         self.next = 0
+        self.written = self.handed = 0  # bytes written, and handed to the disk
+        self.writeback = settings.apply_fsync()
+        # SHA-256 in a thread of its own, one piece behind the writing (hashlib lets go of the GIL)
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-hash")
+        self.hashing: Future[None] | None = None
         if header:  # without: the tensors' bytes only (a part of a shard, docs/scale.md)
             self._put(header_bytes(tensors, metadata))
 
     def _put(self, data: bytes | memoryview) -> None:
-        self.stream.write(data)
-        self.hash.update(data)
+        size = len(data)
+        with TIMING.phase("write", size):
+            self.stream.write(data)
+            self.written += size
+            if self.written - self.handed >= WRITEBACK and self.writeback == "early" and hasattr(os, "posix_fadvise"):
+                self.stream.flush()
+                # starts the range's writeback without waiting for it (Linux: WB_SYNC_NONE); its pages are
+                # dropped from the page cache once clean, as nothing reads them again
+                os.posix_fadvise(self.stream.fileno(), self.handed, self.written - self.handed,
+                                 os.POSIX_FADV_DONTNEED)
+                self.handed = self.written
+        if self.hashing is not None:
+            self.hashing.result()
+        self.hashing = self.hasher.submit(self._hash, data)
+
+    def _hash(self, data: bytes | memoryview) -> None:
+        with TIMING.phase("hash", len(data)):
+            self.hash.update(data)
 
     def write(self, name: str, chunks: Iterable[bytes | memoryview | np.ndarray]) -> None:
         tensor = self.tensors[self.next]
@@ -160,13 +187,19 @@ class ShardWriter:
         """Flush, fsync and rename into place; returns the file's SHA-256 (hex)."""
         if self.next != len(self.tensors):
             raise RuntimeError(f"shard writer: {len(self.tensors) - self.next} tensors not written")
+        if self.hashing is not None:
+            self.hashing.result()
+        self.hasher.shutdown()
         self.stream.flush()
-        os.fsync(self.stream.fileno())
+        if self.writeback != "none":
+            with TIMING.phase("fsync"):
+                os.fsync(self.stream.fileno())
         self.stream.close()
         os.replace(self.temporary, self.path)
         return self.hash.hexdigest()
 
     def abort(self) -> None:
+        self.hasher.shutdown(wait=True, cancel_futures=True)
         self.stream.close()
         self.temporary.unlink(missing_ok=True)
 

@@ -45,6 +45,8 @@ def add_parser(commands) -> None:
                        help="calibrated activation amax per layer: writes each layer's activation scale "
                             "(input_scale; compressed-tensors: input_global_scale) and the W4A4 label")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")
+    apply.add_argument("--timing", action="store_true",
+                       help="print where the time went (busy seconds per phase) to stderr at the end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(total=total, unit="B", unit_scale=True, desc="apply", file=sys.stderr, disable=None)
         bar.update(done - bar.n)
 
+    from time import perf_counter
+
+    from netdsl.apply.timing import TIMING
+
+    TIMING.reset(args.timing)
+    started = perf_counter()
     try:
         plan = apply(args.recipe, args.checkpoint, args.output, format=args.format, include=args.include,
                      exclude=args.exclude, backend=args.backend, input_scales=args.input_scales,
@@ -87,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.timing:
+        print(TIMING.report(perf_counter() - started, plan.checkpoint.size), file=sys.stderr)
     quantized = sum(len(g.members) for g in plan.groups)
     print(f"{args.output}: {quantized} tensors quantized ({plan.scheme.kind}, {plan.format.name}), "
           f"{len(plan.shards)} shard{'s' if len(plan.shards) != 1 else ''}")

@@ -1,0 +1,99 @@
+"""Where ``netdsl apply``'s time goes (``--timing``, docs/scale.md): the seconds each phase kept a thread busy,
+summed over the threads of this process, and the bytes it moved.
+
+Several shards are written at once (each a thread, with a thread reading ahead), so the phases overlap and
+their sum exceeds the wall time; a phase whose sum approaches ``wall x threads`` is the one that limits the
+run, and the waits (for the read ahead, for the GPU) say which side the others waited on. On Dask only the
+client's own phases are counted (the workers' are theirs).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+#: the phases in the order a group passes through them (the report's rows)
+PHASES = {
+    "plan": "open the checkpoint, plan and check",
+    "read": "read the weights (to the device with cupy)",
+    "wait read": "wait for the read ahead",
+    "wait gpu": "wait for the GPU (one group at a time)",
+    "run": "bind and run the recipe (cupy: its launches)",
+    "download": "outputs to the host (cupy: waits for the GPU)",
+    "convert": "outputs to their stored dtypes",
+    "write": "write the output files",
+    "hash": "SHA-256 of the output (the manifest's)",
+    "fsync": "fsync each finished file",
+    "finish": "index, configs, other files",
+}
+
+
+class _Phase:
+    __slots__ = ("timing", "name", "nbytes", "start")
+
+    def __init__(self, timing: Timing, name: str, nbytes: int):
+        self.timing, self.name, self.nbytes = timing, name, nbytes
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.timing.add(self.name, time.perf_counter() - self.start, self.nbytes)
+
+
+class _Off:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_OFF = _Off()
+
+
+class Timing:
+    """Busy seconds and bytes per phase; counts only while ``enabled``."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+        self.bytes: dict[str, int] = {}
+
+    def phase(self, name: str, nbytes: int = 0) -> _Phase | _Off:
+        """``with TIMING.phase("read", n):`` counts the block's seconds (and ``n`` bytes) under ``name``."""
+        return _Phase(self, name, nbytes) if self.enabled else _OFF
+
+    def add(self, name: str, seconds: float, nbytes: int = 0) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.bytes[name] = self.bytes.get(name, 0) + nbytes
+
+    def reset(self, enabled: bool) -> None:
+        with self._lock:
+            self.enabled = enabled
+            self.seconds.clear()
+            self.bytes.clear()
+
+    def report(self, wall: float, size: int) -> str:
+        """The table ``--timing`` prints: the wall time and rate for a checkpoint of ``size`` bytes, then each
+        phase's busy seconds, and the GB it moved at GB/s a thread."""
+        lines = [f"timing: {size / 1e9:.2f} GB checkpoint in {wall:.2f} s ({size / wall / 1e9:.2f} GB/s); busy seconds "
+                 f"per phase, summed over threads:",
+                 f"  {'phase':<10} {'seconds':>8} {'GB':>7} {'GB/s':>6}  what"]
+        for name, what in PHASES.items():
+            if name not in self.seconds:
+                continue
+            seconds, nbytes = self.seconds[name], self.bytes.get(name, 0)
+            moved = f"{nbytes / 1e9:7.2f} {nbytes / seconds / 1e9:6.2f}" if nbytes and seconds > 0 else f"{'':7} {'':6}"
+            lines.append(f"  {name:<10} {seconds:8.2f} {moved}  {what}")
+        return "\n".join(lines)
+
+
+#: this process's timing (``netdsl apply --timing`` turns it on)
+TIMING = Timing()
