@@ -1,7 +1,7 @@
 """Kernel variants against the traffic-matched ceiling, for the cases bench_gpu.py finds below 95% of it.
 
     python3 benchmarks/sweep_dq.py --out DIR
-    python3 benchmarks/sweep_dq.py --variant base:8 --variant 'nocs:occ:NETDSL_STORE_CS=0' --cases 'DQ int8@float32'
+    python3 benchmarks/sweep_dq.py --variant base:8 --variant 'cs:occ:NETDSL_STORE_CS=1' --cases 'DQ int8@float32'
 
 Each variant is the kernels compiled with some tuning macros (the ``#ifndef NETDSL_*`` knobs of kernels/,
 abi.TUNING_DEFAULTS) and a grid policy: N resident CTAs per SM for the elementwise kernels (8 is the
@@ -45,9 +45,9 @@ DEFAULT_CASES = ("DQ @float32,bfloat16", "DQ(@float32,bfloat16", "Q fp4 @bfloat1
                  "Q->DQ fp4 block 1x16@float32,bfloat16")
 DEFAULT_VARIANTS = ("base:8", "base:occ", "ctas6:occ:NETDSL_MIN_CTAS_PER_SM=6@DQ|Q",
                     "ctas8:occ:NETDSL_MIN_CTAS_PER_SM=8@DQ|Q", "ahead2:occ:NETDSL_AHEAD=2@DQ|Q",
-                    "ahead3:occ:NETDSL_AHEAD=3@DQ|Q", "noscale:occ:NETDSL_SCALE_AHEAD=0@DQ|Q",
-                    "scale-all:occ:NETDSL_SCALE_AHEAD=7@DQ|Q", "nocs:occ:NETDSL_STORE_CS=0@DQ|Q",
-                    "ahead2-6:occ:NETDSL_AHEAD=2,NETDSL_MIN_CTAS_PER_SM=6@DQ|Q",
+                    "ahead3:occ:NETDSL_AHEAD=3@DQ|Q", "scale:occ:NETDSL_SCALE_AHEAD=1@DQ|Q",
+                    "scale-all:occ:NETDSL_SCALE_AHEAD=7@DQ|Q", "cs:occ:NETDSL_STORE_CS=1@DQ|Q",
+                    "scale-cs:8:NETDSL_SCALE_AHEAD=1,NETDSL_STORE_CS=1@DQ|Q",
                     "cta10:8:NETDSL_CTA16_PASSES=10@DynQ", "cta12:8:NETDSL_CTA16_PASSES=12@DynQ",
                     "cta16:8:NETDSL_CTA16_PASSES=16@DynQ", "vec8:8:NETDSL_TILE16_BF16_VEC=8@DynQ",
                     "vec2:8:NETDSL_TILE16_BF16_VEC=2@DynQ", "nopf:8:NETDSL_TILE_PREFETCH=0@DynQ")

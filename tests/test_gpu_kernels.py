@@ -419,6 +419,9 @@ CTA_GEOMETRIES = [
 
 @pytest.mark.parametrize("shape,block,f32,bf16", CTA_GEOMETRIES)
 def test_block_kernel_takes_these_geometries(shape, block, f32, bf16) -> None:
+    if abi.CTA16_PASSES != abi.TUNING_DEFAULTS["NETDSL_CTA16_PASSES"]:
+        pytest.skip("the table is the block kernel's choice with the default rows per thread for 16-bit input; "
+                    "NETDSL_CUDA_DEFINES sets NETDSL_CTA16_PASSES (more rows take larger blocks)")
     dims = geometry.scale_indexing(shape, block).dims
     assert (dynamic.cta_geometry(dims, "FloatFP8", dtypes.FLOAT32) is not None) == f32
     assert (dynamic.cta_geometry(dims, "FloatInt8", dtypes.BFLOAT16) is not None) == bf16

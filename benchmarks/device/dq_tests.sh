@@ -3,7 +3,7 @@
 # with a build that flips every new tuning knob (so whichever the sweep picks is already checked).
 set -u
 P="python3 -m pytest -q -p no:cacheprovider"
-KNOBS="NETDSL_AHEAD=2 NETDSL_SCALE_AHEAD=7 NETDSL_STORE_CS=0 NETDSL_MIN_CTAS_PER_SM=6 NETDSL_CTA16_PASSES=10"
+KNOBS="NETDSL_AHEAD=2 NETDSL_SCALE_AHEAD=7 NETDSL_STORE_CS=1 NETDSL_MIN_CTAS_PER_SM=6 NETDSL_CTA16_PASSES=10"
 PRE="from netdsl.backends.cupy import precompile; print('parts built:', precompile())"
 python3 -c "$PRE" > $OUT/precompile.log 2>&1 &
 NETDSL_CUDA_DEFINES="$KNOBS" python3 -c "$PRE" > $OUT/precompile-knobs.log 2>&1 &

@@ -75,7 +75,7 @@ COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true
 
 #: the kernels' tuning macros and their defaults (the ``#ifndef`` blocks of the .cu/.cuh files)
 TUNING_DEFAULTS = {"NETDSL_MIN_CTAS_PER_SM": 4, "NETDSL_TILE16_BF16_VEC": 4, "NETDSL_TILE_PREFETCH": 1,
-                   "NETDSL_TILE_CTAS": 2, "NETDSL_AHEAD": 1, "NETDSL_SCALE_AHEAD": 1, "NETDSL_STORE_CS": 1,
+                   "NETDSL_TILE_CTAS": 2, "NETDSL_AHEAD": 1, "NETDSL_SCALE_AHEAD": 0, "NETDSL_STORE_CS": 0,
                    "NETDSL_CTA16_PASSES": 8}
 
 
