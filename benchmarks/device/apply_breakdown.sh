@@ -6,7 +6,7 @@
 # repository root with $OUT set (lark installed, PYTHONPATH the checkout).
 set -u
 SIZE=${SIZE:-6}
-VARIANTS=${VARIANTS:-"NETDSL_APPLY_READ=staging NETDSL_APPLY_SHARDS=8"}
+VARIANTS=${VARIANTS:-"NETDSL_APPLY_SHARDS=8 NETDSL_APPLY_FSYNC=none"}
 { date -u; nvidia-smi -L; nproc; free -g | head -2; df -h /tmp | tail -1; } > $OUT/env.txt 2>&1
 timeout 90 python3 -c "from netdsl.backends.cupy import precompile; print('kernel parts built:', precompile())" >> $OUT/env.txt 2>&1
 timeout 60 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_apply.py tests/test_apply_ct.py -k "cupy or gpu" \
