@@ -424,8 +424,8 @@ def main() -> None:
     for what, seconds in rows:
         if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
             lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
-                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | {100 * read_seconds / write_seconds:.1f}% "
-                         f"| {100 * fastest / write_seconds:.1f}% |")
+                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | "
+                         f"{100 * read_seconds / write_seconds:.1f}% | {100 * fastest / write_seconds:.1f}% |")
             write_seconds = 0.0
         lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
                      f"| {100 * fastest / seconds:.1f}% |")

@@ -151,6 +151,18 @@ def _fill(stream: BinaryIO, view: memoryview, what: str) -> None:
         done += got
 
 
+def pread_full(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from byte ``offset`` of file ``fd`` (``os.preadv``, as many calls as it takes); returns
+    the bytes read, fewer than ``len(view)`` only where the file ends first."""
+    done, count = 0, len(view)
+    while done < count:
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            break
+        done += got
+    return done
+
+
 def _read_data(stream: BinaryIO, count: int, what: str) -> np.ndarray:
     """The next ``count`` bytes of ``stream`` as a uint8 array: an array's data. The buffer is NumPy's
     (not zero-filled first; the huge pages NumPy asks the kernel for large arrays), and a large read
@@ -174,13 +186,10 @@ def _read_data(stream: BinaryIO, count: int, what: str) -> np.ndarray:
     step = -(-count // workers)
 
     def part(begin: int) -> None:
-        done, end = begin, min(begin + step, count)
-        while done < end:
-            got = os.preadv(fd, [view[done:end]], start + done)
-            if not got:
-                found = min(max(os.fstat(fd).st_size - start, 0), count)
-                raise FileError(f"{what} is truncated: {count} bytes expected, {found} found")
-            done += got
+        end = min(begin + step, count)
+        if pread_full(fd, view[begin:end], start + begin) < end - begin:
+            found = min(max(os.fstat(fd).st_size - start, 0), count)
+            raise FileError(f"{what} is truncated: {count} bytes expected, {found} found")
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netdsl-read") as pool:
         for done in [pool.submit(part, begin) for begin in range(0, count, step)]:

@@ -27,6 +27,7 @@ from netdsl.apply.plan import Entry, Plan
 from netdsl.apply.safetensors_io import CheckpointError, ShardWriter, TensorInfo, copy_range, file_sha256
 from netdsl.apply.timing import TIMING
 from netdsl.diagnostics import UsageError, WeightValueError
+from netdsl.files import pread_full
 
 MANIFEST = ".netdsl-apply.json"
 
@@ -62,13 +63,8 @@ def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -
             if pending[piece]:
                 event.synchronize()  # the copy out of this piece has finished
             count = min(STAGE, info.nbytes - done)
-            view = memoryview(buffer)[:count]
-            filled = 0
-            while filled < count:
-                got = os.preadv(fd, [view[filled:]], info.begin + done + filled)
-                if not got:
-                    raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
-                filled += got
+            if pread_full(fd, memoryview(buffer)[:count], info.begin + done) < count:
+                raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
             memcpy_async(target.data.ptr + done, buffer.ctypes.data, count, to_device, stream.ptr)
             event.record(stream)
             pending[piece] = True
