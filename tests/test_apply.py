@@ -457,11 +457,14 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
         assert (tmp_path / "out" / shard[1:-len(".partial")]).stat().st_size - end < 4096
 
 
-@pytest.mark.parametrize("text", ["sometimes", "0"])
-def test_fsync_setting_must_be_known(text: str, checkpoint, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(("variable", "text", "known"), [("NETDSL_APPLY_FSYNC", "sometimes", "early, commit or none"),
+                                                         ("NETDSL_APPLY_FSYNC", "0", "early, commit or none"),
+                                                         ("NETDSL_APPLY_READ", "mmap", "register or staging")])
+def test_apply_settings_must_be_known(variable: str, text: str, known: str, checkpoint, tmp_path: Path,
+                                      monkeypatch) -> None:
     folder, _ = checkpoint
-    monkeypatch.setenv("NETDSL_APPLY_FSYNC", text)
-    with pytest.raises(UsageError, match=f"NETDSL_APPLY_FSYNC must be early, commit or none, not '{text}'"):
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(UsageError, match=f"{variable} must be {known}, not '{text}'"):
         apply(NVFP4, folder, tmp_path / "out", backend="numpy")
     assert not (tmp_path / "out").exists()
 
@@ -624,10 +627,14 @@ def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path:
             assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)
 
 
+@pytest.mark.parametrize("read", ["register", "staging"])
 @pytest.mark.parametrize("backend", backends()[1:])
-def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_path: Path, monkeypatch) -> None:
+def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, read: str, tmp_path: Path,
+                                                             monkeypatch) -> None:
     """Six shards of many small groups written by six threads at once: each launches on its own stream and
-    downloads outside the GPU lock while the others run; the bytes are NumPy's, one shard at a time."""
+    downloads (to pinned memory) outside the GPU lock while the others run, the weights brought to the GPU
+    from the page cache's own pages or through staging buffers (NETDSL_APPLY_READ); the bytes are NumPy's,
+    one shard at a time."""
     rng = np.random.default_rng(11)
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -645,6 +652,7 @@ def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_p
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     apply(NVFP4, folder, tmp_path / "numpy", backend="numpy")
     monkeypatch.setenv("NETDSL_APPLY_SHARDS", "6")
+    monkeypatch.setenv("NETDSL_APPLY_READ", read)
     apply(NVFP4, folder, tmp_path / backend, backend=backend)
     for path in sorted((tmp_path / "numpy").iterdir()):
         assert path.read_bytes() == (tmp_path / backend / path.name).read_bytes(), path.name

@@ -16,6 +16,7 @@ import json
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -142,6 +143,9 @@ class ShardWriter:
         self.next = 0
         self.written = self.handed = 0  # bytes written, and handed to the disk
         self.writeback = settings.apply_fsync()
+        # SHA-256 in a thread of its own, one piece behind the writing (hashlib lets go of the GIL)
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-hash")
+        self.hashing: Future[None] | None = None
         if header:  # without: the tensors' bytes only (a part of a shard, docs/scale.md)
             self._put(header_bytes(tensors, metadata))
 
@@ -157,7 +161,12 @@ class ShardWriter:
                 os.posix_fadvise(self.stream.fileno(), self.handed, self.written - self.handed,
                                  os.POSIX_FADV_DONTNEED)
                 self.handed = self.written
-        with TIMING.phase("hash", size):
+        if self.hashing is not None:
+            self.hashing.result()
+        self.hashing = self.hasher.submit(self._hash, data)
+
+    def _hash(self, data: bytes | memoryview) -> None:
+        with TIMING.phase("hash", len(data)):
             self.hash.update(data)
 
     def write(self, name: str, chunks: Iterable[bytes | memoryview | np.ndarray]) -> None:
@@ -178,6 +187,9 @@ class ShardWriter:
         """Flush, fsync and rename into place; returns the file's SHA-256 (hex)."""
         if self.next != len(self.tensors):
             raise RuntimeError(f"shard writer: {len(self.tensors) - self.next} tensors not written")
+        if self.hashing is not None:
+            self.hashing.result()
+        self.hasher.shutdown()
         self.stream.flush()
         if self.writeback != "none":
             with TIMING.phase("fsync"):
@@ -187,6 +199,7 @@ class ShardWriter:
         return self.hash.hexdigest()
 
     def abort(self) -> None:
+        self.hasher.shutdown(wait=True, cancel_futures=True)
         self.stream.close()
         self.temporary.unlink(missing_ok=True)
 
