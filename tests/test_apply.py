@@ -251,6 +251,26 @@ def test_modelopt_gpu_global_scale_is_an_ulp_up_for_28_of_128_mantissas() -> Non
         ulps = on_gpu.view(np.int32) - by_division.view(np.int32)
         assert int(np.count_nonzero(ulps)) == 28 and set(ulps.tolist()) == {0, 1}, exponent
 
+
+def test_a_code_modelopt_wrote_on_the_h100_one_step_smaller(tmp_path: Path) -> None:
+    """One of the codes of benchmarks/results-modelopt-cuda.md (ModelOpt 0.47 on the H100, tensor normal-1):
+    amax 0.111328125, x 0.0115966796875 in a block of scale 160, where |x| * 2688 / (160 * amax) is exactly
+    1.75. ModelOpt wrote code 4 (2.0) on the CPU, as netdsl does, and 3 (1.5) on the GPU, whose global scale
+    was 0x382db6dc against the CPU's 0x382db6db (docs/checkpoints.md, item 5)."""
+    amax, x = np.float32(0.111328125), np.float32(0.0115966796875)
+    w = np.zeros((1, 32), np.float32)
+    w[0, 0], w[0, 1], w[0, 16] = x, 0.0390625, amax  # 0.0390625: block scale 160 by both rules
+    save_file({"a.weight": w.astype(ml_dtypes.bfloat16)}, str(tmp_path / "m.safetensors"))
+    apply(NVFP4, tmp_path / "m.safetensors", tmp_path / "out", backend="numpy")
+    written = tensors(tmp_path / "out")
+    assert written["a.weight_scale_2"][2] == np.uint32(0x382DB6DB).tobytes()  # ModelOpt's on the CPU
+    assert written["a.weight_scale"][2][0] == 0x72  # fp8 160
+    assert written["a.weight"][2][0] & 15 == 4  # ModelOpt's code on the CPU
+    on_gpu = np.float32(amax * (np.float32(1) / np.float32(2688)))  # torch's CUDA division by a Python float
+    assert on_gpu.view(np.uint32) == 0x382DB6DC
+    quotient = np.float32(x / np.float32(np.float32(160) * on_gpu))
+    assert np.float32(1.5) < quotient < np.float32(1.75)  # rounds to 1.5, code 3: ModelOpt's on the H100
+
 # --- other schemes and formats ------------------------------------------------------------------------
 
 def test_mxfp8_modelopt(checkpoint, tmp_path: Path) -> None:
