@@ -270,6 +270,31 @@ def test_a_code_modelopt_wrote_on_the_h100_one_step_smaller(tmp_path: Path) -> N
     assert on_gpu.view(np.uint32) == 0x382DB6DC
     quotient = np.float32(x / np.float32(np.float32(160) * on_gpu))
     assert np.float32(1.5) < quotient < np.float32(1.75)  # rounds to 1.5, code 3: ModelOpt's on the H100
+    # examples/recipes/nvfp4_weights_modelopt_gpu.net writes what ModelOpt wrote on the H100
+    apply(RECIPES / "nvfp4_weights_modelopt_gpu.net", tmp_path / "m.safetensors", tmp_path / "gpu", backend="numpy")
+    written = tensors(tmp_path / "gpu")
+    assert written["a.weight_scale_2"][2] == np.uint32(0x382DB6DC).tobytes()
+    assert written["a.weight_scale"][2][0] == 0x72
+    assert written["a.weight"][2][0] & 15 == 3
+
+
+def test_modelopt_gpu_recipe_global_scale_for_every_bfloat16_mantissa(tmp_path: Path) -> None:
+    """nvfp4_weights_modelopt_gpu.net's global scale is fl32(amax * fl32(1 / 2688)) (torch's CUDA division by
+    a Python float, docs/checkpoints.md item 5) for all 128 bfloat16 mantissas of an exponent, the 28 where it
+    is an ulp above nvfp4_weights.net's included."""
+    amaxes = ((1 + np.arange(128) / 128) * 2.0 ** -3).astype(np.float32)
+    weights = {f"m{i}.weight": np.full((1, 16), a, np.float32).astype(ml_dtypes.bfloat16) for i, a in enumerate(amaxes)}
+    save_file(weights, str(tmp_path / "m.safetensors"))
+    apply(RECIPES / "nvfp4_weights_modelopt_gpu.net", tmp_path / "m.safetensors", tmp_path / "gpu", backend="numpy")
+    apply(NVFP4, tmp_path / "m.safetensors", tmp_path / "cpu", backend="numpy")
+    gpu, cpu = tensors(tmp_path / "gpu"), tensors(tmp_path / "cpu")
+    reciprocal = np.float32(1) / np.float32(2688)
+    above = 0
+    for i, a in enumerate(amaxes):
+        expected = np.float32(a * reciprocal)
+        assert gpu[f"m{i}.weight_scale_2"][2] == expected.tobytes(), a
+        above += gpu[f"m{i}.weight_scale_2"][2] != cpu[f"m{i}.weight_scale_2"][2]
+    assert above == 28
 
 # --- other schemes and formats ------------------------------------------------------------------------
 
