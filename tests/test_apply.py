@@ -417,15 +417,6 @@ def test_a_failing_shard_stops_the_others_and_leaves_nothing_half_written(checkp
         assert path.read_bytes() == (out / path.name).read_bytes(), path.name
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5"])
-def test_apply_shards_setting_must_be_a_whole_number(text: str, checkpoint, tmp_path: Path, monkeypatch) -> None:
-    folder, _ = checkpoint
-    monkeypatch.setenv("NETDSL_APPLY_SHARDS", text)
-    with pytest.raises(UsageError, match=f"NETDSL_APPLY_SHARDS must be a whole number >= 1, not '{text}'"):
-        apply(NVFP4, folder, tmp_path / "out", backend="numpy")
-    assert not (tmp_path / "out").exists()
-
-
 def _shard_fsyncs_and_handoffs(monkeypatch) -> tuple[list[str], list[tuple[str, int, int]]]:
     """Record the output-shard files fsynced, and the ranges handed to the disk (posix_fadvise), by name."""
     import os
@@ -482,11 +473,14 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
         assert (tmp_path / "out" / shard[1:-len(".partial")]).stat().st_size - end < 4096
 
 
-@pytest.mark.parametrize("text", ["sometimes", "0"])
-def test_fsync_setting_must_be_known(text: str, checkpoint, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(("variable", "text", "wanted"), [
+    *[("NETDSL_APPLY_SHARDS", text, "a whole number >= 1") for text in ("0", "-1", "two", "1.5")],
+    *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")]])
+def test_apply_settings_are_checked_before_outdir_is_made(variable: str, text: str, wanted: str, checkpoint,
+                                                          tmp_path: Path, monkeypatch) -> None:
     folder, _ = checkpoint
-    monkeypatch.setenv("NETDSL_APPLY_FSYNC", text)
-    with pytest.raises(UsageError, match=f"NETDSL_APPLY_FSYNC must be early, commit or none, not '{text}'"):
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(UsageError, match=f"{variable} must be {wanted}, not '{text}'"):
         apply(NVFP4, folder, tmp_path / "out", backend="numpy")
     assert not (tmp_path / "out").exists()
 
