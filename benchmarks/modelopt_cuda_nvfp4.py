@@ -15,7 +15,8 @@ NumPy, float32 op by op, from ModelOpt's source (``modelopt_nvfp4``); the summar
 of the codes where netdsl and ModelOpt-on-CUDA differ (block scales agreeing) it reproduces, and how far its
 whole output is from ModelOpt's CUDA output. ModelOpt's own outputs are the truth; netdsl's are what is
 classified. ``--out`` gets summary.json, summary.txt and differences.npz (the differing codes: input,
-scales, codes of each path; at most 10000 a tensor).
+scales, codes of each path; at most 10000 a tensor). The H100 run: benchmarks/results-modelopt-cuda.md
+(run by benchmarks/device/modelopt_cuda_nvfp4.sh, which installs the carried ModelOpt wheel).
 
 ``--bench-layers N`` (no GPU needed) regenerates bench_apply's synthetic checkpoint (N layers; the 6 GB run
 has 15) group by group and counts, against netdsl, ModelOpt's CPU quantizer given the global scale torch's

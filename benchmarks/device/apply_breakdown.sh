@@ -6,7 +6,7 @@
 # repository root with $OUT set (lark installed, PYTHONPATH the checkout).
 set -u
 SIZE=${SIZE:-6}
-VARIANTS=${VARIANTS:-"NETDSL_APPLY_READ=staging NETDSL_APPLY_SHARDS=8"}
+VARIANTS=${VARIANTS:-"NETDSL_APPLY_SHARDS=8 NETDSL_APPLY_FSYNC=none"}
 { date -u; nvidia-smi -L; nproc; free -g | head -2; df -h /tmp | tail -1; } > $OUT/env.txt 2>&1
 timeout 90 python3 -c "from netdsl.backends.cupy import precompile; print('kernel parts built:', precompile())" >> $OUT/env.txt 2>&1
 timeout 60 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_apply.py tests/test_apply_ct.py -k "cupy or gpu" \
@@ -15,18 +15,7 @@ echo "pytest rc=$?" >> $OUT/tests.txt; tail -n 4 $OUT/tests.txt
 PEER_ARGS=()
 if [ "${PEER:-0}" = 1 ]; then
     SITE2=/tmp/site-peer
-    python3 - .whl/gpu-peers > /tmp/peer-need.txt 2>> $OUT/env.txt <<'PY'
-import importlib.metadata as md, pathlib, sys
-from packaging.version import Version
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
-    dist, version = wheel.name.split("-")[:2]
-    try:
-        have = md.version(dist)
-    except md.PackageNotFoundError:
-        have = None
-    if have is None or (Version(have) < Version(version) and not dist.startswith("cuda")):
-        print(wheel)
-PY
+    python3 benchmarks/device/wheels_needed.py .whl/gpu-peers > /tmp/peer-need.txt 2>> $OUT/env.txt
     python3 -m pip install -q --no-index --no-deps --target $SITE2 $(cat /tmp/peer-need.txt) >> $OUT/env.txt 2>&1
     PEER_ARGS=(--peer-python /tmp/peer-python)
     printf '#!/bin/bash\nPYTHONPATH=%s:$PYTHONPATH exec python3 "$@"\n' "$SITE2" > /tmp/peer-python; chmod +x /tmp/peer-python

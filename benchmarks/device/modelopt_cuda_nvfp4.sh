@@ -9,20 +9,7 @@ SITE2=/tmp/site-mo-cuda
 E=$OUT/env.txt
 { date -u; nvidia-smi -L; python3 --version; echo "== PYTHONPATH=$PYTHONPATH"; ls "$WHL"; } > "$E" 2>&1
 rm -rf "$SITE2"
-python3 - "$WHL" > /tmp/mo-cuda-need.txt 2>> "$E" <<'PY'
-import importlib.metadata as md, pathlib, sys
-from packaging.version import Version
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
-    dist, version = wheel.name.split("-")[:2]
-    try:
-        have = md.version(dist)
-    except md.PackageNotFoundError:
-        have = None
-    install = have is None or (Version(have) < Version(version) and not dist.startswith("cuda"))
-    print(f"{dist} {version}: image {have} -> {'install' if install else 'keep'}", file=sys.stderr)
-    if install:
-        print(wheel)
-PY
+python3 benchmarks/device/wheels_needed.py "$WHL" > /tmp/mo-cuda-need.txt 2>> "$E"
 t0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --target "$SITE2" $(cat /tmp/mo-cuda-need.txt) >> "$E" 2>&1
 echo "pip install rc=$? in $(( $(date +%s) - t0 )) s" >> "$E"

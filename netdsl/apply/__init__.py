@@ -57,7 +57,6 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
 
     settings.apply_shards()  # a bad $NETDSL_APPLY_SHARDS or $NETDSL_APPLY_FSYNC is a usage error before OUTDIR
     settings.apply_fsync()  # is made
-    settings.apply_read()
     out = Path(outdir)
     on_dask = workers is not None or scheduler is not None or gpus is not None
     if task_size != "auto" and not on_dask:
