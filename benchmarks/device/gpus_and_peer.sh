@@ -10,20 +10,7 @@ E=$OUT/env.txt
 { echo "commit $COMMIT"; date -u; nvidia-smi -L; python3 --version; echo "== pip list (image + runner)"; python3 -m pip list 2>/dev/null; echo "== PYTHONPATH=$PYTHONPATH"; ls -la "$WHL"; } > "$E" 2>&1
 rm -rf "$SITE2"
 # a carried wheel is installed where the image lacks its package, or has an older one (cuda-* kept as the image has them)
-python3 - "$WHL" > /tmp/gp-need.txt 2>> "$E" <<'PY'
-import importlib.metadata as md, pathlib, sys
-from packaging.version import Version
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
-    dist, version = wheel.name.split("-")[:2]
-    try:
-        have = md.version(dist)
-    except md.PackageNotFoundError:
-        have = None
-    install = have is None or (Version(have) < Version(version) and not dist.startswith("cuda"))
-    print(f"{dist} {version}: image {have} -> {'install' if install else 'keep'}", file=sys.stderr)
-    if install:
-        print(wheel)
-PY
+python3 benchmarks/device/wheels_needed.py "$WHL" > /tmp/gp-need.txt 2>> "$E"
 t0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --target "$SITE2" $(cat /tmp/gp-need.txt) >> "$E" 2>&1
 echo "pip install rc=$? in $(( $(date +%s) - t0 )) s" >> "$E"
