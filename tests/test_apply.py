@@ -417,6 +417,89 @@ def test_a_failing_shard_stops_the_others_and_leaves_nothing_half_written(checkp
         assert path.read_bytes() == (out / path.name).read_bytes(), path.name
 
 
+def _unshared_shards(folder: Path, out: Path) -> None:
+    """Every output shard written on its own, each computing all its groups (as a Dask task does)."""
+    from netdsl.apply.checkpoint import open_checkpoint
+    from netdsl.apply.plan import make_plan
+    from netdsl.apply.run import write_shard
+
+    out.mkdir()
+    plan = make_plan(NVFP4, open_checkpoint(folder), "modelopt", [], None, None)
+    for shard in plan.shards:
+        write_shard(plan, shard, str(out), "numpy")
+
+
+@pytest.mark.parametrize("at_once", ["1", "2"])
+def test_a_group_across_shards_is_read_and_quantized_once(at_once: str, checkpoint, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """q/k in the first shard, v in the second: one process reads and quantizes that fused group once, for
+    both shards (one at a time or at once), and writes the bytes each shard gets computing it alone."""
+    from netdsl.apply import run
+
+    folder, _ = checkpoint
+    _unshared_shards(folder, tmp_path / "alone")
+    reads: list[tuple[str, ...]] = []
+    real = run._read_group
+
+    def counted(plan, g, backend):
+        reads.append(tuple(plan.groups[g].members))
+        return real(plan, g, backend)
+
+    monkeypatch.setattr(run, "_read_group", counted)
+    monkeypatch.setenv("NETDSL_APPLY_SHARDS", at_once)
+    apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+    qkv = tuple(ATTN + f"{m}_proj.weight" for m in "qkv")
+    assert reads.count(qkv) == 1
+    assert len(reads) == len(set(reads))
+    for shard in (SHARD1, SHARD2):
+        assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "alone" / shard).read_bytes()
+
+
+def _raw_safetensors(path: Path, tensors: list[tuple[str, np.ndarray]]) -> None:
+    """A safetensors file with its tensors' bytes in the given order (safetensors' writer sorts them)."""
+    header, offset = {}, 0
+    for name, array in tensors:
+        header[name] = {"dtype": "BF16", "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(a.tobytes() for _, a in tensors))
+
+
+def test_groups_across_two_shards_in_opposite_orders_finish(tmp_path: Path, monkeypatch) -> None:
+    """Two fused groups each split over the same two shards, which hold them in opposite orders, written at
+    once: neither shard's thread waits for the other (a thread waits only for a group being computed), and
+    the bytes are those of each shard computed alone."""
+    rng = np.random.default_rng(3)
+    a, b = "model.layers.0.self_attn.", "model.layers.1.self_attn."
+    w = {name: bf16(rng, H, H) for name in (a + "q_proj.weight", a + "k_proj.weight", b + "q_proj.weight",
+                                              b + "k_proj.weight")}
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    _raw_safetensors(folder / SHARD1, [(n, w[n]) for n in (a + "q_proj.weight", b + "q_proj.weight")])
+    _raw_safetensors(folder / SHARD2, [(n, w[n]) for n in (b + "k_proj.weight", a + "k_proj.weight")])
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {
+        a + "q_proj.weight": SHARD1, b + "q_proj.weight": SHARD1, b + "k_proj.weight": SHARD2,
+        a + "k_proj.weight": SHARD2}}))
+    _unshared_shards(folder, tmp_path / "alone")
+    monkeypatch.setenv("NETDSL_APPLY_SHARDS", "2")
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+        except BaseException as error:  # re-raised below
+            failure.append(error)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # a deadlock would hang here; a loaded machine takes well under a second
+    assert not worker.is_alive(), "apply did not finish: shard threads waiting for each other"
+    assert not failure, failure
+    for shard in (SHARD1, SHARD2):
+        assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "alone" / shard).read_bytes()
+
+
 def _shard_fsyncs_and_handoffs(monkeypatch) -> tuple[list[str], list[tuple[str, int, int]]]:
     """Record the output-shard files fsynced, and the ranges handed to the disk (posix_fadvise), by name."""
     import os

@@ -8,6 +8,7 @@ bytes. The index and configs, without which no loader reads the folder, are writ
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -189,20 +190,73 @@ def _entry_bytes(plan: Plan, entry: Entry, shares: list[dict[str, np.ndarray]]) 
                          f"{error}") from None
 
 
+class SharedGroups:
+    """The fused groups whose members lie in more than one of the shards one process writes (q/k/v or
+    gate/up across a shard boundary): each is read and quantized once, by the first shard thread to reach
+    it, and the others take its outputs, each its own members' share. A thread waits only for a group that
+    another is computing right now (which waits for nothing), so no two threads wait for each other; a group
+    nobody has started is computed by whoever reaches it. Outputs are dropped once every shard took them."""
+
+    def __init__(self, users: dict[int, int]):
+        self._lock = threading.Lock()
+        self._users = {g: n for g, n in users.items() if n > 1}  # group -> shards still to take it
+        self._results: dict[int, Future[list[dict[str, np.ndarray]]]] = {}
+
+    @classmethod
+    def of(cls, plan: Plan, shards: list[str]) -> SharedGroups:
+        users: dict[int, int] = {}
+        for shard in shards:
+            for g in {e.group for e in plan.shards[shard] if e.source is None}:
+                users[g] = users.get(g, 0) + 1
+        return cls(users)
+
+    def started(self, g: int) -> bool:
+        """Whether another shard thread has computed group ``g``, or is computing it (no need to read it)."""
+        with self._lock:
+            return g in self._results
+
+    def outputs(self, g: int, compute: Callable[[], list[dict[str, np.ndarray]]]) -> list[dict[str, np.ndarray]]:
+        """Group ``g``'s outputs: ``compute()``'s where no thread has started it (or ``g`` is in one shard
+        only), else the other thread's (its failure raised here too)."""
+        with self._lock:
+            if g not in self._users:
+                owner, future = True, None
+            else:
+                future = self._results.get(g)
+                owner = future is None
+                if owner:
+                    future = self._results[g] = Future()
+        if future is None:
+            return compute()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as error:
+                future.set_exception(error)
+                raise
+        result = future.result()
+        with self._lock:
+            self._users[g] -= 1
+            if not self._users[g]:
+                del self._users[g], self._results[g]
+        return result
+
+
 class Cancelled(Exception):
     """A shard's writing stopped because another shard's failed (or the run was interrupted)."""
 
 
 def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
                 progress: Callable[[int], None] | None = None,
-                stop: threading.Event | None = None) -> tuple[str, str]:
+                stop: threading.Event | None = None, shared: SharedGroups | None = None) -> tuple[str, str]:
     """Write output shard ``shard`` into ``outdir`` (atomically); returns (shard, its SHA-256). Runs the
     same in any process: a Dask worker calls it with the plan it was sent. Several shards are written at
     once by threads of one process (:func:`write_shards`); ``stop`` set makes this one give up
-    (:class:`Cancelled`, its temporary file removed) before its next tensor."""
+    (:class:`Cancelled`, its temporary file removed) before its next tensor; ``shared``: the groups this
+    process's shards share (computed once)."""
     entries = plan.shards[shard]
     writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
-    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop)
+    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
@@ -217,7 +271,7 @@ def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backe
     entries = plan.shards[shard][part[0]:part[1]]
     name = part_name(shard, part)
     writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
-    return name, _write_entries(plan, shard, entries, writer, backend, None, None)
+    return name, _write_entries(plan, shard, entries, writer, backend, None, None, None)
 
 
 def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir: str,
@@ -242,9 +296,11 @@ def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir:
 
 
 def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWriter, backend: str,
-                   progress: Callable[[int], None] | None, stop: threading.Event | None) -> str:
+                   progress: Callable[[int], None] | None, stop: threading.Event | None,
+                   shared: SharedGroups | None) -> str:
     """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` and commit it;
-    returns the SHA-256 of what was written. ``stop`` set: give up before the next tensor (:class:`Cancelled`)."""
+    returns the SHA-256 of what was written. ``stop`` set: give up before the next tensor (:class:`Cancelled`).
+    A group in ``shared`` is computed once for all the shards that hold its members."""
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
     pending: dict[int, int] = {}  # group -> entries of this shard still to write
@@ -259,8 +315,14 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
     ahead: dict[int, Future[Any]] = {}
 
     def read_ahead(index: int) -> None:
-        if index < len(order) and order[index] not in ahead:
+        if index < len(order) and order[index] not in ahead and not (shared and shared.started(order[index])):
             ahead[order[index]] = reader.submit(_read_group, plan, order[index], backend)
+
+    def compute(g: int) -> list[dict[str, np.ndarray]]:
+        read_ahead(position[g])
+        with TIMING.phase("wait read"):
+            stacked = ahead.pop(g).result()
+        return _group_outputs(plan, g, backend, stacked)
 
     try:
         read_ahead(0)
@@ -274,12 +336,10 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
                     progress(info.nbytes)
                 continue
             if e.group not in computed:
-                read_ahead(position[e.group])
-                with TIMING.phase("wait read"):
-                    stacked = ahead.pop(e.group).result()
-                read_ahead(position[e.group] + 1)  # bounded memory: at most the next group is read ahead
-                computed[e.group] = _group_outputs(plan, e.group, backend, stacked)
-                del stacked
+                g = e.group
+                computed[g] = shared.outputs(g, functools.partial(compute, g)) if shared else compute(g)
+                ahead.pop(g, None)  # read, but another shard's thread computed it first
+                read_ahead(position[g] + 1)  # bounded memory: at most the next group is read ahead
             writer.write(e.tensor.name, [_entry_bytes(plan, e, computed[e.group])])
             pending[e.group] -= 1
             if not pending[e.group]:
@@ -313,9 +373,10 @@ def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progr
     in this thread as each finishes. The first failure (or an interrupt) stops the others before their next
     tensor and is raised here; no shard is left half-written."""
     parallel = shards_at_once(backend, len(shards))
+    shared = SharedGroups.of(plan, shards)
     if parallel == 1:
         for shard in shards:
-            done(*write_shard(plan, shard, outdir, backend, progress))
+            done(*write_shard(plan, shard, outdir, backend, progress, shared=shared))
         return
     lock = threading.Lock()
 
@@ -325,7 +386,7 @@ def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progr
 
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netdsl-shard")
-    futures = [pool.submit(write_shard, plan, shard, outdir, backend, locked, stop) for shard in shards]
+    futures = [pool.submit(write_shard, plan, shard, outdir, backend, locked, stop, shared) for shard in shards]
     try:
         for future in as_completed(futures):
             done(*future.result())
