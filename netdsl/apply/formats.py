@@ -108,7 +108,13 @@ def _pack_fp4(array: np.ndarray | PackedCodes) -> np.ndarray:
     ``(q[..., 1::2] << 4) | q[..., 0::2]``; vLLM unpacks low nibble first)."""
     if isinstance(array, PackedCodes):
         return array.packed
-    return dtypes.pack_nibbles(dtypes.to_codes(array, dtypes.FP4)).reshape(*array.shape[:-1], array.shape[-1] // 2)
+    if array.dtype != dtypes.FP4.storage:
+        raise TypeError(f"expected fp4 storage ({dtypes.FP4.storage}), got {array.dtype}")
+    codes = array.view(np.uint8)
+    packed = np.empty((*array.shape[:-1], array.shape[-1] // 2), np.uint8)  # one pass: high nibbles, then low
+    np.left_shift(codes[..., 1::2], 4, out=packed)
+    packed |= codes[..., 0::2] & np.uint8(0x0F)
+    return packed
 
 
 def _pack_int4_int32(array: np.ndarray | PackedCodes) -> np.ndarray:
