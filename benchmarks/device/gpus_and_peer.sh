@@ -4,7 +4,7 @@
 # the ModelOpt peer on the GPU, --gpus 1, cupy, --gpus 1, numpy; the bench outputs compared byte for byte.
 set -u
 COMMIT=bee3a4d
-WHL=../../.whl/gpu-peers
+WHL=${WHL:-../../.whl/gpu-peers}
 SITE2=/tmp/site-gpu-peers
 E=$OUT/env.txt
 { echo "commit $COMMIT"; date -u; nvidia-smi -L; python3 --version; echo "== pip list (image + runner)"; python3 -m pip list 2>/dev/null; echo "== PYTHONPATH=$PYTHONPATH"; ls -la "$WHL"; } > "$E" 2>&1
