@@ -493,7 +493,7 @@ def test_groups_across_two_shards_in_opposite_orders_finish(tmp_path: Path, monk
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
-    worker.join(timeout=300)  # a deadlock would hang here; a loaded machine takes well under a second
+    worker.join(timeout=300)  # ok: a hang limit (a deadlock hangs here), not a timing: it takes under 1 s
     assert not worker.is_alive(), "apply did not finish: shard threads waiting for each other"
     assert not failure, failure
     for shard in (SHARD1, SHARD2):
