@@ -54,7 +54,7 @@ DEFAULT_VARIANTS = ("base:8", "base:occ", "ctas6:occ:NETDSL_MIN_CTAS_PER_SM=6@DQ
 
 #: the macros the launchers also read on the host (abi's values, swapped with a variant's kernels)
 HOST_TUNING = {"NETDSL_CTA16_PASSES": "CTA16_PASSES", "NETDSL_TILE16_BF16_VEC": "TILE16_BF16_VEC",
-               "NETDSL_CTA_CTAS": "CTA_CTAS_PER_SM"}
+               "NETDSL_CTA_CTAS": "CTA16_CTAS_PER_SM"}
 
 
 @dataclass(frozen=True)

@@ -20,27 +20,30 @@ constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
 // Tuning knobs of the elementwise loop (benchmarks/sweep_dq.py measures them): chunks each thread has
 // loaded ahead of the one it works on; the ops whose next chunk's block scale is loaded with its data
 // rather than when the chunk is worked on (bits: 1 Quantize, 2 Dequantize, 4 fused Quantize->Dequantize);
-// streaming stores (st.global.cs) for the output (1) or plain ones (0). The H100 sweep
-// (benchmarks/results-sweep-dq.md) measured SCALE_AHEAD=1 (Quantize fp4 from bfloat16 per-channel and
-// 1x16: 93 / 95% -> 98 / 100% of the traffic-matched ceiling) and STORE_CS=1 (Dequantize +0.9%, fused
-// Q->DQ +2%, medians) faster; they stay off until the GPU tests have run with them as the defaults.
+// streaming stores (st.global.cs) for the output (1) or plain ones (0). The H100 sweeps
+// (benchmarks/results-sweep-dq.md, results-kgap.md) measured SCALE_AHEAD=1 (Quantize fp4 from bfloat16
+// per-channel and 1x16: 93 / 94% -> 98 / 99% of the traffic-matched ceiling) and STORE_CS=1 (Dequantize
+// +0.9%, fused Q->DQ +2%, medians) faster: the defaults.
 #ifndef NETDSL_AHEAD
 #define NETDSL_AHEAD 1
 #endif
 #ifndef NETDSL_SCALE_AHEAD
-#define NETDSL_SCALE_AHEAD 0
+#define NETDSL_SCALE_AHEAD 1
 #endif
 #ifndef NETDSL_STORE_CS
-#define NETDSL_STORE_CS 0
+#define NETDSL_STORE_CS 1
 #endif
 constexpr u32 kScaleAheadQuantize = 1, kScaleAheadDequantize = 2, kScaleAheadQuantizeDequantize = 4;
 // How the kChunk loop finds a chunk's scale index (a tuning knob, benchmarks/device/kgap.sh): 0
 // scale_index, which reads the map from shared memory and loops over its dims for every chunk; 1
 // ChunkMap below where the collapsed map has at most two dims: their divisors held in registers; 2
 // ChunkMap where the map has two dims and the grid stride is a whole number of rows (a thread keeps
-// its columns): the thread's row advanced by a constant, its column's term computed once.
+// its columns): the thread's row advanced by a constant, its column's term computed once. The H100
+// (benchmarks/results-kgap.md), Quantize fp4 128x128 from bfloat16 with SCALE_AHEAD=1: 0 91%, 1 96%,
+// 2 97% of the traffic-matched ceiling; 2 is the default. float32 input always takes scale_index: with
+// either map its Quantize kernel spills (60-88 bytes) at the 64-register cap, and it is at 98% without.
 #ifndef NETDSL_CHUNK_MAP
-#define NETDSL_CHUNK_MAP 0
+#define NETDSL_CHUNK_MAP 2
 #endif
 
 // n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
@@ -404,6 +407,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
   using Raw = typename Op::Raw;
   constexpr int kAhead = NETDSL_AHEAD;
   constexpr bool kScaleAhead = kMode == kChunk && (NETDSL_SCALE_AHEAD & Op::kScaleAhead) != 0u;
+  constexpr bool kChunkMap = kMode == kChunk && NETDSL_CHUNK_MAP != 0 && In::bits < 32;  // float32 spills
   __shared__ ScaleMap map;
   typename Op::Scale uniform{};
   if constexpr (kMode == kPerTensor) {
@@ -420,9 +424,9 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
     Raw raw[kAhead] = {};
     // The scale index of chunk k = c + steps * stride.
     ChunkMap chunk_map;
-    if constexpr (kMode == kChunk && NETDSL_CHUNK_MAP != 0) chunk_map.init(map, c, stride);
+    if constexpr (kChunkMap) chunk_map.init(map, c, stride);
     auto chunk_scale = [&](u32 k, u32 steps) -> u32 {
-      if constexpr (kMode == kChunk && NETDSL_CHUNK_MAP != 0) return chunk_map.index(map, k, steps);
+      if constexpr (kChunkMap) return chunk_map.index(map, k, steps);
       else return scale_index(map, k * 16u);
     };
     // chunk k = c + steps * stride's data (and scale) into a slot, when k is a chunk
@@ -480,7 +484,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
       }
       store_chunk_coalesced<Out>(out, c, count, wout, full_chunks);
       c += stride;
-      if constexpr (kMode == kChunk && NETDSL_CHUNK_MAP == 2) chunk_map.advance();
+      if constexpr (kChunkMap && NETDSL_CHUNK_MAP == 2) chunk_map.advance();
     }
   }
 }

@@ -400,19 +400,21 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
 // the general path reads it twice. Partial edge blocks load zeros past the end and store only what
 // is inside.
 // Tuning knobs (benchmarks/sweep_dq.py, benchmarks/device/kgap.sh): rows per thread for 16-bit inputs
-// (8 keeps 32 words of x per thread, 16 as many as float32); resident CTAs per SM (2: up to 128
-// registers, up to 64 words of x in them; abi.CTA_CTAS_PER_SM sizes the grid with it); the block
-// amax of 16-bit inputs by packed two-element maxima (1) or element by element (0); the reciprocal
-// of each block's effective scale and the quotient guard computed once by the block's scale thread
-// and shared (1) or by every thread (0).
+// (8 keeps 32 words of x per thread, 16 as many as float32); the resident CTAs per SM that the 16-bit
+// kernels' __launch_bounds__ allow (3: up to 85 registers; float32 input keeps 2, up to 128 registers
+// for its 64 words of x: it spills at 3); the block amax of 16-bit inputs by packed two-element maxima
+// (1: 74 registers at 3 per SM, no spills; 0 spills there) or element by element (0); the reciprocal of
+// each block's effective scale and the quotient guard computed once by the block's scale thread and
+// shared (1) or by every thread (0). How many CTAs per SM the grid has is the host's choice per launch,
+// at most kCtasPerSm (netdsl/backends/cupy/dynamic.py, cta_ctas_per_sm, with the H100's numbers).
 #ifndef NETDSL_CTA16_PASSES
 #define NETDSL_CTA16_PASSES 8
 #endif
 #ifndef NETDSL_CTA_CTAS
-#define NETDSL_CTA_CTAS 2
+#define NETDSL_CTA_CTAS 3
 #endif
 #ifndef NETDSL_CTA_PACKED_MAX
-#define NETDSL_CTA_PACKED_MAX 0
+#define NETDSL_CTA_PACKED_MAX 1
 #endif
 #ifndef NETDSL_CTA_SHARED_RCP
 #define NETDSL_CTA_SHARED_RCP 0
@@ -422,7 +424,7 @@ struct CtaShape {
   static constexpr int kVec = 16 / (In::bits / 8);  // 4 float32, 8 float16 / bfloat16: 16 bytes
   static constexpr int kWords = 4;
   static constexpr int kPasses = In::bits == 32 ? 16 : NETDSL_CTA16_PASSES;  // rows per thread
-  static constexpr int kCtasPerSm = NETDSL_CTA_CTAS;
+  static constexpr int kCtasPerSm = In::bits == 32 ? 2 : NETDSL_CTA_CTAS;
   static constexpr bool kPackedMax = NETDSL_CTA_PACKED_MAX && In::bits == 16;
 };
 

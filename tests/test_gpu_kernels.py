@@ -428,6 +428,23 @@ def test_block_kernel_takes_these_geometries(shape, block, f32, bf16) -> None:
     assert dynamic.cta_geometry(dims, "NVFP4", dtypes.FLOAT32) is None
 
 
+@pytest.mark.parametrize("shape,block,single_row", [
+    ((4096, 4096), (1, 4096), True),    # collapses to one dim (the 1x4096 of benchmarks/results-kgap.md)
+    ((8, 4096), (1, 1024), True),       # one row high, several across
+    ((4096, 4096), (128, 128), False),
+    ((40, 2048), (8, 256), False),
+])
+def test_block_kernel_ctas_per_sm(shape, block, single_row) -> None:
+    """The block kernel's grid: 3 CTAs per SM (its 16-bit bound by default) for one-row blocks of 16-bit
+    input, 2 for taller blocks and for float32 input (docs/gpu.md; dynamic.cta_ctas_per_sm)."""
+    if abi.CTA16_CTAS_PER_SM != abi.TUNING_DEFAULTS["NETDSL_CTA_CTAS"]:
+        pytest.skip("NETDSL_CUDA_DEFINES sets NETDSL_CTA_CTAS")
+    dims = geometry.scale_indexing(shape, block).dims
+    for in_type in (dtypes.BFLOAT16, dtypes.FLOAT16):
+        assert dynamic.cta_ctas_per_sm(dims, in_type) == (3 if single_row else 2)
+    assert dynamic.cta_ctas_per_sm(dims, dtypes.FLOAT32) == 2
+
+
 def dynamic_input(shape, block, in_type, rng) -> np.ndarray:
     """Random data whose blocks span many magnitudes, with special blocks: all zero (some -0), all NaN,
     one with +Inf, one with -Inf and NaN, one of subnormals only."""
