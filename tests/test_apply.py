@@ -558,7 +558,8 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
 
 @pytest.mark.parametrize(("variable", "text", "wanted"), [
     *[("NETDSL_APPLY_SHARDS", text, "a whole number >= 1") for text in ("0", "-1", "two", "1.5")],
-    *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")]])
+    *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")],
+    ("NETDSL_APPLY_READ", "mmap", "register or staging")])
 def test_apply_settings_are_checked_before_outdir_is_made(variable: str, text: str, wanted: str, checkpoint,
                                                           tmp_path: Path, monkeypatch) -> None:
     folder, _ = checkpoint
@@ -726,10 +727,14 @@ def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path:
             assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)
 
 
+@pytest.mark.parametrize("read", ["register", "staging"])
 @pytest.mark.parametrize("backend", backends()[1:])
-def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_path: Path, monkeypatch) -> None:
+def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, read: str, tmp_path: Path,
+                                                             monkeypatch) -> None:
     """Six shards of many small groups written by six threads at once: each launches on its own stream and
-    downloads outside the GPU lock while the others run; the bytes are NumPy's, one shard at a time."""
+    downloads (to pinned memory) outside the GPU lock while the others run, the weights brought to the GPU
+    from the page cache's own pages or through staging buffers (NETDSL_APPLY_READ); the bytes are NumPy's,
+    one shard at a time."""
     rng = np.random.default_rng(11)
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -747,6 +752,7 @@ def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_p
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     apply(NVFP4, folder, tmp_path / "numpy", backend="numpy")
     monkeypatch.setenv("NETDSL_APPLY_SHARDS", "6")
+    monkeypatch.setenv("NETDSL_APPLY_READ", read)
     apply(NVFP4, folder, tmp_path / backend, backend=backend)
     for path in sorted((tmp_path / "numpy").iterdir()):
         assert path.read_bytes() == (tmp_path / backend / path.name).read_bytes(), path.name

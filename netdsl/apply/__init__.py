@@ -55,9 +55,10 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         backend = get_backend(backend).name  # a usage error now, not in a worker
     from netdsl import settings
 
-    # a bad $NETDSL_APPLY_SHARDS or $NETDSL_APPLY_FSYNC is a usage error before OUTDIR is made
+    # a bad $NETDSL_APPLY_SHARDS, $NETDSL_APPLY_FSYNC or $NETDSL_APPLY_READ is a usage error before OUTDIR is made
     settings.apply_shards()
     settings.apply_fsync()
+    settings.apply_read()
     out = Path(outdir)
     on_dask = workers is not None or scheduler is not None or gpus is not None
     if task_size != "auto" and not on_dask:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -37,17 +38,58 @@ MANIFEST = ".netdsl-apply.json"
 #: process); each shard thread launches on a stream of its own and downloads its outputs outside the lock,
 #: so reading, downloading and writing overlap the other threads' GPU work
 _DEVICE = threading.Lock()
-#: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
-#: other is copied to the device
+#: pinned staging for reads to the device where the page cache's own pages can't be pinned: two pieces per
+#: reading thread, each filled by the kernel while the other is copied to the device
 STAGE = 1 << 24
 _staging = threading.local()
 _streams = threading.local()
+#: cudaHostRegisterReadOnly: pin pages the device only reads (a read-only file mapping's)
+REGISTER_READ_ONLY = 0x08
+#: whether pinning a file's mapped pages works here (settings.apply_read() "register"; False once it failed)
+_register = [True]
+
+
+def _upload_mapped(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> bool:
+    """The bytes of tensor ``info`` copied to the device straight from the page cache: the file's pages are
+    mapped read-only, pinned where they are (cudaHostRegister, read-only) and copied by the GPU's DMA with no
+    copy on the CPU, then unpinned and unmapped. False where this platform can't pin a file's pages (the
+    caller then reads through pinned staging buffers, :func:`_upload`)."""
+    granule = mmap.ALLOCATIONGRANULARITY
+    start = info.begin - info.begin % granule
+    with open(path, "rb") as stream_file:
+        try:
+            mapped = mmap.mmap(stream_file.fileno(), info.end - start, access=mmap.ACCESS_READ, offset=start)
+        except ValueError:  # the file is shorter than its header says
+            raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)") from None
+    try:
+        view = np.frombuffer(mapped, dtype=np.uint8)
+        base = view.ctypes.data
+        try:  # whole pages: the mapping's last page is there even where the file ends inside it
+            cupy.cuda.runtime.hostRegister(base, -(-view.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE,
+                                           REGISTER_READ_ONLY)
+        except cupy.cuda.runtime.CUDARuntimeError:
+            _register[0] = False
+            return False
+        try:
+            cupy.cuda.runtime.memcpyAsync(target.data.ptr, base + info.begin - start, info.nbytes,
+                                          cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
+            stream.synchronize()
+        finally:
+            cupy.cuda.runtime.hostUnregister(base)
+        return True
+    finally:
+        del view
+        mapped.close()
 
 
 def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
-    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``,
-    no memory map, no page faults) into two pinned buffers in turn, each copied to the device on ``stream``
-    while the other is filled."""
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: straight from the
+    page cache where pages can be pinned (:func:`_upload_mapped`), else read (``preadv``) into two pinned
+    buffers in turn, each copied to the device on ``stream`` while the other is filled."""
+    if not info.nbytes:
+        return
+    if _register[0] and settings.apply_read() == "register" and _upload_mapped(cupy, path, info, target, stream):
+        return
     pieces = getattr(_staging, "pieces", None)
     if pieces is None:
         from cupyx import empty_pinned
@@ -140,13 +182,28 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
             for output in network.graph.outputs:
                 tensor = results[output]
                 if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-                    packed = cupy.asnumpy(tensor.data, stream=stream)
+                    packed = _to_pinned(tensor.data, stream)
                     outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
                                                   tensor.dtype)
+                elif tensor.dtype.bits % 8 == 0:
+                    outputs[output] = _to_pinned(tensor.data, stream).view(tensor.dtype.storage).reshape(tensor.shape)
                 else:
                     outputs[output] = device.download(tensor)
         del results
     return outputs
+
+
+def _to_pinned(array: Any, stream: Any) -> np.ndarray:
+    """A device array's bytes in page-locked host memory (CuPy's pinned pool: the buffer is reused once the
+    array is dropped), so the GPU's DMA writes them where they are read, with no copy through a driver
+    buffer."""
+    from cupyx import empty_pinned
+
+    if not array.size:
+        return np.empty(array.shape, dtype=array.dtype)
+    host = empty_pinned(array.shape, dtype=array.dtype)
+    array.get(stream=stream, out=host)
+    return host
 
 
 def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
