@@ -43,6 +43,11 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     from netdsl.apply.timing import TIMING
 
     started = time.perf_counter()
+    on_dask = workers is not None or scheduler is not None or gpus is not None
+    if backend in ("cupy", "auto") and not on_dask:  # CUDA starts while the checkpoint is opened and planned
+        from netdsl.backends.cupy.device import warm_up
+
+        warm_up()
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
@@ -60,7 +65,6 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     settings.apply_fsync()
     settings.apply_read()
     out = Path(outdir)
-    on_dask = workers is not None or scheduler is not None or gpus is not None
     if task_size != "auto" and not on_dask:
         raise UsageError("--task-size splits shards into Dask tasks: give it with --workers, --scheduler or --gpus")
     task_bytes: int | None
