@@ -346,8 +346,9 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     (:class:`Cancelled`, its temporary file removed) before its next tensor; ``shared``: the groups this
     process's shards share (computed once)."""
     entries = plan.shards[shard]
-    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
-    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
+    with TIMING.phase("shard", plan.input_bytes(shard)):
+        writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+        return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
