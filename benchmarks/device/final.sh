@@ -23,7 +23,7 @@ PYTHONPATH=$SITE2:$PYTHONPATH timeout 100 python3 -m pytest -q -p no:cacheprovid
 stamp "apply tests rc=$?: $(tail -n 1 "$OUT/apply-tests.txt")"
 timeout 40 bash benchmarks/device/startup.sh > /dev/null 2>&1
 stamp "startup rc=$?"
-timeout 140 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --variant NETDSL_APPLY_READ=staging \
+timeout 140 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --variant NETDSL_APPLY_READ=staging --variant NETDSL_APPLY_SHARDS=2 --variant NETDSL_APPLY_SHARDS=6 \
     --peer-python /tmp/peer-python --out "$OUT/apply8.md" > "$OUT/bench8.log" 2>&1
 stamp "bench 8 GB rc=$?"
 timeout 260 bash benchmarks/device/final_kernels.sh > "$OUT/kernels.log" 2>&1
