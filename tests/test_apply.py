@@ -466,10 +466,12 @@ def _raw_safetensors(path: Path, tensors: list[tuple[str, np.ndarray]]) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(a.tobytes() for _, a in tensors))
 
 
-def test_groups_across_two_shards_in_opposite_orders_finish(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", backends())
+def test_groups_across_two_shards_in_opposite_orders_finish(backend: str, tmp_path: Path, monkeypatch) -> None:
     """Two fused groups each split over the same two shards, which hold them in opposite orders, written at
     once: neither shard's thread waits for the other (a thread waits only for a group being computed), and
-    the bytes are those of each shard computed alone."""
+    the bytes are those of each shard computed alone (with NumPy). On the GPU both threads read from both
+    files, whose tensors share pages, pinning them where they are (NETDSL_APPLY_READ=register)."""
     rng = np.random.default_rng(3)
     a, b = "model.layers.0.self_attn.", "model.layers.1.self_attn."
     w = {name: bf16(rng, H, H) for name in (a + "q_proj.weight", a + "k_proj.weight", b + "q_proj.weight",
@@ -487,7 +489,7 @@ def test_groups_across_two_shards_in_opposite_orders_finish(tmp_path: Path, monk
 
     def work() -> None:
         try:
-            apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+            apply(NVFP4, folder, tmp_path / "out", backend=backend)
         except BaseException as error:  # re-raised below
             failure.append(error)
 
@@ -498,6 +500,27 @@ def test_groups_across_two_shards_in_opposite_orders_finish(tmp_path: Path, monk
     assert not failure, failure
     for shard in (SHARD1, SHARD2):
         assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "alone" / shard).read_bytes()
+
+
+def test_input_files_stay_mapped_while_any_shard_is_written(tmp_path: Path) -> None:
+    """The GPU path maps each input file once while shards are written (not once per tensor), one lock per
+    file; the maps go when the last shard of the process is out, even where a view is still held."""
+    from netdsl.apply.run import _FileMaps
+
+    maps = _FileMaps()
+    path = tmp_path / "shard.safetensors"
+    path.write_bytes(b"abc" * 5000)
+    with maps:
+        data, lock = maps.get(path)
+        with maps:  # a second shard thread comes and goes: the maps stay
+            assert maps.get(path) == (data, lock)
+        again, same_lock = maps.get(path)
+        assert again is data and same_lock is lock and bytes(data[:6]) == b"abcabc" and data.nbytes == 15000
+        del again
+    assert maps._maps == {}
+    assert bytes(data[-3:]) == b"abc"  # the view held past the end keeps its map until it goes
+    with maps:
+        assert maps.get(path)[0] is not data  # mapped afresh
 
 
 def _shard_fsyncs_and_handoffs(monkeypatch) -> tuple[list[str], list[tuple[str, int, int]]]:
@@ -558,7 +581,8 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
 
 @pytest.mark.parametrize(("variable", "text", "wanted"), [
     *[("NETDSL_APPLY_SHARDS", text, "a whole number >= 1") for text in ("0", "-1", "two", "1.5")],
-    *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")]])
+    *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")],
+    ("NETDSL_APPLY_READ", "mmap", "register or staging")])
 def test_apply_settings_are_checked_before_outdir_is_made(variable: str, text: str, wanted: str, checkpoint,
                                                           tmp_path: Path, monkeypatch) -> None:
     folder, _ = checkpoint
@@ -726,10 +750,14 @@ def test_every_backend_writes_the_same_bytes(backend: str, checkpoint, tmp_path:
             assert path.read_bytes() == (tmp_path / f"{backend}-{recipe}" / path.name).read_bytes(), (recipe, path.name)
 
 
+@pytest.mark.parametrize("read", ["register", "staging"])
 @pytest.mark.parametrize("backend", backends()[1:])
-def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_path: Path, monkeypatch) -> None:
+def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, read: str, tmp_path: Path,
+                                                             monkeypatch) -> None:
     """Six shards of many small groups written by six threads at once: each launches on its own stream and
-    downloads outside the GPU lock while the others run; the bytes are NumPy's, one shard at a time."""
+    downloads (to pinned memory) outside the GPU lock while the others run, the weights brought to the GPU
+    from the page cache's own pages or through staging buffers (NETDSL_APPLY_READ); the bytes are NumPy's,
+    one shard at a time."""
     rng = np.random.default_rng(11)
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -747,6 +775,7 @@ def test_many_shards_at_once_on_the_gpu_write_the_same_bytes(backend: str, tmp_p
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     apply(NVFP4, folder, tmp_path / "numpy", backend="numpy")
     monkeypatch.setenv("NETDSL_APPLY_SHARDS", "6")
+    monkeypatch.setenv("NETDSL_APPLY_READ", read)
     apply(NVFP4, folder, tmp_path / backend, backend=backend)
     for path in sorted((tmp_path / "numpy").iterdir()):
         assert path.read_bytes() == (tmp_path / backend / path.name).read_bytes(), path.name

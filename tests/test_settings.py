@@ -23,7 +23,7 @@ def test_variables_are_read_in_settings_only() -> None:
 def test_every_variable_documented() -> None:
     read = set(READ.findall((ROOT / "netdsl" / "settings.py").read_text()))
     assert read == {"NETDSL_FUSION", "NETDSL_NUMBA", "NETDSL_CUDA_DEFINES", "NETDSL_KERNEL_CACHE",
-                    "NETDSL_APPLY_SHARDS", "NETDSL_APPLY_FSYNC"}
+                    "NETDSL_APPLY_SHARDS", "NETDSL_APPLY_FSYNC", "NETDSL_APPLY_READ"}
     documented = (ROOT / "docs" / "settings.md").read_text()
     for name in read:
         assert f"`{name}`" in documented, name

@@ -43,6 +43,11 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     from netdsl.apply.timing import TIMING
 
     started = time.perf_counter()
+    on_dask = workers is not None or scheduler is not None or gpus is not None
+    if backend in ("cupy", "auto") and not on_dask:  # CUDA starts while the checkpoint is opened and planned
+        from netdsl.backends.cupy.device import warm_up
+
+        warm_up()
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
@@ -55,11 +60,11 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         backend = get_backend(backend).name  # a usage error now, not in a worker
     from netdsl import settings
 
-    # a bad $NETDSL_APPLY_SHARDS or $NETDSL_APPLY_FSYNC is a usage error before OUTDIR is made
+    # a bad $NETDSL_APPLY_SHARDS, $NETDSL_APPLY_FSYNC or $NETDSL_APPLY_READ is a usage error before OUTDIR is made
     settings.apply_shards()
     settings.apply_fsync()
+    settings.apply_read()
     out = Path(outdir)
-    on_dask = workers is not None or scheduler is not None or gpus is not None
     if task_size != "auto" and not on_dask:
         raise UsageError("--task-size splits shards into Dask tasks: give it with --workers, --scheduler or --gpus")
     task_bytes: int | None

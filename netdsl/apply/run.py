@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -37,22 +38,97 @@ MANIFEST = ".netdsl-apply.json"
 #: process); each shard thread launches on a stream of its own and downloads its outputs outside the lock,
 #: so reading, downloading and writing overlap the other threads' GPU work
 _DEVICE = threading.Lock()
-#: pinned staging for reads to the device: two pieces per reading thread, each filled by the kernel while the
-#: other is copied to the device
+#: pinned staging for reads to the device where the page cache's own pages can't be pinned: two pieces per
+#: reading thread, each filled by the kernel while the other is copied to the device
 STAGE = 1 << 24
 _staging = threading.local()
 _streams = threading.local()
+#: cudaHostRegisterReadOnly: pin pages the device only reads (a read-only file mapping's)
+REGISTER_READ_ONLY = 0x08
+#: whether pinning a file's mapped pages works here (settings.apply_read() "register"; False once it failed)
+_register = [True]
+
+
+class _FileMaps:
+    """The input files mapped read-only, each once while any shard of this process is being written (not once
+    per tensor: mapping and unmapping take the process's memory-map lock, behind which every other thread's
+    page faults and pinning wait), with a lock per file so that no two threads pin pages of it at once
+    (tensors of one file may share a page; CUDA refuses to pin a page twice)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._maps: dict[Path, tuple[mmap.mmap, np.ndarray, threading.Lock]] = {}
+
+    def get(self, path: Path) -> tuple[np.ndarray, threading.Lock]:
+        """The bytes of ``path`` (a view of its map) and the file's pinning lock."""
+        with self._lock:
+            entry = self._maps.get(path)
+            if entry is None:
+                with open(path, "rb") as stream:
+                    mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+                entry = self._maps[path] = (mapped, np.frombuffer(mapped, dtype=np.uint8), threading.Lock())
+            return entry[1], entry[2]
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:  # the last shard of this process is out: drop the maps
+                maps = [mapped for mapped, _, _ in self._maps.values()]
+                self._maps.clear()  # and with it the views, which would keep a map from closing
+                for mapped in maps:
+                    try:
+                        mapped.close()
+                    except BufferError:  # a view still held (by a failure's frames): unmapped when it goes
+                        pass
+
+
+_MAPS = _FileMaps()
+
+
+def _upload_mapped(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> bool:
+    """The bytes of tensor ``info`` copied to the device straight from the page cache: the pages of the file's
+    map (:class:`_FileMaps`) that hold it are pinned where they are (cudaHostRegister, read-only), copied by
+    the GPU's DMA with no copy on the CPU, and unpinned. False where this platform can't pin a file's pages
+    (the caller then reads through pinned staging buffers, :func:`_upload`)."""
+    data, lock = _MAPS.get(path)
+    if info.end > data.nbytes:
+        raise CheckpointError(f"'{path}' ends early (tensor '{info.name}' is missing bytes)")
+    base = data.ctypes.data
+    first = (base + info.begin) // mmap.PAGESIZE * mmap.PAGESIZE
+    length = -(-(base + info.end - first) // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages of the map
+    with lock:
+        try:
+            cupy.cuda.runtime.hostRegister(first, length, REGISTER_READ_ONLY)
+        except cupy.cuda.runtime.CUDARuntimeError:
+            _register[0] = False
+            return False
+        try:
+            cupy.cuda.runtime.memcpyAsync(target.data.ptr, base + info.begin, info.nbytes,
+                                          cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
+            stream.synchronize()
+        finally:
+            cupy.cuda.runtime.hostUnregister(first)
+    return True
 
 
 def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
-    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``,
-    no memory map, no page faults) into two pinned buffers in turn, each copied to the device on ``stream``
-    while the other is filled."""
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: straight from the
+    page cache where pages can be pinned (:func:`_upload_mapped`), else read (``preadv``) into two pinned
+    buffers in turn, each copied to the device on ``stream`` while the other is filled."""
+    if not info.nbytes:
+        return
+    if _register[0] and settings.apply_read() == "register" and _upload_mapped(cupy, path, info, target, stream):
+        return
     pieces = getattr(_staging, "pieces", None)
     if pieces is None:
-        from cupyx import empty_pinned
+        from netdsl.backends.cupy.device import empty_pinned
 
-        pieces = _staging.pieces = [(empty_pinned(STAGE, dtype=np.uint8), cupy.cuda.Event()) for _ in range(2)]
+        pieces = _staging.pieces = [(empty_pinned((STAGE,), np.uint8), cupy.cuda.Event()) for _ in range(2)]
     memcpy_async, to_device = cupy.cuda.runtime.memcpyAsync, cupy.cuda.runtime.memcpyHostToDevice
     pending = [False, False]
     fd = os.open(path, os.O_RDONLY)
@@ -140,13 +216,28 @@ def _run_recipe(plan: Plan, stacked: Any, backend: str) -> dict[str, Any]:
             for output in network.graph.outputs:
                 tensor = results[output]
                 if tensor.dtype.bits == 4 and tensor.shape and tensor.shape[-1] % 2 == 0:  # stays packed to the file
-                    packed = cupy.asnumpy(tensor.data, stream=stream)
+                    packed = _to_pinned(tensor.data, stream)
                     outputs[output] = PackedCodes(packed.reshape(*tensor.shape[:-1], tensor.shape[-1] // 2),
                                                   tensor.dtype)
+                elif tensor.dtype.bits % 8 == 0:
+                    outputs[output] = _to_pinned(tensor.data, stream).view(tensor.dtype.storage).reshape(tensor.shape)
                 else:
                     outputs[output] = device.download(tensor)
         del results
     return outputs
+
+
+def _to_pinned(array: Any, stream: Any) -> np.ndarray:
+    """A device array's bytes in page-locked host memory (CuPy's pinned pool: the buffer is reused once the
+    array is dropped), so the GPU's DMA writes them where they are read, with no copy through a driver
+    buffer."""
+    from netdsl.backends.cupy.device import empty_pinned
+
+    if not array.size:
+        return np.empty(array.shape, dtype=array.dtype)
+    host = empty_pinned(array.shape, array.dtype)
+    array.get(stream=stream, out=host)
+    return host
 
 
 def _group_outputs(plan: Plan, g: int, backend: str, stacked: Any) -> list[dict[str, np.ndarray]]:
@@ -255,8 +346,9 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     (:class:`Cancelled`, its temporary file removed) before its next tensor; ``shared``: the groups this
     process's shards share (computed once)."""
     entries = plan.shards[shard]
-    writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
-    return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
+    with TIMING.phase("shard", plan.input_bytes(shard)):
+        writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
+        return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
@@ -324,37 +416,38 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
             stacked = ahead.pop(g).result()
         return _group_outputs(plan, g, backend, stacked)
 
-    try:
-        read_ahead(0)
-        for e in entries:
-            if stop is not None and stop.is_set():
-                raise Cancelled(shard)
-            if e.source is not None:
-                info = checkpoint.shards[locations[e.source]][e.source]
-                writer.write(e.tensor.name, copy_range(checkpoint.root / locations[e.source], info.begin, info.end))
-                if progress:
-                    progress(info.nbytes)
-                continue
-            if e.group not in computed:
-                g = e.group
-                computed[g] = shared.outputs(g, functools.partial(compute, g)) if shared else compute(g)
-                ahead.pop(g, None)  # read, but another shard's thread computed it first
-                read_ahead(position[g] + 1)  # bounded memory: at most the next group is read ahead
-            writer.write(e.tensor.name, [_entry_bytes(plan, e, computed[e.group])])
-            pending[e.group] -= 1
-            if not pending[e.group]:
-                del computed[e.group]  # bounded memory: a group's results live until its last entry is out
-                if progress:
-                    group = plan.groups[e.group]
-                    progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
-                                 if locations[m] == shard))
-        return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        reader.shutdown(wait=True, cancel_futures=True)
-        checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
+    with _MAPS:  # the input files stay mapped while any shard of this process is being written
+        try:
+            read_ahead(0)
+            for e in entries:
+                if stop is not None and stop.is_set():
+                    raise Cancelled(shard)
+                if e.source is not None:
+                    info = checkpoint.shards[locations[e.source]][e.source]
+                    writer.write(e.tensor.name, copy_range(checkpoint.root / locations[e.source], info.begin, info.end))
+                    if progress:
+                        progress(info.nbytes)
+                    continue
+                if e.group not in computed:
+                    g = e.group
+                    computed[g] = shared.outputs(g, functools.partial(compute, g)) if shared else compute(g)
+                    ahead.pop(g, None)  # read, but another shard's thread computed it first
+                    read_ahead(position[g] + 1)  # bounded memory: at most the next group is read ahead
+                writer.write(e.tensor.name, [_entry_bytes(plan, e, computed[e.group])])
+                pending[e.group] -= 1
+                if not pending[e.group]:
+                    del computed[e.group]  # bounded memory: a group's results live until its last entry is out
+                    if progress:
+                        group = plan.groups[e.group]
+                        progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
+                                     if locations[m] == shard))
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            checkpoint.close()  # drop the memory maps: the pages this shard touched leave the process
 
 
 def shards_at_once(backend: str, count: int) -> int:

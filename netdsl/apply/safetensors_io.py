@@ -162,7 +162,8 @@ class ShardWriter:
                                  os.POSIX_FADV_DONTNEED)
                 self.handed = self.written
         if self.hashing is not None:
-            self.hashing.result()
+            with TIMING.phase("wait hash"):
+                self.hashing.result()
         self.hashing = self.hasher.submit(self._hash, data)
 
     def _hash(self, data: bytes | memoryview) -> None:
@@ -188,7 +189,8 @@ class ShardWriter:
         if self.next != len(self.tensors):
             raise RuntimeError(f"shard writer: {len(self.tensors) - self.next} tensors not written")
         if self.hashing is not None:
-            self.hashing.result()
+            with TIMING.phase("wait hash"):
+                self.hashing.result()
         self.hasher.shutdown()
         self.stream.flush()
         if self.writeback != "none":

@@ -24,8 +24,10 @@ PHASES = {
     "convert": "outputs to their stored dtypes",
     "write": "write the output files",
     "hash": "SHA-256 of the output (the manifest's)",
+    "wait hash": "wait for the SHA-256 of the piece before",
     "fsync": "fsync each finished file",
     "finish": "index, configs, other files",
+    "shard": "the shard threads' whole time (the phases from wait read to fsync are part of it)",
 }
 
 

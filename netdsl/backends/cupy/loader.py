@@ -159,6 +159,19 @@ def precompile(device: int | None = None) -> int:
     return len(missing)
 
 
+def load_cached(on_device: int) -> int:
+    """Load every kernel part already in the disk cache for ``on_device`` (none is compiled here); returns
+    how many. :func:`device.warm_up` runs it beside ``netdsl apply``'s planning, so the first launches
+    find their modules loaded."""
+    count = 0
+    for file in abi.KERNEL_NAMES:
+        for part in range(len(parts(file))):
+            if all(path.is_file() for path in _cache_paths(file, part, on_device)):
+                module(file, part, on_device)
+                count += 1
+    return count
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Best effort, through netdsl's one atomic writer: a cache that cannot be written only costs a
     recompilation next time."""
