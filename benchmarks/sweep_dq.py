@@ -53,7 +53,8 @@ DEFAULT_VARIANTS = ("base:8", "base:occ", "ctas6:occ:NETDSL_MIN_CTAS_PER_SM=6@DQ
                     "vec2:8:NETDSL_TILE16_BF16_VEC=2@DynQ", "nopf:8:NETDSL_TILE_PREFETCH=0@DynQ")
 
 #: the macros the launchers also read on the host (abi's values, swapped with a variant's kernels)
-HOST_TUNING = {"NETDSL_CTA16_PASSES": "CTA16_PASSES", "NETDSL_TILE16_BF16_VEC": "TILE16_BF16_VEC"}
+HOST_TUNING = {"NETDSL_CTA16_PASSES": "CTA16_PASSES", "NETDSL_TILE16_BF16_VEC": "TILE16_BF16_VEC",
+               "NETDSL_CTA_CTAS": "CTA16_CTAS_PER_SM"}
 
 
 @dataclass(frozen=True)

@@ -20,20 +20,31 @@ constexpr int kMinCtasPerSm = NETDSL_MIN_CTAS_PER_SM;
 // Tuning knobs of the elementwise loop (benchmarks/sweep_dq.py measures them): chunks each thread has
 // loaded ahead of the one it works on; the ops whose next chunk's block scale is loaded with its data
 // rather than when the chunk is worked on (bits: 1 Quantize, 2 Dequantize, 4 fused Quantize->Dequantize);
-// streaming stores (st.global.cs) for the output (1) or plain ones (0). The H100 sweep
-// (benchmarks/results-sweep-dq.md) measured SCALE_AHEAD=1 (Quantize fp4 from bfloat16 per-channel and
-// 1x16: 93 / 95% -> 98 / 100% of the traffic-matched ceiling) and STORE_CS=1 (Dequantize +0.9%, fused
-// Q->DQ +2%, medians) faster; they stay off until the GPU tests have run with them as the defaults.
+// streaming stores (st.global.cs) for the output (1) or plain ones (0). The H100 sweeps
+// (benchmarks/results-sweep-dq.md, results-kgap.md) measured SCALE_AHEAD=1 (Quantize fp4 from bfloat16
+// per-channel and 1x16: 93 / 94% -> 98 / 99% of the traffic-matched ceiling) and STORE_CS=1 (Dequantize
+// +0.9%, fused Q->DQ +2%, medians) faster: the defaults.
 #ifndef NETDSL_AHEAD
 #define NETDSL_AHEAD 1
 #endif
 #ifndef NETDSL_SCALE_AHEAD
-#define NETDSL_SCALE_AHEAD 0
+#define NETDSL_SCALE_AHEAD 1
 #endif
 #ifndef NETDSL_STORE_CS
-#define NETDSL_STORE_CS 0
+#define NETDSL_STORE_CS 1
 #endif
 constexpr u32 kScaleAheadQuantize = 1, kScaleAheadDequantize = 2, kScaleAheadQuantizeDequantize = 4;
+// How the kChunk loop finds a chunk's scale index (a tuning knob, benchmarks/device/kgap.sh): 0
+// scale_index, which reads the map from shared memory and loops over its dims for every chunk; 1
+// ChunkMap below where the collapsed map has at most two dims: their divisors held in registers; 2
+// ChunkMap where the map has two dims and the grid stride is a whole number of rows (a thread keeps
+// its columns): the thread's row advanced by a constant, its column's term computed once. The H100
+// (benchmarks/results-kgap.md), Quantize fp4 128x128 from bfloat16 with SCALE_AHEAD=1: 0 91%, 1 96%,
+// 2 97% of the traffic-matched ceiling; 2 is the default. float32 input always takes scale_index: with
+// either map its Quantize kernel spills (60-88 bytes) at the 64-register cap, and it is at 98% without.
+#ifndef NETDSL_CHUNK_MAP
+#define NETDSL_CHUNK_MAP 2
+#endif
 
 // n / d for n < 2^31, d >= 1 (round-up multiplier, as in Granlund & Montgomery and CUTLASS's
 // FastDivmod); the host computes mul and shr (netdsl/backends/cupy/geometry.py, fast_div).
@@ -65,6 +76,46 @@ NETDSL_D u32 scale_index(const ScaleMap& m, u32 e) {
   }
   return s + m.dim[0].block.div(e) * m.dim[0].scale_stride;
 }
+
+// scale_index of chunk k = c + steps * stride (c a thread's current chunk), NETDSL_CHUNK_MAP's way. For
+// rank <= 2, scale_index(m, e) = inner.div(e % extent) * inner_stride + outer.div(e / extent) *
+// outer_stride (the outer dim's extent unused; rank 1: outer 1, stride 0, and e / extent = 0). Where
+// the stride spans whole rows (2), e / extent of chunk k is the row of c plus steps * row_step and
+// e % extent that of c. Other maps take scale_index.
+struct ChunkMap {
+  FastDiv extent, inner, outer;
+  u32 inner_stride, outer_stride;
+  u32 row, row_step, column_term;  // (2) chunk c's e / extent, rows per stride, c's inner term
+  bool fast;
+  NETDSL_D void init(const ScaleMap& m, u32 c, u32 stride) {
+    const u32 rank = m.rank;
+    const MapDim& in = m.dim[rank - 1u];
+    extent = in.extent;
+    inner = in.block;
+    inner_stride = in.scale_stride;
+    outer = rank == 2u ? m.dim[0].block : FastDiv{1u, 0u, 0u};
+    outer_stride = rank == 2u ? m.dim[0].scale_stride : 0u;
+    if constexpr (NETDSL_CHUNK_MAP == 2) {
+      const u32 span = stride * 16u;  // elements per grid step (below 2^32: stride <= chunks)
+      fast = rank == 2u && span % extent.d == 0u;
+      row = extent.div(c * 16u);
+      row_step = span / extent.d;
+      column_term = inner.div(c * 16u - row * extent.d) * inner_stride;
+    } else {
+      fast = rank <= 2u;
+    }
+  }
+  NETDSL_D u32 index(const ScaleMap& m, u32 k, u32 steps) const {
+    if (!fast) return scale_index(m, k * 16u);
+    if constexpr (NETDSL_CHUNK_MAP == 2) {
+      return outer.div(row + steps * row_step) * outer_stride + column_term;
+    } else {
+      const u32 e = k * 16u, q = extent.div(e);
+      return inner.div(e - q * extent.d) * inner_stride + outer.div(q) * outer_stride;
+    }
+  }
+  NETDSL_D void advance() { row += row_step; }
+};
 
 // Every CTA copies the map (a small device array) into shared memory once.
 NETDSL_D void load_words(u32* dst, const u32* __restrict__ src, int words) {
@@ -356,6 +407,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
   using Raw = typename Op::Raw;
   constexpr int kAhead = NETDSL_AHEAD;
   constexpr bool kScaleAhead = kMode == kChunk && (NETDSL_SCALE_AHEAD & Op::kScaleAhead) != 0u;
+  constexpr bool kChunkMap = kMode == kChunk && NETDSL_CHUNK_MAP != 0 && In::bits < 32;  // float32 spills
   __shared__ ScaleMap map;
   typename Op::Scale uniform{};
   if constexpr (kMode == kPerTensor) {
@@ -370,17 +422,24 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
     u32 c = blockIdx.x * blockDim.x + threadIdx.x;
     u32 win[kAhead][Chunk<In>::kWords];
     Raw raw[kAhead] = {};
-    // chunk k's data (and scale) into slot a, when k is a chunk
-    auto fetch = [&](u32 k, u32 (&w)[Chunk<In>::kWords], Raw& r) {
+    // The scale index of chunk k = c + steps * stride.
+    ChunkMap chunk_map;
+    if constexpr (kChunkMap) chunk_map.init(map, c, stride);
+    auto chunk_scale = [&](u32 k, u32 steps) -> u32 {
+      if constexpr (kChunkMap) return chunk_map.index(map, k, steps);
+      else return scale_index(map, k * 16u);
+    };
+    // chunk k = c + steps * stride's data (and scale) into a slot, when k is a chunk
+    auto fetch = [&](u32 k, u32 steps, u32 (&w)[Chunk<In>::kWords], Raw& r) {
       if (k < chunks) {
         load_chunk<In>(x, k, min(16u, n - k * 16u), w);
         if constexpr (kScaleAhead) {
-          if (chunk_step == 0u) r = op.load(scale_index(map, k * 16u));
+          if (chunk_step == 0u) r = op.load(chunk_scale(k, steps));
         }
       }
     };
 #pragma unroll
-    for (int a = 0; a < kAhead; ++a) fetch(c + u32(a) * stride, win[a], raw[a]);
+    for (int a = 0; a < kAhead; ++a) fetch(c + u32(a) * stride, u32(a), win[a], raw[a]);
     while (c < chunks) {
       const u32 count = min(16u, n - c * 16u);
       u32 cur[Chunk<In>::kWords];
@@ -393,7 +452,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
         for (int i = 0; i < Chunk<In>::kWords; ++i) win[a][i] = win[a + 1][i];
         raw[a] = raw[a + 1];
       }
-      fetch(c + u32(kAhead) * stride, win[kAhead - 1], raw[kAhead - 1]);
+      fetch(c + u32(kAhead) * stride, u32(kAhead), win[kAhead - 1], raw[kAhead - 1]);
       float v[16], res[16];
       unpack16<In>(cur, v);
       bool nan_free = false;
@@ -405,10 +464,10 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
           if constexpr (kScaleAhead) {
             nan_free = op.apply16(v, op.scale_of(cur_raw, true), res);
           } else {
-            nan_free = op.apply16(v, op.scale(scale_index(map, c * 16u), true), res);
+            nan_free = op.apply16(v, op.scale(chunk_scale(c, 0u), true), res);
           }
         } else {
-          const u32 i0 = scale_index(map, c * 16u);
+          const u32 i0 = chunk_scale(c, 0u);
 #pragma unroll
           for (int j = 0; j < 16; ++j) res[j] = op.apply(v[j], op.scale(i0 + j, false));
         }
@@ -425,6 +484,7 @@ NETDSL_D void elementwise(const Op& op, const u8* __restrict__ x, u8* __restrict
       }
       store_chunk_coalesced<Out>(out, c, count, wout, full_chunks);
       c += stride;
+      if constexpr (kChunkMap && NETDSL_CHUNK_MAP == 2) chunk_map.advance();
     }
   }
 }

@@ -399,16 +399,33 @@ __global__ void __launch_bounds__(kThreads, NETDSL_TILE_CTAS)
 // reductions and shared-memory atomics; the data is written from the registers: one read of x, where
 // the general path reads it twice. Partial edge blocks load zeros past the end and store only what
 // is inside.
-// Rows per thread for 16-bit inputs (a tuning knob: 8 keeps 32 words of x per thread, 16 as many as float32).
+// Tuning knobs (benchmarks/sweep_dq.py, benchmarks/device/kgap.sh): rows per thread for 16-bit inputs
+// (8 keeps 32 words of x per thread, 16 as many as float32); the resident CTAs per SM that the 16-bit
+// kernels' __launch_bounds__ allow (3: up to 85 registers; float32 input keeps 2, up to 128 registers
+// for its 64 words of x: it spills at 3); the block amax of 16-bit inputs by packed two-element maxima
+// (1: 74 registers at 3 per SM, no spills; 0 spills there) or element by element (0); the reciprocal of
+// each block's effective scale and the quotient guard computed once by the block's scale thread and
+// shared (1) or by every thread (0). How many CTAs per SM the grid has is the host's choice per launch,
+// at most kCtasPerSm (netdsl/backends/cupy/dynamic.py, cta_ctas_per_sm, with the H100's numbers).
 #ifndef NETDSL_CTA16_PASSES
 #define NETDSL_CTA16_PASSES 8
+#endif
+#ifndef NETDSL_CTA_CTAS
+#define NETDSL_CTA_CTAS 3
+#endif
+#ifndef NETDSL_CTA_PACKED_MAX
+#define NETDSL_CTA_PACKED_MAX 1
+#endif
+#ifndef NETDSL_CTA_SHARED_RCP
+#define NETDSL_CTA_SHARED_RCP 0
 #endif
 template <class In>
 struct CtaShape {
   static constexpr int kVec = 16 / (In::bits / 8);  // 4 float32, 8 float16 / bfloat16: 16 bytes
   static constexpr int kWords = 4;
   static constexpr int kPasses = In::bits == 32 ? 16 : NETDSL_CTA16_PASSES;  // rows per thread
-  static constexpr int kCtasPerSm = 2;              // up to 128 registers: up to 64 words of x in them
+  static constexpr int kCtasPerSm = In::bits == 32 ? 2 : NETDSL_CTA_CTAS;
+  static constexpr bool kPackedMax = NETDSL_CTA_PACKED_MAX && In::bits == 16;
 };
 
 template <class In, class Mode>
@@ -422,6 +439,7 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
   // Per block of the group, the amax bits; three buffers by iteration, so that one is zeroed for the
   // next iteration before this iteration's barrier while no thread can still read it or write it.
   __shared__ u32 block_max[3][kPasses], block_eff[3][kPasses];
+  __shared__ u32 block_rcp[NETDSL_CTA_SHARED_RCP ? 3 : 1][kPasses];  // NaN: no quotient by multiply
   const u32 rows_per_pass = u32(kThreads) >> tpr_shift;
   const u32 block_passes = (block_rows + rows_per_pass - 1u) / rows_per_pass;  // group > 1: exact
   const u32 trow = threadIdx.x >> tpr_shift;
@@ -454,12 +472,24 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
     bool thread_nan = false;
     {
       float run = 0.0f;
+      u32 packed[kWords] = {};  // kPackedMax: the share's max |x| so far, two elements a word
       u32 j = 0u, left = block_passes, first = 0u;
 #pragma unroll
       for (int r = 0; r < kPasses; ++r) {
+        if constexpr (Shape::kPackedMax) {
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) run = max_abs_nan(run, value(r, k));
+          for (int i = 0; i < kWords; ++i) packed[i] = max_abs_nan2<In>(packed[i], w[r][i]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) run = max_abs_nan(run, value(r, k));
+        }
         if (--left == 0u || r + 1 == kPasses) {  // warp-uniform
+          if constexpr (Shape::kPackedMax) {
+#pragma unroll
+            for (int k = 0; k < kVec; ++k) run = max_abs_nan(run, unpack_value<In>(packed, k));
+#pragma unroll
+            for (int i = 0; i < kWords; ++i) packed[i] = 0u;
+          }
           if (is_nan(run)) {
             thread_nan = true;
             run = 0.0f;
@@ -484,8 +514,13 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
     }
     __syncthreads();
     if (threadIdx.x < group) {  // the scales, and the effective scales for every thread
-      const BlockScale bs = Mode::make(float_of(block_max[buffer][threadIdx.x]), dqs);
+      const float amax = float_of(block_max[buffer][threadIdx.x]);
+      const BlockScale bs = Mode::make(amax, dqs);
       block_eff[buffer][threadIdx.x] = bits_of(bs.eff);
+      if constexpr (NETDSL_CTA_SHARED_RCP != 0) {
+        const float rcp = safe_reciprocal(bs.eff);
+        block_rcp[buffer][threadIdx.x] = mul_rn(amax, rcp) <= 0x1p100f ? bits_of(rcp) : kFloat32NaN;
+      }
       const u32 band = band0 + threadIdx.x;
       if (band < band_count) store_scale<typename Mode::Scale>(scale, band * block_count + bcol, bs.stored);
     }
@@ -500,8 +535,13 @@ __global__ void __launch_bounds__(kThreads, CtaShape<In>::kCtasPerSm)
         if (u32(r) >= group * block_passes || row0 + r * rows_per_pass >= row_stop) break;
         if (--left == 0u) {  // the next block: its effective scale, as its scale thread computed it
           eff = float_of(block_eff[buffer][j]);
-          rcp = safe_reciprocal(eff);
-          fast = !thread_nan && mul_rn(float_of(block_max[buffer][j]), rcp) <= 0x1p100f;  // quotient16's guard
+          if constexpr (NETDSL_CTA_SHARED_RCP != 0) {
+            rcp = float_of(block_rcp[buffer][j]);
+            fast = !thread_nan && !is_nan(rcp);
+          } else {
+            rcp = safe_reciprocal(eff);
+            fast = !thread_nan && mul_rn(float_of(block_max[buffer][j]), rcp) <= 0x1p100f;  // quotient16's guard
+          }
           ++j;
           left = block_passes;
         }

@@ -9,8 +9,10 @@
                            anything else: once the process has done about its load time in NumPy work.
 ``NETDSL_CUDA_DEFINES``    words ``NAME=VALUE`` compiled into the CUDA kernels as ``-D`` macros: the tuning knobs
                            ``NETDSL_MIN_CTAS_PER_SM``, ``NETDSL_AHEAD``, ``NETDSL_SCALE_AHEAD``,
-                           ``NETDSL_STORE_CS``, ``NETDSL_TILE_CTAS``, ``NETDSL_TILE16_BF16_VEC``,
-                           ``NETDSL_TILE_PREFETCH``, ``NETDSL_CTA16_PASSES`` (netdsl/backends/cupy/abi.py:
+                           ``NETDSL_STORE_CS``, ``NETDSL_CHUNK_MAP``, ``NETDSL_TILE_CTAS``,
+                           ``NETDSL_TILE16_BF16_VEC``, ``NETDSL_TILE_PREFETCH``, ``NETDSL_CTA16_PASSES``,
+                           ``NETDSL_CTA_CTAS``, ``NETDSL_CTA_PACKED_MAX``, ``NETDSL_CTA_SHARED_RCP``
+                           (netdsl/backends/cupy/abi.py:
                            TUNING_DEFAULTS). The launch geometry reads the tile and CTA knobs once, when the GPU
                            backend is imported.
 ``NETDSL_APPLY_SHARDS``    a whole number >= 1: how many shards ``netdsl apply`` writes at once in one process

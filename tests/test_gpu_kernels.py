@@ -428,6 +428,23 @@ def test_block_kernel_takes_these_geometries(shape, block, f32, bf16) -> None:
     assert dynamic.cta_geometry(dims, "NVFP4", dtypes.FLOAT32) is None
 
 
+@pytest.mark.parametrize("shape,block,single_row", [
+    ((4096, 4096), (1, 4096), True),    # collapses to one dim (the 1x4096 of benchmarks/results-kgap.md)
+    ((8, 4096), (1, 1024), True),       # one row high, several across
+    ((4096, 4096), (128, 128), False),
+    ((40, 2048), (8, 256), False),
+])
+def test_block_kernel_ctas_per_sm(shape, block, single_row) -> None:
+    """The block kernel's grid: 3 CTAs per SM (its 16-bit bound by default) for one-row blocks of 16-bit
+    input, 2 for taller blocks and for float32 input (docs/gpu.md; dynamic.cta_ctas_per_sm)."""
+    if abi.CTA16_CTAS_PER_SM != abi.TUNING_DEFAULTS["NETDSL_CTA_CTAS"]:
+        pytest.skip("NETDSL_CUDA_DEFINES sets NETDSL_CTA_CTAS")
+    dims = geometry.scale_indexing(shape, block).dims
+    for in_type in (dtypes.BFLOAT16, dtypes.FLOAT16):
+        assert dynamic.cta_ctas_per_sm(dims, in_type) == (3 if single_row else 2)
+    assert dynamic.cta_ctas_per_sm(dims, dtypes.FLOAT32) == 2
+
+
 def dynamic_input(shape, block, in_type, rng) -> np.ndarray:
     """Random data whose blocks span many magnitudes, with special blocks: all zero (some -0), all NaN,
     one with +Inf, one with -Inf and NaN, one of subnormals only."""
@@ -570,6 +587,32 @@ def test_large_random() -> None:
         assert_same_bits(gpu_dequantize(want, scale, block, dtypes.BFLOAT16), y_want, want,
                          f"large dequantize {to_type} {x.shape} {block}")
 
+
+@gpu
+@pytest.mark.slow
+def test_large_two_dim_blocks() -> None:
+    """2-D block scales over tensors large enough that every thread of the grid-stride kernels works on
+    several chunks (Quantize, Dequantize, the fused pair) or block groups (DynamicQuantize's block
+    kernel): the scale index of a thread's later chunks, whether or not the grid stride spans whole rows
+    (the 4096 and 4000 wide tensors), and the block kernel's next items, special blocks included."""
+    rng = np.random.default_rng(11)
+    for shape, block, to_type in [((8192, 4096), (128, 128), dtypes.FP4), ((5000, 4000), (128, 80), dtypes.INT4)]:
+        scale = layout_scale(shape, block, dtypes.BFLOAT16, rng)
+        x = layout_input(shape, block, scale, dtypes.BFLOAT16, to_type, rng)
+        what = f"large {to_type} {shape} {block}"
+        want = quantize_op.reference(x, scale, block, to_type)
+        assert_same_bits(gpu_quantize(x, scale, block, to_type), want, x, "quantize " + what)
+        y_want = dequantize_op.reference(want, scale, block, dtypes.BFLOAT16)
+        assert_same_bits(gpu_dequantize(want, scale, block, dtypes.BFLOAT16), y_want, want, "dequantize " + what)
+        assert_same_bits(gpu_quantize_dequantize(x, scale, block, to_type), y_want, x, "fused " + what)
+    for in_type, shape, block in [(dtypes.BFLOAT16, (4096, 4096), (1, 4096)), (dtypes.BFLOAT16, (4096, 4096), (128, 128)),
+                                  (dtypes.FLOAT16, (2048, 4096), (1, 4096))]:
+        x = dynamic_input(shape, block, in_type, rng)
+        want_data, want_scale = dynamic_quantize_op.reference(x, block, dtypes.INT8, dtypes.FLOAT32, None)
+        got_data, got_scale = gpu_dynamic_quantize(x, block, dtypes.INT8, dtypes.FLOAT32, None)
+        what = f"large dynamic int8 {in_type} {shape} {block}"
+        assert_same_bits(got_scale, want_scale, None, what + " scale")
+        assert_same_bits(got_data, want_data, x, what + " data")
 
 @gpu
 def test_device_tensor_storage() -> None:

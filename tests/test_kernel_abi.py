@@ -130,7 +130,10 @@ def test_tuning_defaults() -> None:
 
 def test_cta_and_tile_shapes() -> None:
     cta = struct_body("CtaShape")
-    assert int(re.search(r"kCtasPerSm\s*=\s*(\d+)", cta).group(1)) == abi.CTA_CTAS_PER_SM
+    match = re.search(r"kCtasPerSm\s*=\s*In::bits\s*==\s*32\s*\?\s*(\d+)\s*:\s*NETDSL_CTA_CTAS\s*;", cta)
+    assert match, "CtaShape::kCtasPerSm changed shape"
+    assert int(match.group(1)) == abi.CTA32_CTAS_PER_SM
+    assert abi.CTA16_CTAS_PER_SM == abi.tuning("NETDSL_CTA_CTAS")
     tile = struct_body("TileShape")
     match = re.search(r"kVec\s*=\s*kRows\s*==\s*(\d+)\s*\?\s*\(same_type<In,\s*type::bfloat16>\s*\?\s*"
                       r"NETDSL_TILE16_BF16_VEC\s*:\s*(\d+)\)\s*:\s*(\d+)\s*;", tile)

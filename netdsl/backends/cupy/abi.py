@@ -44,8 +44,6 @@ DYNAMIC_MODES: dict[tuple[str, str], str] = {
 }
 #: the DynamicQuantize modes whose blocks can be large enough for the one-block-per-CTA kernel
 CTA_MODES = ("FloatFP8", "FloatInt8")
-#: CtaShape::kCtasPerSm in dynamic_quantize.cu (__launch_bounds__ of the CTA kernel)
-CTA_CTAS_PER_SM = 2
 #: the tile kernel's (rows per band, per-column) instantiations per DynamicQuantize mode: NVFP4 and
 #: MXFP8 block one dimension (16 and 32 rows, a scale per column); float scales any block
 TILE_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
@@ -75,8 +73,9 @@ COMPILE_OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false", "--prec-div=true
 
 #: the kernels' tuning macros and their defaults (the ``#ifndef`` blocks of the .cu/.cuh files)
 TUNING_DEFAULTS = {"NETDSL_MIN_CTAS_PER_SM": 4, "NETDSL_TILE16_BF16_VEC": 4, "NETDSL_TILE_PREFETCH": 1,
-                   "NETDSL_TILE_CTAS": 2, "NETDSL_AHEAD": 1, "NETDSL_SCALE_AHEAD": 0, "NETDSL_STORE_CS": 0,
-                   "NETDSL_CTA16_PASSES": 8}
+                   "NETDSL_TILE_CTAS": 2, "NETDSL_AHEAD": 1, "NETDSL_SCALE_AHEAD": 1, "NETDSL_STORE_CS": 1,
+                   "NETDSL_CHUNK_MAP": 2, "NETDSL_CTA16_PASSES": 8, "NETDSL_CTA_CTAS": 3, "NETDSL_CTA_PACKED_MAX": 1,
+                   "NETDSL_CTA_SHARED_RCP": 0}
 
 
 def compile_options() -> tuple[str, ...]:
@@ -100,6 +99,10 @@ TILE_CTAS_PER_SM = tuning("NETDSL_TILE_CTAS")
 TILE16_BF16_VEC = tuning("NETDSL_TILE16_BF16_VEC")
 #: the CTA kernel's rows per thread for 16-bit inputs (CtaShape::kPasses; float32: 16)
 CTA16_PASSES = tuning("NETDSL_CTA16_PASSES")
+#: CtaShape::kCtasPerSm in dynamic_quantize.cu, the CTA kernel's __launch_bounds__ (the most CTAs per SM its
+#: grid may have): 16-bit inputs NETDSL_CTA_CTAS, float32 2 (dynamic.cta_ctas_per_sm picks the grid's)
+CTA16_CTAS_PER_SM = tuning("NETDSL_CTA_CTAS")
+CTA32_CTAS_PER_SM = 2
 
 
 # --------------------------------------------------------------------------------------------------

@@ -128,6 +128,19 @@ def cta_geometry(dims: tuple[tuple[int, int], ...], mode: str, in_type: dtypes.D
     return CtaGeometry(rows, cols, block_rows, block_cols, across.bit_length() - 1, group)
 
 
+def cta_ctas_per_sm(dims: tuple[tuple[int, int], ...], in_type: dtypes.DType) -> int:
+    """CTAs per SM in the CTA kernel's grid for blocks of collapsed ``dims``: the kernel's bound
+    (abi.CTA16_CTAS_PER_SM, 3) for 16-bit input where each block is one row of x (1-D after collapsing,
+    or one row high), at most 2 otherwise. Such blocks stack several to a CTA item, each with its own
+    reduction, barrier share and reciprocal, and a third CTA per SM keeps loads in flight across them;
+    for taller blocks (one per item) it only adds contention. The H100, int8 float scales from bfloat16
+    with the packed block amax (benchmarks/results-kgap.md), % of the traffic-matched ceiling at 2 / 3
+    CTAs per SM: 1x4096 88.5 / 96.4, 128x128 95.6 / 92.4. float32 input is bounded at 2 (it spills at 3)."""
+    if in_type.bits == 16 and (len(dims) == 1 or dims[0][1] == 1):
+        return abi.CTA16_CTAS_PER_SM
+    return min(2, abi.CTA16_CTAS_PER_SM if in_type.bits == 16 else abi.CTA32_CTAS_PER_SM)
+
+
 def block_geometry_words(dims: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
     """BlockGeometry (kernels/dynamic_quantize.cu) of collapsed ``dims``, padded in front with extent-1
     dims: the extents, the blocks, and a FastDiv of each scale extent."""
@@ -166,7 +179,7 @@ def choose(x: device.DeviceTensor, block: tuple[int, ...], mode: str, on_device:
     if cta is not None and x.data.data.ptr % 16 == 0:
         bands = -(-cta.rows // cta.block_rows)
         items = -(-bands // cta.group) * -(-cta.cols // cta.block_cols)
-        grid = geometry.grid(items * abi.THREADS, on_device, abi.CTA_CTAS_PER_SM)
+        grid = geometry.grid(items * abi.THREADS, on_device, cta_ctas_per_sm(indexing.dims, x.dtype))
         return DynamicLaunch("cta", scale_shape, grid, kernel(_FILE, abi.cta_name(x.dtype.name, mode), on_device),
                              cta.args())
     block_volume = math.prod(b for _, b in indexing.dims)
