@@ -16,18 +16,17 @@ SITE2=/tmp/site-peer
 python3 benchmarks/device/wheels_needed.py "$WHL" > /tmp/peer-need.txt 2>> "$OUT/env.txt"
 python3 -m pip install -q --no-index --no-deps --target $SITE2 $(cat /tmp/peer-need.txt) >> "$OUT/env.txt" 2>&1
 printf '#!/bin/bash\nPYTHONPATH=%s:$PYTHONPATH exec python3 "$@"\n' "$SITE2" > /tmp/peer-python; chmod +x /tmp/peer-python
-timeout 60 python3 -c "from netdsl.backends.cupy import precompile; print('kernel parts built:', precompile())" >> "$OUT/env.txt" 2>&1
+timeout 100 python3 -c "from netdsl.backends.cupy import precompile; print('kernel parts built:', precompile())" >> "$OUT/env.txt" 2>&1
 stamp "set up"
 PYTHONPATH=$SITE2:$PYTHONPATH timeout 100 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_apply.py \
     tests/test_apply_ct.py tests/test_apply_gpus.py -k "cupy or gpu" > "$OUT/apply-tests.txt" 2>&1
 stamp "apply tests rc=$?: $(tail -n 1 "$OUT/apply-tests.txt")"
-timeout 40 bash benchmarks/device/startup.sh > /dev/null 2>&1
-stamp "startup rc=$?"
 timeout 140 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --variant NETDSL_APPLY_READ=staging --variant NETDSL_APPLY_SHARDS=2 --variant NETDSL_APPLY_SHARDS=6 \
     --peer-python /tmp/peer-python --out "$OUT/apply8.md" > "$OUT/bench8.log" 2>&1
 stamp "bench 8 GB rc=$?"
 timeout 260 bash benchmarks/device/final_kernels.sh > "$OUT/kernels.log" 2>&1
 stamp "kernels rc=$?"
+if [ "$(left)" -gt 30 ]; then timeout 30 bash benchmarks/device/startup.sh > /dev/null 2>&1; stamp "startup rc=$?"; fi
 if [ "$(left)" -gt 150 ]; then
     rm -rf /tmp/bench8
     timeout $(( $(left) - 5 )) python3 benchmarks/bench_apply.py --size-gb 16 --dir /tmp/bench16 --backend cupy \
