@@ -20,9 +20,9 @@
 ``NETDSL_APPLY_FSYNC``     ``early`` (default): ``netdsl apply`` starts each output file's writeback every 64 MiB
                            as it writes and fsyncs the file when complete; ``commit``: fsync only when complete;
                            ``none``: no fsync of shards (a power loss may lose them; a resumed run re-hashes).
-``NETDSL_APPLY_READ``      ``register`` (default): ``netdsl apply --backend cupy`` pins the page cache's own pages of
-                           a weight (a read-only map, cudaHostRegister) and the GPU copies them; ``staging``: read
-                           through pinned buffers (also where pinning a file's pages fails).
+``NETDSL_APPLY_READ``      ``staging`` (default): ``netdsl apply --backend cupy`` reads weights through pinned
+                           buffers; ``register``: pins the page cache's own pages of a weight (a read-only map,
+                           cudaHostRegister) and the GPU copies them (slower on the H100 machine: scale.md).
 ``NETDSL_KERNEL_CACHE``    the folder of compiled kernels (default ``$XDG_CACHE_HOME/netdsl/kernels``, that is
                            ``~/.cache/netdsl/kernels``).
 =========================  ===================================================================================
@@ -89,12 +89,12 @@ def apply_fsync() -> str:
 
 
 def apply_read() -> str:
-    """$NETDSL_APPLY_READ: ``register`` (default) or ``staging``; UsageError otherwise."""
-    text = os.environ.get("NETDSL_APPLY_READ", "").strip().lower() or "register"
-    if text not in ("register", "staging"):
+    """$NETDSL_APPLY_READ: ``staging`` (default) or ``register``; UsageError otherwise."""
+    text = os.environ.get("NETDSL_APPLY_READ", "").strip().lower() or "staging"
+    if text not in ("staging", "register"):
         from netdsl.diagnostics import UsageError
 
-        raise UsageError(f"NETDSL_APPLY_READ must be register or staging, not '{text}'")
+        raise UsageError(f"NETDSL_APPLY_READ must be staging or register, not '{text}'")
     return text
 
 

@@ -386,6 +386,23 @@ def test_resume_after_a_kill_gives_the_same_bytes(checkpoint, tmp_path: Path) ->
     assert json.loads((out / ".netdsl-apply.json").read_text())["complete"] is True
 
 
+@pytest.mark.parametrize("ahead", [1, 1 << 30])
+def test_the_manifest_holds_each_shards_sha256(ahead: int, checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """The SHA-256 the manifest records for each shard is hashlib's of the file as written, whether the hash
+    thread is at most one piece behind the writes or holds every piece of the shard (HASH_AHEAD)."""
+    import hashlib
+
+    from netdsl.apply import safetensors_io
+
+    folder, _ = checkpoint
+    monkeypatch.setattr(safetensors_io, "HASH_AHEAD", ahead)
+    apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+    shards = json.loads((tmp_path / "out" / ".netdsl-apply.json").read_text())["shards"]
+    assert sorted(shards) == [SHARD1, SHARD2]
+    for shard, digest in shards.items():
+        assert digest == hashlib.sha256((tmp_path / "out" / shard).read_bytes()).hexdigest()
+
+
 def test_shards_written_at_once_give_the_same_bytes(checkpoint, tmp_path: Path, monkeypatch) -> None:
     """NETDSL_APPLY_SHARDS=3: the shards are written by three threads at once (the GPU's default is 4), with
     the bytes of one at a time."""
@@ -582,7 +599,7 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
 @pytest.mark.parametrize(("variable", "text", "wanted"), [
     *[("NETDSL_APPLY_SHARDS", text, "a whole number >= 1") for text in ("0", "-1", "two", "1.5")],
     *[("NETDSL_APPLY_FSYNC", text, "early, commit or none") for text in ("sometimes", "0")],
-    ("NETDSL_APPLY_READ", "mmap", "register or staging")])
+    ("NETDSL_APPLY_READ", "mmap", "staging or register")])
 def test_apply_settings_are_checked_before_outdir_is_made(variable: str, text: str, wanted: str, checkpoint,
                                                           tmp_path: Path, monkeypatch) -> None:
     folder, _ = checkpoint

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ TAGS: dict[np.dtype, str] = {storage_dtype(name): tag for tag, (bits, name) in S
 #: the safetensors header is at most 100 MB (the format's own limit)
 MAX_HEADER = 100_000_000
 COPY_CHUNK = 1 << 26
+#: how far the SHA-256 of a shard may fall behind its writing, in bytes (the pieces not yet hashed are held):
+#: more than a fused group's outputs, so that it runs on while the next group is read and quantized (the
+#: H100 run of 2026-12-07 16:03 UTC: with one piece behind, the shard threads waited 2.2 s for it)
+HASH_AHEAD = 1 << 27
 #: a shard's bytes are handed to the disk every WRITEBACK bytes as they are written (asynchronously), so the
 #: fsync that ends the shard waits only for the last piece
 WRITEBACK = 1 << 26
@@ -143,9 +148,11 @@ class ShardWriter:
         self.next = 0
         self.written = self.handed = 0  # bytes written, and handed to the disk
         self.writeback = settings.apply_fsync()
-        # SHA-256 in a thread of its own, one piece behind the writing (hashlib lets go of the GIL)
+        # SHA-256 in a thread of its own, up to HASH_AHEAD bytes behind the writing (hashlib lets go of the GIL),
+        # so that it goes on while the next group is read, quantized and downloaded
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-hash")
-        self.hashing: Future[None] | None = None
+        self.hashing: deque[tuple[Future[None], int]] = deque()
+        self.unhashed = 0
         if header:  # without: the tensors' bytes only (a part of a shard, docs/scale.md)
             self._put(header_bytes(tensors, metadata))
 
@@ -161,10 +168,17 @@ class ShardWriter:
                 os.posix_fadvise(self.stream.fileno(), self.handed, self.written - self.handed,
                                  os.POSIX_FADV_DONTNEED)
                 self.handed = self.written
-        if self.hashing is not None:
-            with TIMING.phase("wait hash"):
-                self.hashing.result()
-        self.hashing = self.hasher.submit(self._hash, data)
+        with TIMING.phase("wait hash"):
+            while self.hashing and self.unhashed + size > HASH_AHEAD:
+                self._hashed()
+        self.hashing.append((self.hasher.submit(self._hash, data), size))
+        self.unhashed += size
+
+    def _hashed(self) -> None:
+        """Wait for the oldest piece's SHA-256 (the thread hashes the pieces in order)."""
+        future, size = self.hashing.popleft()
+        future.result()
+        self.unhashed -= size
 
     def _hash(self, data: bytes | memoryview) -> None:
         with TIMING.phase("hash", len(data)):
@@ -188,9 +202,9 @@ class ShardWriter:
         """Flush, fsync and rename into place; returns the file's SHA-256 (hex)."""
         if self.next != len(self.tensors):
             raise RuntimeError(f"shard writer: {len(self.tensors) - self.next} tensors not written")
-        if self.hashing is not None:
-            with TIMING.phase("wait hash"):
-                self.hashing.result()
+        with TIMING.phase("wait hash"):
+            while self.hashing:
+                self._hashed()
         self.hasher.shutdown()
         self.stream.flush()
         if self.writeback != "none":
