@@ -24,7 +24,7 @@ PHASES = {
     "convert": "outputs to their stored dtypes",
     "write": "write the output files",
     "hash": "SHA-256 of the output (the manifest's)",
-    "wait hash": "wait for the SHA-256 of the piece before",
+    "wait hash": "wait for the SHA-256 to catch up with the writes",
     "fsync": "fsync each finished file",
     "finish": "index, configs, other files",
     "shard": "the shard threads' whole time (the phases from wait read to fsync are part of it)",
