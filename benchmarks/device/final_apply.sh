@@ -16,7 +16,7 @@ stamp "set up"
 timeout 40 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_apply.py tests/test_apply_ct.py -k "cupy or gpu" \
     > "$OUT/apply-tests.txt" 2>&1
 stamp "apply tests rc=$?: $(tail -n 1 "$OUT/apply-tests.txt")"
-timeout 110 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --peer-python /tmp/peer-python \
+timeout 110 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --variant NETDSL_APPLY_SHARDS=6 --peer-python /tmp/peer-python \
     --out "$OUT/apply8.md" > "$OUT/bench8.log" 2>&1
 stamp "bench 8 GB rc=$?"
 grep -h "netdsl apply\|ModelOpt NVFP4\|^| read\|^| write" "$OUT/apply8.md"
