@@ -38,8 +38,8 @@ MANIFEST = ".netdsl-apply.json"
 #: process); each shard thread launches on a stream of its own and downloads its outputs outside the lock,
 #: so reading, downloading and writing overlap the other threads' GPU work
 _DEVICE = threading.Lock()
-#: pinned staging for reads to the device where the page cache's own pages can't be pinned: two pieces per
-#: reading thread, each filled by the kernel while the other is copied to the device
+#: pinned staging for reads to the device (NETDSL_APPLY_READ=staging, the default, and where pinning a file's
+#: pages fails): two pieces per reading thread, each filled by the kernel while the other is copied to the device
 STAGE = 1 << 24
 _staging = threading.local()
 _streams = threading.local()
@@ -117,9 +117,10 @@ def _upload_mapped(cupy: Any, path: Path, info: TensorInfo, target: Any, stream:
 
 
 def _upload(cupy: Any, path: Path, info: TensorInfo, target: Any, stream: Any) -> None:
-    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: straight from the
-    page cache where pages can be pinned (:func:`_upload_mapped`), else read (``preadv``) into two pinned
-    buffers in turn, each copied to the device on ``stream`` while the other is filled."""
+    """The bytes of tensor ``info`` in ``path`` into the contiguous device array ``target``: read (``preadv``)
+    into two pinned buffers in turn, each copied to the device on ``stream`` while the other is filled; with
+    NETDSL_APPLY_READ=register straight from the page cache where its pages can be pinned
+    (:func:`_upload_mapped`: no copy by the CPU, but the slower on the H100 machine, docs/scale.md)."""
     if not info.nbytes:
         return
     if _register[0] and settings.apply_read() == "register" and _upload_mapped(cupy, path, info, target, stream):
