@@ -18,6 +18,10 @@ from netdsl.diagnostics import UsageError
 if TYPE_CHECKING:
     from netdsl.apply.plan import Plan
 
+#: the checkpoint layouts ``--format`` takes (netdsl.apply.formats writes them); here, without NumPy, for the
+#: command line's parser
+FORMATS = ("modelopt", "compressed-tensors")
+
 
 def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format: str = "modelopt",
           include: list[str] | None = None, exclude: list[str] | None = None, backend: str = "auto",
@@ -106,4 +110,4 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
     return plan
 
 
-__all__ = ["apply"]
+__all__ = ["FORMATS", "apply"]

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from netdsl import __version__, dtypes
+from netdsl.apply import FORMATS
 from netdsl.diagnostics import UsageError, WeightValueError
 from netdsl.ir import TensorType
-
-FORMATS = ("modelopt", "compressed-tensors")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netdsl.apply.formats import FORMATS
+from netdsl.apply import FORMATS
 
 EPILOG = """examples:
   netdsl apply examples/recipes/nvfp4_weights.net ./llama -o ./llama-nvfp4            # ModelOpt layout, W4A16
@@ -50,6 +50,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.backend in ("auto", "cupy") and args.workers is None and args.scheduler is None and args.gpus is None:
+        from netdsl.cuda_start import start_in_background
+
+        start_in_background()  # the driver and the context start while the imports below run
     from netdsl.apply import apply
     from netdsl.diagnostics import UsageError
 
