@@ -76,3 +76,17 @@ def test_the_apply_parser_imports_no_numpy() -> None:
             "print(sorted(m for m in ('numpy', 'lark', 'netdsl.model', 'cupy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cupy_warm_up_does_nothing_where_cupy_fails(monkeypatch) -> None:
+    """`apply`'s second warm-up (CuPy imported, its context, pools and cached kernels, beside the planning)
+    swallows a failure: the first real use reports it, with its context."""
+    from netdsl.backends.cupy import device
+
+    def broken():
+        raise ImportError("No module named 'cupy'")
+
+    monkeypatch.setattr(device, "import_cupy", broken)
+    thread = device.warm_up()
+    thread.join(timeout=60)  # ok: a hang limit, not a timing
+    assert not thread.is_alive()

@@ -147,7 +147,7 @@ def precompile(device: int | None = None) -> int:
 
     on_device = current() if device is None else device
     missing = [(file, part) for file in abi.KERNEL_NAMES for part in range(len(parts(file)))
-               if not all(path.is_file() for path in _cache_paths(file, part, on_device))]
+               if not _cached(file, part, on_device)]
     code = ("import sys; from netdsl.backends.cupy import loader; "
             "loader.module(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]),
@@ -166,10 +166,15 @@ def load_cached(on_device: int) -> int:
     count = 0
     for file in abi.KERNEL_NAMES:
         for part in range(len(parts(file))):
-            if all(path.is_file() for path in _cache_paths(file, part, on_device)):
+            if _cached(file, part, on_device):
                 module(file, part, on_device)
                 count += 1
     return count
+
+
+def _cached(file: str, part: int, on_device: int) -> bool:
+    """Whether the disk cache holds the cubin of kernels/<file>, part ``part``, for ``on_device``."""
+    return all(path.is_file() for path in _cache_paths(file, part, on_device))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
