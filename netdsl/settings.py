@@ -78,24 +78,26 @@ def kernel_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netdsl" / "kernels"
 
 
-def apply_fsync() -> str:
-    """$NETDSL_APPLY_FSYNC: ``early`` (default), ``commit`` or ``none``; UsageError otherwise."""
-    text = os.environ.get("NETDSL_APPLY_FSYNC", "").strip().lower() or "early"
-    if text not in ("early", "commit", "none"):
+def _one_of(name: str, choices: tuple[str, ...]) -> str:
+    """$``name`` as one of ``choices`` (any case, spaces around ignored; unset or empty: the first);
+    UsageError otherwise."""
+    text = os.environ.get(name, "").strip().lower() or choices[0]
+    if text not in choices:
         from netdsl.diagnostics import UsageError
 
-        raise UsageError(f"NETDSL_APPLY_FSYNC must be early, commit or none, not '{text}'")
+        words = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise UsageError(f"{name} must be {words}, not '{text}'")
     return text
+
+
+def apply_fsync() -> str:
+    """$NETDSL_APPLY_FSYNC: ``early`` (default), ``commit`` or ``none``; UsageError otherwise."""
+    return _one_of("NETDSL_APPLY_FSYNC", ("early", "commit", "none"))
 
 
 def apply_read() -> str:
     """$NETDSL_APPLY_READ: ``staging`` (default) or ``register``; UsageError otherwise."""
-    text = os.environ.get("NETDSL_APPLY_READ", "").strip().lower() or "staging"
-    if text not in ("staging", "register"):
-        from netdsl.diagnostics import UsageError
-
-        raise UsageError(f"NETDSL_APPLY_READ must be staging or register, not '{text}'")
-    return text
+    return _one_of("NETDSL_APPLY_READ", ("staging", "register"))
 
 
 def apply_shards() -> int | None:

@@ -11,7 +11,7 @@ import pytest
 from netdsl import settings
 from tests.conftest import ROOT
 
-READ = re.compile(r"""(?:environ(?:\.get)?\s*[\[(]|getenv\s*\()\s*["'](NETDSL_\w+)""")
+READ = re.compile(r"""(?:environ(?:\.get)?\s*[\[(]|getenv\s*\(|_one_of\()\s*["'](NETDSL_\w+)""")
 
 
 def test_variables_are_read_in_settings_only() -> None:
