@@ -9,7 +9,10 @@ measures in this order: reading every shard (64 MiB reads), reading and SHA-256 
 ``netdsl apply`` (a fresh process, its peak resident memory from the OS) on the same files; rates are
 GB of checkpoint read per second. The files are read from the page cache in every measurement (they were
 just written or read; the machine has the memory), so the read rate is the ceiling of memory-to-memory
-reading, not the disk's. Target on the GPU (issue 14): apply >= 90% of the read rate.
+reading, not the disk's. Target on the GPU (issue 14): apply >= 90% of the read rate. After the apply run:
+writing and fsyncing an output of apply's size, and the job's I/O alone (every input read and an output of
+apply's size written and fsynced, the same files at once as apply writes, no computing): the ceiling that
+matches apply's traffic, as the kernel table's traffic-matched ceiling does a kernel's.
 
 Peer: ModelOpt's own NVFP4 quantizer (``NVFP4QTensor.quantize``) over the same weights, read with safetensors
 and written with ``save_file`` per shard, when ``--peer-python`` names a Python with torch and nvidia-modelopt
@@ -142,6 +145,31 @@ def write_rate(folder: Path, total: int, files: int) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(files) as pool:
         list(pool.map(write, range(files)))
+    seconds = time.perf_counter() - start
+    for path in folder.iterdir():
+        path.unlink()
+    return seconds
+
+
+def io_rate(files: list[Path], folder: Path, ratio: float, parallel: int) -> float:
+    """Seconds to do the I/O of an apply run alone, with no computing: ``parallel`` files at once (a thread
+    each), every input file read in 64 MiB pieces and the first ``ratio`` of each piece written to a new file
+    (the output is ``ratio`` x the input, as apply's), which is fsynced at its end. The ceiling that matches
+    apply's traffic on this machine's page cache and disk (apply also hashes what it writes, not counted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def copy(path: Path) -> None:
+        buffer = bytearray(CHUNK)
+        with open(path, "rb", buffering=0) as source, open(folder / path.name, "wb", buffering=0) as target:
+            while count := source.readinto(buffer):
+                view = memoryview(buffer)[:round(count * ratio)]
+                while view:
+                    view = view[target.write(view):]
+            os.fsync(target.fileno())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(copy, files))
     seconds = time.perf_counter() - start
     for path in folder.iterdir():
         path.unlink()
@@ -386,6 +414,7 @@ def main() -> None:
     timings = [("default settings", timing)]
     written = sum(p.stat().st_size for p in ours.iterdir() if p.is_file())
     write_seconds = write_rate(args.dir / "write-rate", written, parallel)
+    io_seconds = io_rate(files, args.dir / "io-rate", written / size, parallel)
     on = f", {args.workers} workers" if args.workers else f", --gpus {args.gpus}" if args.gpus else ""
     largest = max(int(np.prod(s)) * 2 for _, s in layer_tensors(0)) / 1e9
     group = 2 * INTERMEDIATE * HIDDEN * 2 / 1e9
@@ -418,17 +447,22 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [f"## {datetime.date.today()}: {size / 1e9:.2f} GB checkpoint, {len(files)} shards, {os.cpu_count()} cores "
              f"({cpu}), backend {args.backend}", "", f"Load average at the end (1, 5, 15 min): {load}.", "",
-             "| what | seconds | GB/s of checkpoint read | % of read | % of the fastest read |",
-             "|---|---|---|---|---|"]
+             "| what | seconds | GB/s of checkpoint read | % of read | % of the fastest read | % of the job's I/O |",
+             "|---|---|---|---|---|---|"]
     fastest = min(read_seconds, read4_seconds)
+
+    def row(what: str, seconds: float) -> str:
+        return (f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
+                f"| {100 * fastest / seconds:.1f}% | {100 * io_seconds / seconds:.1f}% |")
+
     for what, seconds in rows:
-        if what.startswith("netdsl apply") and write_seconds:  # the disk's row before apply's
-            lines.append(f"| write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once | "
-                         f"{write_seconds:.2f} | {size / write_seconds / 1e9:.3f} | "
-                         f"{100 * read_seconds / write_seconds:.1f}% | {100 * fastest / write_seconds:.1f}% |")
+        if what.startswith("netdsl apply") and write_seconds:  # the disk's rows before apply's
+            lines.append(row(f"write + fsync the output's {written / 1e9:.2f} GB, {parallel} files at once",
+                             write_seconds))
+            lines.append(row(f"the job's I/O alone: read the input, write + fsync the output, {parallel} files "
+                             f"at once", io_seconds))
             write_seconds = 0.0
-        lines.append(f"| {what} | {seconds:.2f} | {size / seconds / 1e9:.3f} | {100 * read_seconds / seconds:.1f}% "
-                     f"| {100 * fastest / seconds:.1f}% |")
+        lines.append(row(what, seconds))
     lines += ["", f"- apply's peak memory: {anon_gb:.2f} GB anonymous (its own arrays), {peak_gb:.2f} GB resident "
               f"(with the checkpoint's memory-mapped pages); largest tensor {largest:.3f} GB, largest fused group "
               f"(gate + up) {group:.3f} GB{' (main process only)' if dask else ''}.", f"- {peer_line}", *notes, ""]

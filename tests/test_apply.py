@@ -626,6 +626,20 @@ def test_timing_shows_where_the_time_went(checkpoint, tmp_path: Path, capsys) ->
     assert {"plan", "read", "run", "write", "hash", "fsync", "finish"} <= set(rows)
     quantized = sum(a.nbytes for name, a in weights.items() if "proj" in name)
     assert float(rows["read"][2]) == pytest.approx(quantized / 1e9, abs=0.006)
+    wall = float(lines[0].split(" in ")[1].split()[0])
+    spans = {}
+    for line in lines[2:]:  # phase, seconds, [GB, GB/s,] from, to, what
+        numbers = []
+        for word in line[12:].split():
+            try:
+                numbers.append(float(word))
+            except ValueError:
+                break
+        spans[line[2:12].strip()] = tuple(numbers[-2:])
+    assert spans["plan"][0] == 0.0  # the plan starts the command; each shard's work follows it
+    for phase, (first, last) in spans.items():
+        assert 0.0 <= first <= last <= wall + 0.01, phase
+    assert spans["plan"][1] <= spans["run"][0] and spans["finish"][0] >= spans["shard"][1] - 0.01
     for path in sorted((tmp_path / "plain").iterdir()):
         assert path.read_bytes() == (tmp_path / "timed" / path.name).read_bytes(), path.name
     assert "timing" not in capsys.readouterr().err

@@ -7,6 +7,7 @@ one at a time, in this process or on Dask, and the index, configs and other file
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -39,19 +40,20 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         import safetensors  # noqa: F401  (read here: a missing extra is a usage error before any work)
     except ImportError:
         raise UsageError('netdsl apply needs safetensors: pip install "netdsl[apply]"') from None
-    # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
-    from netdsl.apply.checkpoint import open_checkpoint
-    from netdsl.apply.plan import make_plan, read_input_scales
-    from netdsl.apply.run import Manifest, finish, write_shards
-    from netdsl.apply.safetensors_io import CheckpointError
     from netdsl.apply.timing import TIMING
 
     started = time.perf_counter()
     on_dask = workers is not None or scheduler is not None or gpus is not None
-    if backend in ("cupy", "auto") and not on_dask:  # CUDA starts while the checkpoint is opened and planned
-        from netdsl.backends.cupy.device import warm_up
-
-        warm_up()
+    imported = threading.Event()
+    if backend in ("cupy", "auto") and not on_dask:  # CUDA made ready in a thread while the checkpoint is planned
+        threading.Thread(target=_gpu_start, args=(imported,), name="netdsl-cuda-warm-up", daemon=True).start()
+    try:  # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
+        from netdsl.apply.checkpoint import open_checkpoint
+        from netdsl.apply.plan import make_plan, read_input_scales
+        from netdsl.apply.run import Manifest, finish, write_shards
+        from netdsl.apply.safetensors_io import CheckpointError
+    finally:
+        imported.set()
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
@@ -108,6 +110,24 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         manifest.complete = True
         manifest.save()
     return plan
+
+
+def _gpu_start(imported: threading.Event) -> None:
+    """The GPU made ready for the first shard's launches (netdsl.backends.cupy.device.make_ready), counted by
+    ``--timing`` as "gpu start": CuPy is imported beside :func:`apply`'s own imports (NumPy, the language),
+    netdsl's GPU modules once those are ``imported`` (no two threads import netdsl's modules at once, which
+    could meet a module half made)."""
+    from netdsl.apply.timing import TIMING
+
+    with TIMING.phase("gpu start"):
+        try:
+            import cupy  # noqa: F401
+        except Exception:  # noqa: BLE001 - not there, or broken: make_ready leaves it to the first real use
+            pass
+        imported.wait()
+        from netdsl.backends.cupy.device import make_ready
+
+        make_ready()
 
 
 __all__ = ["FORMATS", "apply"]

@@ -87,6 +87,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         words = sys.argv[1:] if argv is None else argv
+        if words == ["--version"]:  # without building every command's parser (their imports: half a second)
+            print(f"netdsl {version()}")
+            return 0
         args = build_parser(words[0] if words and words[0] in COMMANDS else None).parse_args(argv)
         with contextlib.ExitStack() as quiet:
             if args.quiet:  # nothing on stdout; errors and warnings still go to stderr
@@ -133,11 +136,28 @@ def _silence_stdout() -> None:
         pass
 
 
+def _lark_without_regex() -> None:
+    """Import lark (the language's parser) without the third-party ``regex`` module: lark imports it where it is
+    installed (50 ms of the command's start on the H100 machine, benchmarks/results-apply.md) and uses it only
+    for grammars built with ``regex=True``, which netdsl's is not. Done by the command line only, whose
+    process this is: ``regex`` is hidden while lark is imported, and importable again after."""
+    if "lark" in sys.modules or "regex" in sys.modules:
+        return
+    sys.modules["regex"] = None  # type: ignore[assignment]  # `import regex` raises ImportError: lark uses re
+    try:
+        import lark  # noqa: F401
+    except ImportError:  # not installed: reported where the language is first needed
+        pass
+    finally:
+        del sys.modules["regex"]
+
+
 def entry() -> None:
     """The ``netdsl`` program (and ``python -m netdsl``): :func:`main`, then out of the process without the
     interpreter's teardown, which has nothing left to do (every output is written, closed and renamed into
     place; after ``netdsl apply`` on the GPU the exit took 0.24 s with it, 0.12-0.15 s without, in two runs on the H100
     machine: benchmarks/results-apply.md)."""
+    _lark_without_regex()
     code = main()
     try:
         sys.stdout.flush()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,29 +35,24 @@ class DeviceTensor:
         return math.prod(self.shape)
 
 
-def warm_up() -> threading.Thread:
-    """CUDA made ready in a thread of its own while the caller does other work (``netdsl apply`` plans):
-    CuPy imported, the driver and the current device's context started, the device and pinned pools' first
-    blocks allocated and the kernels already in the disk cache loaded. Each step waits in the driver with
-    the GIL let go, so the caller's work runs beside it. Errors are left for the first real use to report."""
+def make_ready() -> None:
+    """CUDA made ready for the first launches: CuPy imported, the driver and the current device's context
+    started, the device and pinned pools' first blocks allocated and the kernels already in the disk cache
+    loaded. Each step waits in the driver with the GIL let go, so other threads' work runs beside it
+    (``netdsl apply`` runs it in a thread while it plans). Errors are left for the first real use to
+    report, with its context."""
+    try:
+        cupy = import_cupy()
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return
+        cupy.cuda.runtime.free(0)  # the context
+        cupy.empty(1, dtype=np.uint8)
+        cupy.cuda.alloc_pinned_memory(1)
+        from netdsl.backends.cupy import loader
 
-    def run() -> None:
-        try:
-            cupy = import_cupy()
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                return
-            cupy.cuda.runtime.free(0)  # the context
-            cupy.empty(1, dtype=np.uint8)
-            cupy.cuda.alloc_pinned_memory(1)
-            from netdsl.backends.cupy import loader
-
-            loader.load_cached(current())
-        except Exception:  # noqa: BLE001 - reported by the first real use, with its context
-            pass
-
-    thread = threading.Thread(target=run, name="netdsl-cuda-warm-up", daemon=True)
-    thread.start()
-    return thread
+        loader.load_cached(current())
+    except Exception:  # noqa: BLE001 - reported by the first real use
+        pass
 
 
 def storage_length(dtype: dtypes.DType, count: int) -> int:

@@ -161,7 +161,7 @@ def precompile(device: int | None = None) -> int:
 
 def load_cached(on_device: int) -> int:
     """Load every kernel part already in the disk cache for ``on_device`` (none is compiled here); returns
-    how many. :func:`device.warm_up` runs it beside ``netdsl apply``'s planning, so the first launches
+    how many. :func:`device.make_ready` runs it (in a thread) beside ``netdsl apply``'s planning, so the first launches
     find their modules loaded."""
     count = 0
     for file in abi.KERNEL_NAMES:
