@@ -434,6 +434,73 @@ def test_a_failing_shard_stops_the_others_and_leaves_nothing_half_written(checkp
         assert path.read_bytes() == (out / path.name).read_bytes(), path.name
 
 
+def test_a_shard_is_put_in_place_while_the_next_is_written(checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """One shard at a time (NumPy): the first shard's fsync and rename (a commit thread's) wait until the
+    second shard has begun, which they could not if the shard thread made its own shard durable; the bytes
+    are those of a plain run, and each shard is recorded once it is in place."""
+    from netdsl.apply import run
+    from netdsl.apply.safetensors_io import ShardWriter
+
+    folder, _ = checkpoint
+    apply(NVFP4, folder, tmp_path / "reference", backend="numpy")
+    second_started, waited = threading.Event(), []
+    real_data, real_durable, real_record = run._shard_data, ShardWriter.durable, run.Manifest.record
+    started: list[str] = []
+
+    def shard_data(plan, shard, *rest):
+        started.append(shard)
+        if len(started) == 2:
+            second_started.set()
+        return real_data(plan, shard, *rest)
+
+    def durable(self) -> None:
+        if self.path.name == started[0]:
+            waited.append(second_started.wait(timeout=60))  # ok: a hang limit, not a timing
+        real_durable(self)
+
+    def record(self, shard: str, sha256: str) -> None:
+        assert (self.path.parent / shard).is_file()  # in place before the manifest lists it
+        real_record(self, shard, sha256)
+
+    monkeypatch.setattr(run, "_shard_data", shard_data)
+    monkeypatch.setattr(ShardWriter, "durable", durable)
+    monkeypatch.setattr(run.Manifest, "record", record)
+    apply(NVFP4, folder, tmp_path / "out", backend="numpy")
+    assert waited == [True]
+    for path in sorted((tmp_path / "reference").iterdir()):
+        assert path.read_bytes() == (tmp_path / "out" / path.name).read_bytes(), path.name
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc (Linux)")
+@pytest.mark.parametrize("failing", [SHARD2, "hf_quant_config.json"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(failing: str, checkpoint, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """No space left while a shard or a config is made durable: a usage error naming the error and OUTDIR,
+    no temporary file left, the manifest not complete; the same command again ends with a plain run's bytes."""
+    import errno
+    import os
+
+    folder, _ = checkpoint
+    apply(NVFP4, folder, tmp_path / "reference", backend="numpy")
+    out = tmp_path / "out"
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == f".{failing}.partial":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(UsageError, match=f"^No space left on device: '{out}' \\(the shards already in place"):
+        apply(NVFP4, folder, out, backend="numpy")
+    assert not list(out.glob(".*.partial")) and not (out / failing).exists()
+    assert json.loads((out / ".netdsl-apply.json").read_text())["complete"] is False
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    apply(NVFP4, folder, out, backend="numpy")
+    for path in sorted((tmp_path / "reference").iterdir()):
+        assert path.read_bytes() == (out / path.name).read_bytes(), path.name
+
+
 def _unshared_shards(folder: Path, out: Path) -> None:
     """Every output shard written on its own, each computing all its groups (as a Dask task does)."""
     from netdsl.apply.checkpoint import open_checkpoint
@@ -552,12 +619,16 @@ def _shard_fsyncs_and_handoffs(monkeypatch) -> tuple[list[str], list[tuple[str, 
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        fsynced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if name.endswith(".safetensors.partial"):  # a shard: by a commit thread, not the shard's own
+            assert threading.current_thread().name.startswith("netdsl-commit")
+        fsynced.append(name)
         real_fsync(fd)
 
     def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
         assert advice == os.POSIX_FADV_DONTNEED
         assert os.fstat(fd).st_size >= offset + length  # the range was written (flushed) before it is handed
+        assert threading.current_thread().name.startswith("netdsl-writeback")  # never the writing thread
         handed.append((os.path.basename(os.readlink(f"/proc/self/fd/{fd}")), offset, length))
 
     monkeypatch.setattr(os, "fsync", fsync)
@@ -588,9 +659,9 @@ def test_fsync_settings_give_the_same_bytes(mode: str, checkpoint, tmp_path: Pat
         assert not handed
         return
     for shard in shards:
-        ranges = [(offset, length) for name, offset, length in handed if name == shard]
+        ranges = sorted((offset, length) for name, offset, length in handed if name == shard)
         assert ranges and ranges[0][0] == 0
-        assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))  # contiguous, in order
+        assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))  # contiguous, each range once
         assert all(n >= 4096 for _, n in ranges)
         end = ranges[-1][0] + ranges[-1][1]
         assert (tmp_path / "out" / shard[1:-len(".partial")]).stat().st_size - end < 4096

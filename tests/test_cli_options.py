@@ -98,12 +98,13 @@ def test_help_keeps_the_examples_as_written(capsys) -> None:
 
 
 def test_version(capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
     try:
         expected = metadata.version("netdsl")
     except metadata.PackageNotFoundError:
         expected = netdsl.__version__
+    assert main(["--version"]) == 0 and capsys.readouterr().out == f"netdsl {expected}\n"
+    with pytest.raises(SystemExit) as exit_info:  # with other words, argparse's --version
+        main(["--version", "check"])
     assert exit_info.value.code == 0 and capsys.readouterr().out == f"netdsl {expected}\n"
 
 

@@ -1,8 +1,9 @@
 #!/bin/bash
-# The session's second H100 call (lead, 2026-12-07 17:20 UTC, about 6 minutes): the apply tests on the GPU;
-# bench_apply at 8 GB with the ModelOpt peer and NETDSL_APPLY_FSYNC=none (the peer fsyncs nothing), with the
-# new rows (the job's I/O alone) and --timing's from/to columns; startup.sh; then 24 GB, where the fixed cost
-# is a smaller share. Runs from the repository root with $OUT set (lark installed, PYTHONPATH the checkout).
+# H100 calls of 2026-12-07 (lead): the apply tests (with Dask and dask-cuda from the carried wheels); bench_apply
+# at 8 GB with the ModelOpt peer and NETDSL_APPLY_FSYNC=none (the peer fsyncs nothing), with the rows of the
+# job's I/O alone and --timing's from/to columns; startup.sh; then 24 GB, where the fixed cost is a smaller
+# share. Ran at 16:52 UTC (commit 7199d22) and at 17:25 UTC (the shard commits and writeback handoffs in
+# threads of their own). Runs from the repository root with $OUT set (lark installed, PYTHONPATH the checkout).
 set -u
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/steps.txt"; }
@@ -13,8 +14,8 @@ python3 -m pip install -q --no-index --no-deps --target $SITE2 $(cat /tmp/peer-n
 printf '#!/bin/bash\nPYTHONPATH=%s:$PYTHONPATH exec python3 "$@"\n' "$SITE2" > /tmp/peer-python; chmod +x /tmp/peer-python
 timeout 60 python3 -c "from netdsl.backends.cupy import precompile; print('kernel parts built:', precompile())" >> "$OUT/env.txt" 2>&1
 stamp "set up"
-timeout 60 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_cuda_start.py tests/test_apply.py tests/test_apply_ct.py \
-    -k "cupy or gpu or cuda_start" > "$OUT/apply-tests.txt" 2>&1
+PYTHONPATH=$SITE2:$PYTHONPATH timeout 120 python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_cuda_start.py \
+    tests/test_apply.py tests/test_apply_ct.py tests/test_apply_gpus.py > "$OUT/apply-tests.txt" 2>&1
 stamp "apply tests rc=$?: $(tail -n 1 "$OUT/apply-tests.txt")"
 timeout 120 python3 benchmarks/bench_apply.py --size-gb 8 --dir /tmp/bench8 --backend cupy --variant NETDSL_APPLY_FSYNC=none \
     --peer-python /tmp/peer-python --out "$OUT/apply8.md" > "$OUT/bench8.log" 2>&1

@@ -44,16 +44,14 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
 
     started = time.perf_counter()
     on_dask = workers is not None or scheduler is not None or gpus is not None
-    imported = threading.Event()
+    # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
+    from netdsl.apply.checkpoint import open_checkpoint
+    from netdsl.apply.plan import make_plan, read_input_scales
+    from netdsl.apply.run import Manifest, finish, write_shards
+    from netdsl.apply.safetensors_io import CheckpointError
+
     if backend in ("cupy", "auto") and not on_dask:  # CUDA made ready in a thread while the checkpoint is planned
-        threading.Thread(target=_gpu_start, args=(imported,), name="netdsl-cuda-warm-up", daemon=True).start()
-    try:  # imported here, not with the package: the command line lists `apply` without loading ml_dtypes
-        from netdsl.apply.checkpoint import open_checkpoint
-        from netdsl.apply.plan import make_plan, read_input_scales
-        from netdsl.apply.run import Manifest, finish, write_shards
-        from netdsl.apply.safetensors_io import CheckpointError
-    finally:
-        imported.set()
+        threading.Thread(target=_gpu_start, name="netdsl-cuda-warm-up", daemon=True).start()
     try:
         source = open_checkpoint(Path(checkpoint))
     except CheckpointError as error:
@@ -82,49 +80,49 @@ def apply(recipe: str | Path, checkpoint: str | Path, outdir: str | Path, format
         raise UsageError(f"--task-size takes a size > 0, auto or none; got {task_size!r}")
     if on_dask:
         from netdsl.apply.scheduler import dask_client, run_on_dask
-    with dask_client(workers, scheduler, gpus) if on_dask else nullcontext() as client:
-        manifest = Manifest.open(out, plan.settings)
-        todo = [shard for shard in plan.shards if not manifest.finished(shard, out)]
-        total = source.size
-        done = [total - sum(plan.input_bytes(s) for s in todo)]
+    try:
+        with dask_client(workers, scheduler, gpus) if on_dask else nullcontext() as client:
+            manifest = Manifest.open(out, plan.settings)
+            todo = [shard for shard in plan.shards if not manifest.finished(shard, out)]
+            total = source.size
+            done = [total - sum(plan.input_bytes(s) for s in todo)]
 
-        def advance(nbytes: int) -> None:
-            done[0] += nbytes
-            if progress:
-                progress(done[0], total)
+            def advance(nbytes: int) -> None:
+                done[0] += nbytes
+                if progress:
+                    progress(done[0], total)
 
-        advance(0)
-        TIMING.add("plan", time.perf_counter() - started)
-        manifest.complete = False
-        if todo:
+            advance(0)
+            TIMING.add("plan", time.perf_counter() - started)
+            manifest.complete = False
+            if todo:
+                manifest.save()
+            try:
+                if on_dask:
+                    run_on_dask(client, plan, todo, out, backend, manifest, advance, task_bytes)
+                else:
+                    write_shards(plan, todo, str(out), backend, advance, manifest.record)
+            except CheckpointError as error:
+                raise UsageError(str(error)) from None
+        with TIMING.phase("finish"):
+            finish(plan, out)
+            manifest.complete = True
             manifest.save()
-        try:
-            if on_dask:
-                run_on_dask(client, plan, todo, out, backend, manifest, advance, task_bytes)
-            else:
-                write_shards(plan, todo, str(out), backend, advance, manifest.record)
-        except CheckpointError as error:
-            raise UsageError(str(error)) from None
-    with TIMING.phase("finish"):
-        finish(plan, out)
-        manifest.complete = True
-        manifest.save()
+    except OSError as error:  # the output's disk (full, read-only, gone) or a file that went away mid-run
+        where = error.filename if error.filename is not None else out
+        raise UsageError(f"{error.strerror or error}: '{where}' (the shards already in place are kept: the "
+                         f"same command started again resumes)") from None
     return plan
 
 
-def _gpu_start(imported: threading.Event) -> None:
+def _gpu_start() -> None:
     """The GPU made ready for the first shard's launches (netdsl.backends.cupy.device.make_ready), counted by
-    ``--timing`` as "gpu start": CuPy is imported beside :func:`apply`'s own imports (NumPy, the language),
-    netdsl's GPU modules once those are ``imported`` (no two threads import netdsl's modules at once, which
-    could meet a module half made)."""
+    ``--timing`` as "gpu start". Started once :func:`apply` has imported its own modules, not before: CuPy's
+    import calls the driver with the GIL held, so beside the driver's start (netdsl.cuda_start) it stalled
+    every thread (plan 0.18 s became 0.88 s on the H100 machine, benchmarks/results-apply.md)."""
     from netdsl.apply.timing import TIMING
 
     with TIMING.phase("gpu start"):
-        try:
-            import cupy  # noqa: F401
-        except Exception:  # noqa: BLE001 - not there, or broken: make_ready leaves it to the first real use
-            pass
-        imported.wait()
         from netdsl.backends.cupy.device import make_ready
 
         make_ready()

@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -346,10 +346,28 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     once by threads of one process (:func:`write_shards`); ``stop`` set makes this one give up
     (:class:`Cancelled`, its temporary file removed) before its next tensor; ``shared``: the groups this
     process's shards share (computed once)."""
+    writer, digest = _shard_data(plan, shard, outdir, backend, progress, stop, shared)
+    _durable(writer)
+    return shard, digest
+
+
+def _shard_data(plan: Plan, shard: str, outdir: str, backend: str, progress: Callable[[int], None] | None,
+                stop: threading.Event | None, shared: SharedGroups | None) -> tuple[ShardWriter, str]:
+    """:func:`write_shard` up to its last byte written and hashed: the writer (for :func:`_durable`) and
+    the SHA-256."""
     entries = plan.shards[shard]
     with TIMING.phase("shard", plan.input_bytes(shard)):
         writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
-        return shard, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
+        return writer, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
+
+
+def _durable(writer: ShardWriter) -> None:
+    """A finished writer's file fsynced, closed and renamed into place (removed if that fails)."""
+    try:
+        writer.durable()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
@@ -364,7 +382,9 @@ def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backe
     entries = plan.shards[shard][part[0]:part[1]]
     name = part_name(shard, part)
     writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
-    return name, _write_entries(plan, shard, entries, writer, backend, None, None, None)
+    digest = _write_entries(plan, shard, entries, writer, backend, None, None, None)
+    _durable(writer)
+    return name, digest
 
 
 def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir: str,
@@ -391,9 +411,10 @@ def assemble_shard(plan: Plan, shard: str, parts: list[tuple[int, int]], outdir:
 def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWriter, backend: str,
                    progress: Callable[[int], None] | None, stop: threading.Event | None,
                    shared: SharedGroups | None) -> str:
-    """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` and commit it;
-    returns the SHA-256 of what was written. ``stop`` set: give up before the next tensor (:class:`Cancelled`).
-    A group in ``shared`` is computed once for all the shards that hold its members."""
+    """Write ``entries`` (a run of output shard ``shard``'s tensors) through ``writer`` to its last byte
+    (:meth:`ShardWriter.finish`: the caller makes it durable); returns the SHA-256 of what was written.
+    ``stop`` set: give up before the next tensor (:class:`Cancelled`). A group in ``shared`` is computed once
+    for all the shards that hold its members."""
     checkpoint = plan.checkpoint
     locations = checkpoint.locations
     pending: dict[int, int] = {}  # group -> entries of this shard still to write
@@ -442,7 +463,7 @@ def _write_entries(plan: Plan, shard: str, entries: list[Entry], writer: ShardWr
                         group = plan.groups[e.group]
                         progress(sum(checkpoint.shards[locations[m]][m].nbytes for m in group.members
                                      if locations[m] == shard))
-            return writer.commit()
+            return writer.finish()
         except BaseException:
             writer.abort()
             raise
@@ -464,14 +485,13 @@ def shards_at_once(backend: str, count: int) -> int:
 def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progress: Callable[[int], None],
                  done: Callable[[str, str], None]) -> None:
     """Write ``shards`` in this process, :func:`shards_at_once` at a time; ``done(shard, sha256)`` is called
-    in this thread as each finishes. The first failure (or an interrupt) stops the others before their next
-    tensor and is raised here; no shard is left half-written."""
+    in this thread as each is in place. A shard's thread goes on to the next shard once the last byte is
+    written: the fsync and rename are a commit thread's (at most as many shards waiting for them as are
+    written at once), so the disk's writing overlaps the next shards' reading, quantizing and writing. The
+    first failure (or an interrupt) stops the others before their next tensor and is raised here; no shard is
+    left half-written, and only the shards in place are ``done``."""
     parallel = shards_at_once(backend, len(shards))
     shared = SharedGroups.of(plan, shards)
-    if parallel == 1:
-        for shard in shards:
-            done(*write_shard(plan, shard, outdir, backend, progress, shared=shared))
-        return
     lock = threading.Lock()
 
     def locked(nbytes: int) -> None:
@@ -479,16 +499,44 @@ def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progr
             progress(nbytes)
 
     stop = threading.Event()
+    slots = threading.Semaphore(parallel)  # shards written but not yet in place
+    commits = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netdsl-commit")
+
+    def write(shard: str) -> Future[tuple[str, str]]:
+        writer, digest = _shard_data(plan, shard, outdir, backend, locked, stop, shared)
+        slots.acquire()
+
+        def commit() -> tuple[str, str]:
+            try:
+                _durable(writer)
+                return shard, digest
+            finally:
+                slots.release()
+
+        try:
+            return commits.submit(commit)
+        except BaseException:
+            slots.release()
+            writer.abort()
+            raise
+
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netdsl-shard")
-    futures = [pool.submit(write_shard, plan, shard, outdir, backend, locked, stop, shared) for shard in shards]
+    pending: set[Future[Any]] = {pool.submit(write, shard) for shard in shards}
     try:
-        for future in as_completed(futures):
-            done(*future.result())
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                if isinstance(result, Future):  # written: its commit is under way
+                    pending.add(result)
+                else:
+                    done(*result)
     except BaseException:
         stop.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        commits.shutdown(wait=True)  # a shard written to its end is still put in place
 
 
 class Manifest:
@@ -556,11 +604,15 @@ class Manifest:
 
 def _write_text(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def finish(plan: Plan, outdir: Path) -> None:
@@ -588,13 +640,19 @@ def finish(plan: Plan, outdir: Path) -> None:
                 raise UsageError(f"cannot read '{source}': {error}") from None
             config["quantization_config"] = quantization_config
             _write_text(target, json.dumps(config, indent=2) + "\n")
-        elif source.is_dir():
-            temporary = target.with_name(f".{name}.partial")
-            shutil.rmtree(temporary, ignore_errors=True)
-            shutil.copytree(source, temporary)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(temporary, target)
         else:
             temporary = target.with_name(f".{name}.partial")
-            shutil.copyfile(source, temporary)
-            os.replace(temporary, target)
+            try:
+                if source.is_dir():
+                    shutil.rmtree(temporary, ignore_errors=True)
+                    shutil.copytree(source, temporary)
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    shutil.copyfile(source, temporary)
+                os.replace(temporary, target)
+            except BaseException:  # no half-copied file or folder left behind
+                if temporary.is_dir():
+                    shutil.rmtree(temporary, ignore_errors=True)
+                else:
+                    temporary.unlink(missing_ok=True)
+                raise

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +46,18 @@ HASH_AHEAD = 1 << 27
 #: a shard's bytes are handed to the disk every WRITEBACK bytes as they are written (asynchronously), so the
 #: fsync that ends the shard waits only for the last piece
 WRITEBACK = 1 << 26
+#: the threads that hand written bytes to the disk (posix_fadvise, which waits while the disk's queue is full:
+#: on the H100 machine's disk the shard threads spent 7.3 of their 18.6 busy seconds there for a 24 GB
+#: checkpoint, benchmarks/results-apply.md); made on first use, shared by every writer of the process
+_WRITEBACK: list[ThreadPoolExecutor] = []
+_WRITEBACK_LOCK = threading.Lock()
+
+
+def _writeback_pool() -> ThreadPoolExecutor:
+    with _WRITEBACK_LOCK:
+        if not _WRITEBACK:
+            _WRITEBACK.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="netdsl-writeback"))
+        return _WRITEBACK[0]
 
 
 class CheckpointError(Exception):
@@ -136,7 +149,8 @@ def header_bytes(tensors: Iterable[OutputTensor], metadata: dict[str, str] | Non
 class ShardWriter:
     """Writes one safetensors file as a stream: ``write(tensor, chunks)`` in the header's order, then
     ``commit()`` renames the finished file into place (``abort()`` removes it). The SHA-256 of the final
-    bytes is computed on the way."""
+    bytes is computed on the way. ``commit()`` is ``finish()`` (every byte written and hashed: the SHA-256)
+    then ``durable()`` (fsync, close, rename), which another thread may do while the writer's goes on."""
 
     def __init__(self, path: Path, tensors: list[OutputTensor], metadata: dict[str, str] | None,
                  header: bool = True):
@@ -153,6 +167,7 @@ class ShardWriter:
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-hash")
         self.hashing: deque[tuple[Future[None], int]] = deque()
         self.unhashed = 0
+        self.handing: deque[Future[None]] = deque()  # the writeback handoffs not yet done
         if header:  # without: the tensors' bytes only (a part of a shard, docs/scale.md)
             self._put(header_bytes(tensors, metadata))
 
@@ -163,16 +178,26 @@ class ShardWriter:
             self.written += size
             if self.written - self.handed >= WRITEBACK and self.writeback == "early" and hasattr(os, "posix_fadvise"):
                 self.stream.flush()
-                # starts the range's writeback without waiting for it (Linux: WB_SYNC_NONE); its pages are
-                # dropped from the page cache once clean, as nothing reads them again
-                os.posix_fadvise(self.stream.fileno(), self.handed, self.written - self.handed,
-                                 os.POSIX_FADV_DONTNEED)
+                while self.handing and self.handing[0].done():
+                    self.handing.popleft().result()
+                self.handing.append(_writeback_pool().submit(self._hand, self.handed, self.written - self.handed))
                 self.handed = self.written
         with TIMING.phase("wait hash"):
             while self.hashing and self.unhashed + size > HASH_AHEAD:
                 self._hashed()
         self.hashing.append((self.hasher.submit(self._hash, data), size))
         self.unhashed += size
+
+    def _hand(self, offset: int, length: int) -> None:
+        """Start the writeback of bytes [offset, offset + length) without waiting for it to end (Linux:
+        WB_SYNC_NONE; it waits only while the disk's queue is full); the pages are dropped from the page
+        cache once clean, as nothing reads them again."""
+        with TIMING.phase("writeback", length):
+            os.posix_fadvise(self.stream.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
+
+    def _handed(self) -> None:
+        while self.handing:
+            self.handing.popleft().result()
 
     def _hashed(self) -> None:
         """Wait for the oldest piece's SHA-256 (the thread hashes the pieces in order)."""
@@ -200,6 +225,13 @@ class ShardWriter:
 
     def commit(self) -> str:
         """Flush, fsync and rename into place; returns the file's SHA-256 (hex)."""
+        digest = self.finish()
+        self.durable()
+        return digest
+
+    def finish(self) -> str:
+        """Every tensor written, hashed and flushed to the file (not yet durable, nor in place); returns the
+        file's SHA-256 (hex)."""
         if self.next != len(self.tensors):
             raise RuntimeError(f"shard writer: {len(self.tensors) - self.next} tensors not written")
         with TIMING.phase("wait hash"):
@@ -207,15 +239,21 @@ class ShardWriter:
                 self._hashed()
         self.hasher.shutdown()
         self.stream.flush()
+        return self.hash.hexdigest()
+
+    def durable(self) -> None:
+        """After :meth:`finish`: fsync (as $NETDSL_APPLY_FSYNC says), close and rename into place."""
+        self._handed()
         if self.writeback != "none":
             with TIMING.phase("fsync"):
                 os.fsync(self.stream.fileno())
         self.stream.close()
         os.replace(self.temporary, self.path)
-        return self.hash.hexdigest()
 
     def abort(self) -> None:
         self.hasher.shutdown(wait=True, cancel_futures=True)
+        for handoff in self.handing:  # none may use the file once it is closed
+            handoff.cancel() or handoff.exception()
         self.stream.close()
         self.temporary.unlink(missing_ok=True)
 

@@ -26,11 +26,12 @@ PHASES = {
     "download": "outputs to the host (cupy: waits for the GPU)",
     "convert": "outputs to their stored dtypes",
     "write": "write the output files",
+    "writeback": "hand the written bytes to the disk (posix_fadvise; threads of their own)",
     "hash": "SHA-256 of the output (the manifest's)",
     "wait hash": "wait for the SHA-256 to catch up with the writes",
-    "fsync": "fsync each finished file",
+    "fsync": "fsync each finished file (in the commit threads, while the shard threads go on)",
     "finish": "index, configs, other files",
-    "shard": "the shard threads' whole time (the phases from wait read to fsync are part of it)",
+    "shard": "the shard threads' whole time (the phases from wait read to wait hash are part of it)",
 }
 
 
