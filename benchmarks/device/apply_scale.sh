@@ -27,7 +27,7 @@ stamp "startup rc=$?"
 grep -h "version\|apply small (cupy, --timing):" "$OUT/startup.txt" | cut -c1-200
 rm -rf /tmp/bench8
 df -h /tmp | tail -1
-timeout 330 python3 benchmarks/bench_apply.py --size-gb 24 --dir /tmp/bench24 --backend cupy --variant NETDSL_APPLY_FSYNC=none \
+timeout 330 python3 benchmarks/bench_apply.py --size-gb 24 --dir /tmp/bench24 --backend cupy --variant NETDSL_APPLY_FSYNC=none --variant NETDSL_APPLY_FSYNC=commit \
     --peer-python /tmp/peer-python --out "$OUT/apply24.md" > "$OUT/bench24.log" 2>&1
 stamp "bench 24 GB rc=$?"
 grep -h "^| " "$OUT/apply24.md"
