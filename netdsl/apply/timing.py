@@ -17,7 +17,7 @@ from types import TracebackType
 
 #: the phases in the order a group passes through them (the report's rows)
 PHASES = {
-    "plan": "open the checkpoint, plan and check",
+    "plan": "import apply's modules, open the checkpoint, plan and check",
     "gpu start": "CuPy, the CUDA context and the kernels made ready (a thread, beside plan)",
     "read": "read the weights (to the device with cupy)",
     "wait read": "wait for the read ahead",
