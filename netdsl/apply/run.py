@@ -347,27 +347,18 @@ def write_shard(plan: Plan, shard: str, outdir: str, backend: str,
     (:class:`Cancelled`, its temporary file removed) before its next tensor; ``shared``: the groups this
     process's shards share (computed once)."""
     writer, digest = _shard_data(plan, shard, outdir, backend, progress, stop, shared)
-    _durable(writer)
+    writer.durable()
     return shard, digest
 
 
 def _shard_data(plan: Plan, shard: str, outdir: str, backend: str, progress: Callable[[int], None] | None,
                 stop: threading.Event | None, shared: SharedGroups | None) -> tuple[ShardWriter, str]:
-    """:func:`write_shard` up to its last byte written and hashed: the writer (for :func:`_durable`) and
+    """:func:`write_shard` up to its last byte written and hashed: the writer (for :meth:`ShardWriter.durable`) and
     the SHA-256."""
     entries = plan.shards[shard]
     with TIMING.phase("shard", plan.input_bytes(shard)):
         writer = ShardWriter(Path(outdir) / shard, [e.tensor for e in entries], plan.checkpoint.metadata[shard])
         return writer, _write_entries(plan, shard, entries, writer, backend, progress, stop, shared)
-
-
-def _durable(writer: ShardWriter) -> None:
-    """A finished writer's file fsynced, closed and renamed into place (removed if that fails)."""
-    try:
-        writer.durable()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def part_name(shard: str, part: tuple[int, int]) -> str:
@@ -383,7 +374,7 @@ def write_part(plan: Plan, shard: str, part: tuple[int, int], outdir: str, backe
     name = part_name(shard, part)
     writer = ShardWriter(Path(outdir) / name, [e.tensor for e in entries], None, header=False)
     digest = _write_entries(plan, shard, entries, writer, backend, None, None, None)
-    _durable(writer)
+    writer.durable()
     return name, digest
 
 
@@ -508,7 +499,7 @@ def write_shards(plan: Plan, shards: list[str], outdir: str, backend: str, progr
 
         def commit() -> tuple[str, str]:
             try:
-                _durable(writer)
+                writer.durable()
                 return shard, digest
             finally:
                 slots.release()

@@ -242,13 +242,18 @@ class ShardWriter:
         return self.hash.hexdigest()
 
     def durable(self) -> None:
-        """After :meth:`finish`: fsync (as $NETDSL_APPLY_FSYNC says), close and rename into place."""
-        self._handed()
-        if self.writeback != "none":
-            with TIMING.phase("fsync"):
-                os.fsync(self.stream.fileno())
-        self.stream.close()
-        os.replace(self.temporary, self.path)
+        """After :meth:`finish`: fsync (as $NETDSL_APPLY_FSYNC says), close and rename into place; where that
+        fails, the temporary file is removed (:meth:`abort`)."""
+        try:
+            self._handed()
+            if self.writeback != "none":
+                with TIMING.phase("fsync"):
+                    os.fsync(self.stream.fileno())
+            self.stream.close()
+            os.replace(self.temporary, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         self.hasher.shutdown(wait=True, cancel_futures=True)
